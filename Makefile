@@ -1,0 +1,43 @@
+# The README's commands. Everything runs inside .venv, built from uv.lock.
+SHELL := /bin/bash
+PY := .venv/bin/python
+UV ?= uv
+
+.PHONY: install services migrate run test lint format bench clean
+
+install: .venv/.synced
+
+.venv/.synced: pyproject.toml uv.lock
+	$(UV) sync --frozen --python 3.11
+	@touch $@
+
+services:
+	bash scripts/services.sh
+
+migrate: install services
+	$(PY) -m migrations
+
+## The whole stack, locally: services checked/started, migrations, then every process (Ctrl-C stops all).
+run: migrate
+	mkdir -p var/media
+	$(PY) -m honcho start -f Procfile
+
+## The whole test suite against the real PostgreSQL, Redis and RabbitMQ (exit 5, "no tests", fails too).
+test: install services
+	$(PY) -m pytest
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	.venv/bin/lint-imports
+
+format: install
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+bench: install services
+	$(PY) -m bench
+
+clean:
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache var

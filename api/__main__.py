@@ -1,0 +1,108 @@
+"""``python -m api [--host H] [--port P] [--workers N]`` and ``python -m api keys create NAME [--scope S]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+
+import uvloop
+from aiohttp import web
+
+from api.app import create_app
+from shared.db import connection, create_pool
+from shared.logs import configure_logging, get_logger
+from shared.repo import apikeys
+from shared.settings import Settings
+
+
+def _parser(settings: Settings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m api", description="Stockroom HTTP API")
+    parser.add_argument("--host", default=settings.api_host)
+    parser.add_argument("--port", type=int, default=settings.api_port)
+    parser.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
+    return parser
+
+
+def _keys_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m api keys", description="API keys")
+    sub = parser.add_subparsers(dest="action", required=True)
+    create = sub.add_parser("create", help="create a key and print it once")
+    create.add_argument("name")
+    create.add_argument("--scope", choices=["write", "admin"], default="write")
+    return parser
+
+
+async def _create_key(settings: Settings, name: str, scope: str) -> str:
+    pool = await create_pool(settings, max_size=1)
+    try:
+        async with connection(pool, settings.pg_connect_timeout) as conn:
+            _, key = await apikeys.create(conn, name, scope)
+    finally:
+        await pool.close()
+    return key
+
+
+def serve(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
+    """Run one API process until SIGINT/SIGTERM; in-flight requests get time to finish."""
+    configure_logging(settings, "api")
+    get_logger("api").info("api_starting", host=host, port=port)
+    uvloop.install()
+    web.run_app(
+        create_app(settings),
+        host=host,
+        port=port,
+        reuse_port=reuse_port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=15.0,
+        handle_signals=True,
+    )
+
+
+def _serve_many(settings: Settings, host: str, port: int, workers: int) -> int:
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=serve, args=(settings, host, port, True), daemon=False) for _ in range(workers)]
+    for p in procs:
+        p.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.pid is not None and p.is_alive():
+                os.kill(p.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = []
+    for p in procs:
+        p.join()
+        codes.append(p.exitcode or 0)
+    return max(codes, default=0)
+
+
+def main(argv: list[str]) -> int:
+    settings = Settings()
+    if argv[:1] == ["keys"]:
+        args = _keys_parser().parse_args(argv[1:])
+        key = asyncio.run(_create_key(settings, args.name, args.scope))
+        sys.stdout.write(key + "\n")
+        return 0
+    args = _parser(settings).parse_args(argv)
+    if args.workers < 1:
+        sys.stderr.write("--workers must be at least 1\n")
+        return 2
+    if args.workers == 1:
+        serve(settings, args.host, args.port, reuse_port=False)
+        return 0
+    # Bind once here so a port in use fails loudly before any child starts.
+    with socket.create_server((args.host, args.port), reuse_port=True):
+        pass
+    return _serve_many(settings, args.host, args.port, args.workers)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

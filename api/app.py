@@ -1,0 +1,73 @@
+"""``create_app(settings)``: synchronous, no I/O; resources come from cleanup contexts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from api import middleware
+from api.auth import KeyCache
+from api.health import Readiness
+from api.keys import KEY_CACHE, PG_POOL, READINESS, REDIS, SETTINGS
+from api.routes import setup_routes
+from shared.db import create_pool
+from shared.logs import get_logger
+from shared.settings import Settings
+
+#: JSON bodies are limited to 1 MiB before parsing (413 beyond).
+JSON_MAX_BYTES = 1024 * 1024
+
+log = get_logger("api")
+
+
+def redis_client(settings: Settings) -> aioredis.Redis:
+    """A Redis client for the request path: short timeouts, no retries, so a dead Redis costs milliseconds."""
+    return aioredis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=0.25,
+        socket_timeout=0.25,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        health_check_interval=0,
+    )
+
+
+async def _postgres(app: web.Application) -> AsyncIterator[None]:
+    pool = await create_pool(app[SETTINGS])
+    app[PG_POOL] = pool
+    try:
+        yield
+    finally:
+        await pool.close()
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    client = redis_client(app[SETTINGS])
+    app[REDIS] = client
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
+async def _readiness(app: web.Application) -> AsyncIterator[None]:
+    app[READINESS] = Readiness(app[PG_POOL], app[REDIS], app[SETTINGS].rabbitmq_url)
+    yield
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        client_max_size=JSON_MAX_BYTES,
+        middlewares=[middleware.request_id, middleware.errors, middleware.authorization],
+    )
+    app[SETTINGS] = settings
+    app[KEY_CACHE] = KeyCache()
+    app.cleanup_ctx.extend([_postgres, _redis, _readiness])
+    setup_routes(app)
+    if settings.auth_disabled:
+        log.warning("auth_disabled", message="AUTH_DISABLED=true: writes need no API key. Local development only!")
+    return app

@@ -1,0 +1,111 @@
+"""API keys: ``Authorization: Bearer <key>`` on writes, scopes ``write`` and ``admin`` (admin includes write)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final, TypeVar
+
+import asyncpg
+from aiohttp import web
+
+from shared.db import connection
+from shared.errors import Forbidden, Unauthorized
+from shared.repo import apikeys
+from shared.settings import Settings
+
+H = TypeVar("H", bound=Callable[[web.Request], Awaitable[web.StreamResponse]])
+
+#: Scope -> scopes it grants.
+GRANTS: Final = {"admin": frozenset({"admin", "write"}), "write": frozenset({"write"})}
+#: A verified key is trusted this long before PostgreSQL is asked again (revocation takes effect within it).
+KEY_TTL_SECONDS = 30.0
+_ATTR = "required_scope"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who makes a request: ``owner`` scopes idempotency keys; ``scope`` is what the key may do."""
+
+    owner: str
+    scope: str
+
+
+ANONYMOUS = Principal("anonymous", "")
+DEV = Principal("auth-disabled", "admin")
+
+
+def requires(scope: str) -> Callable[[H], H]:
+    """Mark a handler as needing ``scope``; the auth middleware enforces it."""
+
+    def mark(handler: H) -> H:
+        setattr(handler, _ATTR, scope)
+        return handler
+
+    return mark
+
+
+def required_scope(handler: object) -> str | None:
+    scope = getattr(handler, _ATTR, None)
+    return scope if isinstance(scope, str) else None
+
+
+class KeyCache:
+    """Verified keys by SHA-256, each with the time it expires from this cache."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, digest: str) -> Principal | None:
+        entry = self._entries.get(digest)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, digest: str, principal: Principal) -> None:
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[digest] = (time.monotonic() + KEY_TTL_SECONDS, principal)
+
+
+def bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def authenticate(
+    request: web.Request, settings: Settings, pool: asyncpg.Pool, cache: KeyCache, scope: str
+) -> Principal:
+    """The principal behind the request's key, which must grant ``scope``; 401 or 403 otherwise."""
+    if settings.auth_disabled:
+        return DEV
+    key = bearer(request)
+    if key is None:
+        raise Unauthorized(
+            "this request needs an API key: Authorization: Bearer <key>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    principal: Principal | None = None
+    boot = settings.bootstrap_api_key
+    if boot and hmac.compare_digest(key.encode(), boot.encode()):
+        principal = Principal("bootstrap", "admin")
+    else:
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        principal = cache.get(digest)
+        if principal is None:
+            async with connection(pool, settings.pg_connect_timeout) as conn:
+                found = await apikeys.scope_of(conn, key)
+            if found is not None:
+                principal = Principal(f"key:{found[0]}", found[1])
+                cache.put(digest, principal)
+    if principal is None:
+        raise Unauthorized("the API key is not valid", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    if scope not in GRANTS.get(principal.scope, frozenset()):
+        raise Forbidden(f"the API key lacks the {scope!r} scope")
+    return principal

@@ -1,0 +1,360 @@
+"""Write use cases. Each is one PostgreSQL statement (row + outbox row) or, with an Idempotency-Key,
+one transaction holding that statement and the key's record."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from api.http import validate
+from api.schemas import CATEGORY_FIELDS, PRODUCT_FIELDS, CategoryIn, ProductIn
+from shared import slugs
+from shared.db import connection
+from shared.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
+from shared.errors import FieldError as FE
+from shared.merge_patch import apply as merge
+from shared.models import Written
+from shared.repo import categories as cat_repo
+from shared.repo import idempotency
+from shared.repo import products as prod_repo
+from shared.repo import records as rec_repo
+from shared.repo import users as user_repo
+
+#: How often an automatic slug or a PATCH without If-Match is retried after losing a race.
+RETRIES = 5
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """Who asks, and how: what every command needs besides its arguments."""
+
+    pool: asyncpg.Pool
+    timeout: float
+    request_id: str
+    owner: str = "anonymous"
+    idempotency_key: str | None = None
+    request_hash: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the client gets back: status, JSON body and ``Location``; ``replayed`` for an idempotent retry."""
+
+    status: int
+    body: bytes
+    location: str | None = None
+    replayed: bool = False
+
+
+def request_hash(method: str, path: str, body: bytes) -> str:
+    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
+
+
+def _savepoint(conn: asyncpg.Connection) -> contextlib.AbstractAsyncContextManager[Any]:
+    # A failed statement aborts a transaction: inside one, each attempt gets a savepoint.
+    return conn.transaction() if conn.is_in_transaction() else contextlib.nullcontext()
+
+
+async def run(ctx: Ctx, op: Callable[[asyncpg.Connection], Awaitable[Outcome]]) -> Outcome:
+    """Run ``op``; with an Idempotency-Key, inside a transaction that records (or replays) the answer."""
+    async with connection(ctx.pool, ctx.timeout) as conn:
+        if ctx.idempotency_key is None:
+            return await op(conn)
+        async with conn.transaction():
+            if not await idempotency.claim(conn, ctx.owner, ctx.idempotency_key, ctx.request_hash):
+                stored = await idempotency.get(conn, ctx.owner, ctx.idempotency_key)
+                if stored is None or stored.status is None or stored.body is None:
+                    raise Conflict("a request with this Idempotency-Key is still in progress")
+                if stored.request_hash != ctx.request_hash:
+                    raise ValidationFailed(
+                        "this Idempotency-Key was used with another request",
+                        errors=[FE(loc=["header", "Idempotency-Key"], msg="was used with another request body")],
+                    )
+                return Outcome(stored.status, stored.body, stored.location, replayed=True)
+            outcome = await op(conn)
+            await idempotency.save(conn, ctx.owner, ctx.idempotency_key, outcome.status, outcome.body, outcome.location)
+            return outcome
+
+
+async def insert_with_slug(
+    conn: asyncpg.Connection,
+    explicit: str | None,
+    name: str,
+    fallback: str,
+    taken: Callable[[asyncpg.Connection, str], Awaitable[list[str]]],
+    insert: Callable[[str], Awaitable[Written | None]],
+) -> Written | None:
+    """Insert under ``explicit`` (409 if taken) or under a slug made from ``name`` (``-2``, ``-3``... on collision)."""
+    if explicit is not None:
+        try:
+            async with _savepoint(conn):
+                return await insert(explicit)
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(f"slug {explicit!r} is already taken") from exc
+    base = slugs.base_slug(name, fallback)
+    candidate = base
+    for _ in range(RETRIES):
+        try:
+            async with _savepoint(conn):
+                return await insert(candidate)
+        except asyncpg.UniqueViolationError:
+            candidate = slugs.next_free(base, await taken(conn, base))
+    raise Conflict("could not find a free slug; try again")
+
+
+async def _renamed(attempt: Awaitable[Written | None], new_slug: str) -> Written | None:
+    try:
+        return await attempt
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict(f"slug {new_slug!r} is already taken") from exc
+
+
+def _check_version(expected: int | None, actual: int) -> None:
+    if expected is not None and expected != actual:
+        raise PreconditionFailed(f"the resource is at version {actual}, not {expected}")
+
+
+# -- categories ----------------------------------------------------------------------------------
+
+
+async def create_category(conn: asyncpg.Connection, ctx: Ctx, body: CategoryIn) -> Written:
+    async def insert(slug: str) -> Written | None:
+        return await cat_repo.insert(
+            conn,
+            slug=slug,
+            name=body.name,
+            description=body.description,
+            parent=body.parent,
+            request_id=ctx.request_id,
+        )
+
+    written = await insert_with_slug(conn, body.slug, body.name, "category", cat_repo.slugs_like, insert)
+    if written is None:
+        raise _no_parent(body.parent)
+    return written
+
+
+def _no_parent(parent: str | None) -> ValidationFailed:
+    return ValidationFailed(
+        "parent is not a live category",
+        errors=[FE(loc=["body", "parent"], msg=f"no live category {parent!r}")],
+    )
+
+
+async def replace_category(
+    conn: asyncpg.Connection, ctx: Ctx, slug: str, body: CategoryIn, expected: int | None
+) -> Written:
+    new_slug = body.slug or slug
+    if body.parent is not None:
+        current = await cat_repo.state(conn, slug)
+        if current is None or current["deleted"]:
+            raise NotFound(f"no category {slug!r}")
+        if body.parent in (slug, new_slug) or await cat_repo.would_cycle(conn, current["id"], body.parent):
+            raise ValidationFailed(
+                "a category cannot be its own ancestor",
+                errors=[FE(loc=["body", "parent"], msg="would make the category its own ancestor")],
+            )
+    written = await _renamed(
+        cat_repo.update(
+            conn,
+            slug,
+            slug=new_slug,
+            name=body.name,
+            description=body.description,
+            parent=body.parent,
+            expected_version=expected,
+            request_id=ctx.request_id,
+        ),
+        new_slug,
+    )
+    if written is not None:
+        return written
+    state = await cat_repo.state(conn, slug)
+    if state is None or state["deleted"]:
+        raise NotFound(f"no category {slug!r}")
+    _check_version(expected, state["version"])
+    raise _no_parent(body.parent)
+
+
+async def delete_category(conn: asyncpg.Connection, ctx: Ctx, slug: str, expected: int | None) -> Written:
+    written = await cat_repo.soft_delete(conn, slug, expected, ctx.request_id)
+    if written is not None:
+        return written
+    state = await cat_repo.state(conn, slug)
+    if state is None or state["deleted"]:
+        raise NotFound(f"no category {slug!r}")
+    _check_version(expected, state["version"])
+    raise Conflict(f"category {slug!r} still has {state['live_products']} live product(s)")
+
+
+async def restore_category(conn: asyncpg.Connection, ctx: Ctx, slug: str, expected: int | None) -> Written:
+    try:
+        written = await cat_repo.restore(conn, slug, expected, ctx.request_id)
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict(f"slug {slug!r} was taken by another category meanwhile") from exc
+    if written is not None:
+        return written
+    state = await cat_repo.state(conn, slug)
+    if state is None:
+        raise NotFound(f"no category {slug!r}")
+    if not state["deleted"]:
+        raise Conflict(f"category {slug!r} is not deleted")
+    _check_version(expected, state["version"])
+    raise Conflict(f"category {slug!r} cannot be restored")
+
+
+async def patch_category(conn: asyncpg.Connection, ctx: Ctx, slug: str, patch: Any, expected: int | None) -> Written:
+    """JSON merge patch: applied to the current fields, validated whole, written at the version read."""
+    for _ in range(RETRIES):
+        current = await cat_repo.get_by_slug(conn, slug)
+        if current is None:
+            raise NotFound(f"no category {slug!r}")
+        _check_version(expected, current.version)
+        doc = {f: getattr(current, f) for f in CATEGORY_FIELDS}
+        body = validate(CategoryIn, merge(doc, patch))
+        try:
+            return await replace_category(conn, ctx, slug, body, current.version)
+        except PreconditionFailed:
+            if expected is not None:
+                raise
+    raise Conflict(f"category {slug!r} kept changing; try again")
+
+
+# -- products ------------------------------------------------------------------------------------
+
+
+def _product_fields(body: ProductIn, slug: str | None) -> dict[str, Any]:
+    fields = body.model_dump()
+    fields["slug"] = slug
+    return fields
+
+
+def _no_category(category: str) -> ValidationFailed:
+    return ValidationFailed(
+        "category is not a live category",
+        errors=[FE(loc=["body", "category"], msg=f"no live category {category!r}")],
+    )
+
+
+async def create_product(conn: asyncpg.Connection, ctx: Ctx, body: ProductIn) -> Written:
+    async def insert(slug: str) -> Written | None:
+        return await prod_repo.insert(conn, fields=_product_fields(body, slug), request_id=ctx.request_id)
+
+    written = await insert_with_slug(conn, body.slug, body.name, "product", prod_repo.slugs_like, insert)
+    if written is None:
+        raise _no_category(body.category)
+    return written
+
+
+async def replace_product(
+    conn: asyncpg.Connection, ctx: Ctx, slug: str, body: ProductIn, expected: int | None
+) -> Written:
+    new_slug = body.slug or slug
+    written = await _renamed(
+        prod_repo.update(
+            conn,
+            slug,
+            fields=_product_fields(body, new_slug),
+            expected_version=expected,
+            request_id=ctx.request_id,
+        ),
+        new_slug,
+    )
+    if written is not None:
+        return written
+    state = await prod_repo.state(conn, slug)
+    if state is None or state["deleted"]:
+        raise NotFound(f"no product {slug!r}")
+    _check_version(expected, state["version"])
+    raise _no_category(body.category)
+
+
+async def delete_product(conn: asyncpg.Connection, ctx: Ctx, slug: str, expected: int | None) -> Written:
+    written = await prod_repo.soft_delete(conn, slug, expected, ctx.request_id)
+    if written is not None:
+        return written
+    state = await prod_repo.state(conn, slug)
+    if state is None or state["deleted"]:
+        raise NotFound(f"no product {slug!r}")
+    _check_version(expected, state["version"])
+    raise Conflict(f"product {slug!r} cannot be deleted")
+
+
+async def restore_product(conn: asyncpg.Connection, ctx: Ctx, slug: str, expected: int | None) -> Written:
+    try:
+        written = await prod_repo.restore(conn, slug, expected, ctx.request_id)
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict(f"slug {slug!r} was taken by another product meanwhile") from exc
+    if written is not None:
+        return written
+    state = await prod_repo.state(conn, slug)
+    if state is None:
+        raise NotFound(f"no product {slug!r}")
+    if not state["deleted"]:
+        raise Conflict(f"product {slug!r} is not deleted")
+    _check_version(expected, state["version"])
+    if not state["category_live"]:
+        raise Conflict(f"the category of product {slug!r} is deleted; restore it first")
+    raise Conflict(f"product {slug!r} cannot be restored")
+
+
+async def patch_product(conn: asyncpg.Connection, ctx: Ctx, slug: str, patch: Any, expected: int | None) -> Written:
+    """JSON merge patch: applied to the current fields, validated whole, written at the version read."""
+    for _ in range(RETRIES):
+        current = await prod_repo.get_by_slug(conn, slug)
+        if current is None:
+            raise NotFound(f"no product {slug!r}")
+        _check_version(expected, current.version)
+        doc = {f: getattr(current, f) for f in PRODUCT_FIELDS}
+        doc["price"] = str(current.price)
+        body = validate(ProductIn, merge(doc, patch))
+        try:
+            return await replace_product(conn, ctx, slug, body, current.version)
+        except PreconditionFailed:
+            if expected is not None:
+                raise
+    raise Conflict(f"product {slug!r} kept changing; try again")
+
+
+# -- records -------------------------------------------------------------------------------------
+
+
+async def create_record(conn: asyncpg.Connection, ctx: Ctx, data: dict[str, Any]) -> Written:
+    return await rec_repo.insert(conn, data, ctx.request_id)
+
+
+async def replace_record(
+    conn: asyncpg.Connection, ctx: Ctx, record_id: int, data: dict[str, Any], expected: int | None
+) -> Written:
+    written = await rec_repo.update(conn, record_id, data, expected, ctx.request_id)
+    if written is not None:
+        return written
+    version = await rec_repo.live_version(conn, record_id)
+    if version is None:
+        raise NotFound(f"no record {record_id}")
+    _check_version(expected, version)
+    raise Conflict(f"record {record_id} changed meanwhile")
+
+
+async def delete_record(conn: asyncpg.Connection, ctx: Ctx, record_id: int, expected: int | None) -> Written:
+    written = await rec_repo.soft_delete(conn, record_id, expected, ctx.request_id)
+    if written is not None:
+        return written
+    version = await rec_repo.live_version(conn, record_id)
+    if version is None:
+        raise NotFound(f"no record {record_id}")
+    _check_version(expected, version)
+    raise Conflict(f"record {record_id} changed meanwhile")
+
+
+# -- birthdays -----------------------------------------------------------------------------------
+
+
+async def upsert_user(conn: asyncpg.Connection, ctx: Ctx, name: str, born: dt.date) -> int:
+    return await user_repo.upsert(conn, name, born, ctx.request_id)

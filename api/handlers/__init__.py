@@ -1,0 +1,1 @@
+"""One module per resource: parse -> command or query -> response."""

@@ -1,0 +1,47 @@
+"""What every write handler does the same way: build the command context, answer with the outcome."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api.auth import Principal
+from api.commands import Ctx, Outcome, request_hash
+from api.http import JSON
+from api.keys import PG_POOL, PRINCIPAL, REQUEST_ID, SETTINGS
+from shared.errors import BadRequest, NotFound
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def ctx(request: web.Request, body: bytes = b"") -> Ctx:
+    """The command context; POSTs honour ``Idempotency-Key``."""
+    settings = request.app[SETTINGS]
+    key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
+    if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    principal: Principal = request[PRINCIPAL]
+    return Ctx(
+        pool=request.app[PG_POOL],
+        timeout=settings.pg_connect_timeout,
+        request_id=request[REQUEST_ID],
+        owner=principal.owner,
+        idempotency_key=key,
+        request_hash=request_hash(request.method, request.path.rstrip("/"), body) if key else "",
+    )
+
+
+def respond(outcome: Outcome) -> web.Response:
+    headers = {"Location": outcome.location} if outcome.location else {}
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    if outcome.status == 204:
+        return web.Response(status=204, headers=headers)
+    return web.Response(body=outcome.body, status=outcome.status, content_type=JSON, headers=headers)
+
+
+def record_id(request: web.Request) -> int:
+    """The ``{id}`` of a record path; anything but a positive integer names no record (404)."""
+    raw = request.match_info["id"]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise NotFound(f"no record {raw!r}")
+    return int(raw)

@@ -1,0 +1,110 @@
+"""``/api/records`` and the legacy ``/picus`` and ``/data`` routes over the same records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from api import commands, queries
+from api.auth import requires
+from api.commands import Outcome
+from api.handlers.common import ctx, record_id, respond
+from api.http import conditional, if_match, json_response, loads, query_int, read_body
+from api.keys import PG_POOL, SETTINGS
+from shared.errors import FieldError, ValidationFailed
+from shared.views import dumps
+
+
+def _object(raw: bytes) -> dict[str, Any]:
+    doc = loads(raw)
+    if not isinstance(doc, dict):
+        raise ValidationFailed(
+            "a record must be a JSON object", errors=[FieldError(loc=["body"], msg="must be an object")]
+        )
+    return doc
+
+
+def _timeout(request: web.Request) -> float:
+    return request.app[SETTINGS].pg_connect_timeout
+
+
+async def _create(request: web.Request, status: int) -> web.Response:
+    raw = await read_body(request)
+    doc = _object(raw)
+    c = ctx(request, raw)
+
+    async def op(conn: asyncpg.Connection) -> Outcome:
+        w = await commands.create_record(conn, c, doc)
+        return Outcome(status, dumps({"id": w.id}), location=f"/api/records/{w.id}")
+
+    return respond(await commands.run(c, op))
+
+
+async def list_(request: web.Request) -> web.Response:
+    limit = query_int(request, "limit", 20, 1, 100)
+    return json_response(
+        await queries.records(request.app[PG_POOL], _timeout(request), limit, request.query.get("cursor"))
+    )
+
+
+async def get(request: web.Request) -> web.Response:
+    body, etag, _ = await queries.record(request.app[PG_POOL], _timeout(request), record_id(request))
+    return conditional(request, body, etag)
+
+
+@requires("write")
+async def create(request: web.Request) -> web.Response:
+    return await _create(request, 201)
+
+
+@requires("write")
+async def replace(request: web.Request) -> web.Response:
+    doc = _object(await read_body(request))
+    c, rid, expected = ctx(request), record_id(request), if_match(request)
+
+    async def op(conn: asyncpg.Connection) -> Outcome:
+        w = await commands.replace_record(conn, c, rid, doc, expected)
+        return Outcome(200, dumps({"id": w.id, "version": w.version}))
+
+    return respond(await commands.run(c, op))
+
+
+@requires("write")
+async def delete(request: web.Request) -> web.Response:
+    c, rid, expected = ctx(request), record_id(request), if_match(request)
+
+    async def op(conn: asyncpg.Connection) -> Outcome:
+        await commands.delete_record(conn, c, rid, expected)
+        return Outcome(204, b"")
+
+    return respond(await commands.run(c, op))
+
+
+# -- legacy routes: the seeds' /picus and /data services ------------------------------------------
+
+
+@requires("write")
+async def picus_put(request: web.Request) -> web.Response:
+    return await _create(request, 200)
+
+
+async def picus_list(request: web.Request) -> web.Response:
+    rows = await queries.all_records(request.app[PG_POOL], _timeout(request))
+    return json_response(dumps([{"id": rid, "data": data} for rid, data in rows]))
+
+
+async def picus_get(request: web.Request) -> web.Response:
+    _, etag, data = await queries.record(request.app[PG_POOL], _timeout(request), record_id(request))
+    return conditional(request, dumps(data), etag)
+
+
+@requires("write")
+async def data_post(request: web.Request) -> web.Response:
+    return await _create(request, 201)
+
+
+async def data_list(request: web.Request) -> web.Response:
+    rows = await queries.all_records(request.app[PG_POOL], _timeout(request))
+    return json_response(dumps([data for _, data in rows]))

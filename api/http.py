@@ -1,0 +1,116 @@
+"""Small request/response helpers shared by every handler."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from shared.errors import BadRequest, FieldError, PayloadTooLarge, UnsupportedMediaType
+from shared.errors import ValidationFailed as Invalid
+from shared.views import dumps
+
+M = TypeVar("M", bound=BaseModel)
+
+JSON = "application/json"
+_JSON_TYPES = frozenset({"application/json", "application/merge-patch+json"})
+_ETAG_VERSION = re.compile(r'^(?:W/)?"(\d{1,9})(?:\.\d+)?"$')
+
+
+def json_response(
+    body: bytes, status: int = 200, headers: dict[str, str] | None = None, etag: str | None = None
+) -> web.Response:
+    resp = web.Response(body=body, status=status, content_type=JSON, headers=headers)
+    if etag is not None:
+        resp.headers["ETag"] = etag
+    return resp
+
+
+def conditional(request: web.Request, body: bytes, etag: str) -> web.Response:
+    """200 with the body and its ETag, or 304 if the client's ``If-None-Match`` names that ETag."""
+    inm = request.headers.get("If-None-Match")
+    if inm is not None and (inm.strip() == "*" or etag in (t.strip() for t in inm.split(","))):
+        return web.Response(status=304, headers={"ETag": etag})
+    return json_response(body, etag=etag)
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The raw body (at most ``client_max_size``), after checking the content type is JSON (or absent)."""
+    ctype = request.headers.get("Content-Type")
+    if ctype is not None and request.content_type not in _JSON_TYPES and not request.content_type.endswith("+json"):
+        raise UnsupportedMediaType(f"expected application/json, got {request.content_type}")
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise PayloadTooLarge(f"the body is larger than {request.client_max_size} bytes") from exc
+
+
+def loads(body: bytes) -> Any:
+    """Parsed JSON, or 400."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from exc
+
+
+def field_errors(exc: ValidationError, prefix: str = "body") -> list[FieldError]:
+    return [FieldError(loc=[prefix, *e["loc"]], msg=e["msg"]) for e in exc.errors(include_url=False)]
+
+
+def validate(model: type[M], data: Any) -> M:
+    """``data`` validated by ``model``, or 422 listing every field at fault."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise Invalid("the body failed validation", errors=field_errors(exc)) from exc
+
+
+async def parse(request: web.Request, model: type[M]) -> M:
+    return validate(model, loads(await read_body(request)))
+
+
+def if_match(request: web.Request) -> int | None:
+    """The version an ``If-Match`` header names (``None`` when absent or ``*``); 400 when it is malformed."""
+    raw = request.headers.get("If-Match")
+    if raw is None or raw.strip() == "*":
+        return None
+    m = _ETAG_VERSION.match(raw.strip())
+    if m is None:
+        raise BadRequest('If-Match must be an ETag such as "3"')
+    return int(m.group(1))
+
+
+def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = lo - 1
+    if not lo <= value <= hi:
+        raise BadRequest(
+            f"{name} must be an integer from {lo} to {hi}",
+            errors=[FieldError(loc=["query", name], msg=f"must be an integer from {lo} to {hi}")],
+        )
+    return value
+
+
+def one_of(request: web.Request, name: str, default: str, allowed: Iterable[str]) -> str:
+    raw = request.query.get(name, default)
+    allowed = list(allowed)
+    if raw not in allowed:
+        raise BadRequest(
+            f"{name} must be one of {', '.join(allowed)}",
+            errors=[FieldError(loc=["query", name], msg=f"must be one of {', '.join(allowed)}")],
+        )
+    return raw
+
+
+def written(payload: dict[str, Any], status: int, etag: str | None = None, location: str | None = None) -> web.Response:
+    headers = {"Location": location} if location else None
+    return json_response(dumps(payload), status=status, headers=headers, etag=etag)

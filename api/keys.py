@@ -1,0 +1,24 @@
+"""Typed application keys: handlers reach resources only through these."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import asyncpg
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from api.auth import KeyCache, Principal
+    from api.health import Readiness
+
+SETTINGS = web.AppKey("settings", Settings)
+PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
+REDIS = web.AppKey("redis", aioredis.Redis)
+KEY_CACHE: web.AppKey[KeyCache] = web.AppKey("key_cache")
+READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
+
+REQUEST_ID = web.RequestKey("request_id", str)
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

@@ -1,0 +1,83 @@
+"""Middleware: request id, problem+json errors (the one place domain errors become statuses), auth."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from api import auth
+from api.keys import KEY_CACHE, PG_POOL, PRINCIPAL, REQUEST_ID, SETTINGS
+from shared.errors import STATUS, DomainError, ServiceUnavailable, problem
+from shared.logs import get_logger
+from shared.views import dumps
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = get_logger("api")
+
+PROBLEM = "application/problem+json"
+#: A client's X-Request-ID is kept if it looks like an id; anything else is replaced (it goes into logs).
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def problem_response(status: int, title: str, detail: str, errors=(), headers=None) -> web.Response:  # type: ignore[no-untyped-def]
+    return web.Response(
+        body=dumps(problem(status, title, detail, errors)),
+        status=status,
+        content_type=PROBLEM,
+        headers=headers,
+    )
+
+
+@web.middleware
+async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
+    rid = request.headers.get("X-Request-ID", "")
+    if not _REQUEST_ID.match(rid):
+        rid = uuid.uuid4().hex
+    request[REQUEST_ID] = rid
+    structlog.contextvars.bind_contextvars(request_id=rid)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers["X-Request-ID"] = rid
+        raise
+    finally:
+        structlog.contextvars.unbind_contextvars("request_id")
+    response.headers["X-Request-ID"] = rid
+    return response
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except DomainError as exc:
+        status, title = STATUS.get(type(exc), (500, "Internal Server Error"))
+        headers = dict(exc.headers)
+        if isinstance(exc, ServiceUnavailable):
+            headers.setdefault("Retry-After", str(request.app[SETTINGS].retry_after_seconds))
+            log.warning("dependency_unavailable", detail=str(exc), path=request.path)
+        return problem_response(status, title, str(exc), exc.errors, headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+        return problem_response(exc.status, exc.reason, detail or exc.reason, headers=headers)
+    except Exception:
+        log.exception("unhandled_error", path=request.path, method=request.method)
+        return problem_response(500, "Internal Server Error", "an unexpected error occurred; it was logged")
+
+
+@web.middleware
+async def authorization(request: web.Request, handler: Handler) -> web.StreamResponse:
+    scope = auth.required_scope(request.match_info.handler)
+    if scope is None:
+        request[PRINCIPAL] = auth.ANONYMOUS
+    else:
+        app = request.app
+        request[PRINCIPAL] = await auth.authenticate(request, app[SETTINGS], app[PG_POOL], app[KEY_CACHE], scope)
+    return await handler(request)

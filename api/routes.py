@@ -1,0 +1,52 @@
+"""The one URL table. Every path answers with and without a trailing slash, without a redirect."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from api.handlers import birthdays, categories, health, products, records
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: (method, path, handler); the OpenAPI document is generated from this table too.
+ROUTES: list[tuple[str, str, Handler]] = [
+    ("GET", "/health/live", health.live),
+    ("GET", "/health/ready", health.ready),
+    ("GET", "/health", health.ready),
+    ("GET", "/api/categories", categories.list_),
+    ("POST", "/api/categories", categories.create),
+    ("GET", "/api/categories/{slug}", categories.get),
+    ("PUT", "/api/categories/{slug}", categories.replace),
+    ("PATCH", "/api/categories/{slug}", categories.patch),
+    ("DELETE", "/api/categories/{slug}", categories.delete),
+    ("POST", "/api/categories/{slug}/restore", categories.restore),
+    ("GET", "/api/products", products.list_),
+    ("POST", "/api/products", products.create),
+    ("GET", "/api/products/{slug}", products.get),
+    ("PUT", "/api/products/{slug}", products.replace),
+    ("PATCH", "/api/products/{slug}", products.patch),
+    ("DELETE", "/api/products/{slug}", products.delete),
+    ("POST", "/api/products/{slug}/restore", products.restore),
+    ("GET", "/api/records", records.list_),
+    ("POST", "/api/records", records.create),
+    ("GET", "/api/records/{id}", records.get),
+    ("PUT", "/api/records/{id}", records.replace),
+    ("DELETE", "/api/records/{id}", records.delete),
+    ("POST", "/picus/put", records.picus_put),
+    ("GET", "/picus/list", records.picus_list),
+    ("GET", "/picus/get/{id}", records.picus_get),
+    ("DELETE", "/picus/{id}", records.delete),
+    ("POST", "/data", records.data_post),
+    ("GET", "/data", records.data_list),
+    ("PUT", "/hello/{username}", birthdays.put),
+    ("GET", "/hello/{username}", birthdays.get),
+    ("GET", "/api/users/birthdays/today", birthdays.today_list),
+]
+
+
+def setup_routes(app: web.Application) -> None:
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+        app.router.add_route(method, path + "/", handler)

@@ -1,0 +1,27 @@
+"""``python -m migrations``: apply pending migrations to ``DATABASE_URL``."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from migrations.runner import MigrationError, migrate
+from shared.logs import configure_logging, get_logger
+from shared.settings import Settings
+
+
+def main() -> int:
+    settings = Settings()
+    configure_logging(settings, "migrations")
+    log = get_logger("migrations")
+    try:
+        applied = asyncio.run(migrate(settings.database_url))
+    except MigrationError as exc:
+        log.error("migration_failed", error=str(exc))
+        return 1
+    log.info("migrations_applied", applied=applied, count=len(applied))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

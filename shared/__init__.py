@@ -1,0 +1,1 @@
+"""What the API and the workers both need and neither owns."""

@@ -1,0 +1,73 @@
+"""The asyncpg pool: codecs registered once, timeouts that turn an outage into a fast error."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import asyncpg
+import orjson
+
+from shared.errors import ServiceUnavailable
+from shared.settings import Settings
+
+#: The errors that mean "PostgreSQL is not there right now", as opposed to a bug or a constraint.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.ConnectionFailureError,
+)
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Register the jsonb/json codecs (orjson) on a new connection."""
+    for typename in ("jsonb", "json"):
+        await conn.set_type_codec(
+            typename,
+            encoder=lambda v: orjson.dumps(v).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
+
+
+async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
+    """A pool that connects lazily enough to start while PostgreSQL is down (min_size=0 first)."""
+    kwargs: dict[str, Any] = {
+        "dsn": settings.database_url,
+        "min_size": 0,
+        "max_size": settings.pg_pool_max,
+        "timeout": settings.pg_connect_timeout,
+        "command_timeout": settings.pg_command_timeout,
+        "init": init_connection,
+        # Idle connections to a restarted server are dropped instead of failing the next request.
+        "max_inactive_connection_lifetime": 60.0,
+    }
+    kwargs.update(overrides)
+    pool = asyncpg.create_pool(**kwargs)
+    await pool
+    return pool
+
+
+@contextlib.asynccontextmanager
+async def connection(pool: asyncpg.Pool, wait: float) -> AsyncIterator[asyncpg.Connection]:
+    """Acquire a connection; an unreachable PostgreSQL becomes :class:`ServiceUnavailable` within ``wait`` seconds."""
+    try:
+        async with asyncio.timeout(wait):
+            conn = await pool.acquire()
+    except UNAVAILABLE as exc:
+        raise ServiceUnavailable("PostgreSQL is unavailable") from exc
+    try:
+        # The pool hands out a proxy that forwards every Connection method.
+        yield cast(asyncpg.Connection, conn)
+    except UNAVAILABLE as exc:
+        raise ServiceUnavailable("PostgreSQL is unavailable") from exc
+    finally:
+        with contextlib.suppress(*UNAVAILABLE):
+            await pool.release(conn)

@@ -1,0 +1,81 @@
+"""Structured logging (structlog): one JSON object per line, or console output for humans.
+
+The request id lives in a context variable, so every line logged while serving a request (or while
+handling a message that carries one) names it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import structlog
+
+from shared.settings import Settings
+
+#: user:password@ in a URL; never logged.
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@", re.IGNORECASE)
+#: Bearer tokens and API keys that slip into a message.
+_BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+_SECRET_KEYS = frozenset({"authorization", "api_key", "password", "bootstrap_api_key", "token", "key"})
+
+
+def redact(text: str) -> str:
+    """``text`` with URL passwords and bearer tokens replaced by ``***``."""
+    return _BEARER.sub(r"\1***", _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", text))
+
+
+def _redact_processor(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    for k, v in list(event_dict.items()):
+        if k.lower() in _SECRET_KEYS:
+            event_dict[k] = "***"
+        elif isinstance(v, str):
+            event_dict[k] = redact(v)
+    return event_dict
+
+
+def configure_logging(settings: Settings, process: str) -> None:
+    """Configure structlog and the standard library's logging for one process."""
+    level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
+    shared_processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _redact_processor,
+    ]
+    renderer: Any
+    if settings.log_format == "console":
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    else:
+        renderer = structlog.processors.JSONRenderer()
+    structlog.configure(
+        processors=[
+            *shared_processors,
+            structlog.processors.format_exc_info,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared_processors,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    structlog.contextvars.bind_contextvars(process=process)
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger named ``name``."""
+    return structlog.get_logger(name)

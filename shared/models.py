@@ -1,0 +1,76 @@
+"""Rows as frozen dataclasses: what the repositories return, and what the views render."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a write returns to the client: the id, the slug (if the resource has one) and the new version."""
+
+    id: int
+    version: int
+    slug: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Category:
+    id: int
+    slug: str
+    name: str
+    description: str | None
+    parent: str | None
+    product_count: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    id: int
+    slug: str
+    name: str
+    description: str | None
+    price: Decimal
+    currency: str
+    category: str
+    stock: int
+    attributes: dict[str, Any]
+    is_active: bool
+    image_status: str
+    image_original: str | None
+    image_thumbnails: dict[str, Any]
+    image_error: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    id: int
+    data: Any
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    username: str
+    name: str
+    date_of_birth: dt.date
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a keyset listing."""
+
+    items: list[Any]
+    next_cursor: str | None

@@ -1,0 +1,213 @@
+"""Categories: SQL only, ``$n`` parameters only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from shared.models import Category, Written
+
+_SELECT = """
+SELECT c.id, c.slug, c.name, c.description, p.slug AS parent, c.version, c.created_at, c.updated_at,
+       (SELECT count(*) FROM products pr WHERE pr.category_id = c.id AND pr.deleted_at IS NULL) AS product_count
+FROM categories c LEFT JOIN categories p ON p.id = c.parent_id
+"""
+
+#: The outbox insert shared by every category write; ``w`` is the CTE holding the written row.
+_EVENT = """
+ev AS (
+    INSERT INTO outbox (type, aggregate, aggregate_id, version, payload, request_id)
+    SELECT $type, 'category', w.id::text, w.version,
+           jsonb_build_object('slug', w.slug, 'name', w.name, 'description', w.description,
+                              'parent_id', w.parent_id), $rid
+    FROM w)
+SELECT w.id, w.slug, w.version FROM w
+"""
+
+
+def _event(event_type: str, rid_param: int) -> str:
+    # The event type is one of ours, never user text; it is inlined as a literal for that reason.
+    return _EVENT.replace("$type", f"'{event_type}'").replace("$rid", f"${rid_param}")
+
+
+def _category(row: asyncpg.Record) -> Category:
+    return Category(
+        id=row["id"],
+        slug=row["slug"],
+        name=row["name"],
+        description=row["description"],
+        parent=row["parent"],
+        product_count=row["product_count"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        version=row["version"],
+    )
+
+
+def _written(row: asyncpg.Record | None) -> Written | None:
+    return None if row is None else Written(id=row["id"], version=row["version"], slug=row["slug"])
+
+
+async def get_by_slug(conn: asyncpg.Connection, slug: str) -> Category | None:
+    row = await conn.fetchrow(_SELECT + " WHERE c.slug = $1 AND c.deleted_at IS NULL", slug)
+    return None if row is None else _category(row)
+
+
+async def get_by_id(conn: asyncpg.Connection, category_id: int) -> Category | None:
+    """The category with that id, live or not (``None`` if it never existed or is deleted)."""
+    row = await conn.fetchrow(_SELECT + " WHERE c.id = $1 AND c.deleted_at IS NULL", category_id)
+    return None if row is None else _category(row)
+
+
+async def list_page(conn: asyncpg.Connection, after_id: int | None, limit: int) -> list[Category]:
+    rows = await conn.fetch(
+        _SELECT + " WHERE c.deleted_at IS NULL AND ($1::bigint IS NULL OR c.id > $1) ORDER BY c.id LIMIT $2",
+        after_id,
+        limit,
+    )
+    return [_category(r) for r in rows]
+
+
+async def live_id(conn: asyncpg.Connection, slug: str) -> int | None:
+    id_: int | None = await conn.fetchval("SELECT id FROM categories WHERE slug = $1 AND deleted_at IS NULL", slug)
+    return id_
+
+
+async def slugs_like(conn: asyncpg.Connection, base: str) -> list[str]:
+    """Live slugs equal to ``base`` or ``base-<anything>``: the candidates a new slug must avoid."""
+    rows = await conn.fetch(
+        "SELECT slug FROM categories WHERE deleted_at IS NULL AND (slug = $1 OR starts_with(slug, $1 || '-'))",
+        base,
+    )
+    return [r["slug"] for r in rows]
+
+
+async def insert(
+    conn: asyncpg.Connection,
+    *,
+    slug: str,
+    name: str,
+    description: str | None,
+    parent: str | None,
+    request_id: str,
+) -> Written | None:
+    """Insert a category and its ``category.created`` event; ``None`` if ``parent`` is no live category."""
+    row = await conn.fetchrow(
+        """
+WITH parent AS (SELECT id FROM categories WHERE slug = $4 AND deleted_at IS NULL FOR SHARE),
+w AS (
+    INSERT INTO categories (slug, name, description, parent_id)
+    SELECT $1, $2, $3, (SELECT id FROM parent)
+    WHERE $4::text IS NULL OR EXISTS (SELECT 1 FROM parent)
+    RETURNING id, slug, name, description, parent_id, version),
+"""
+        + _event("category.created", 5),
+        slug,
+        name,
+        description,
+        parent,
+        request_id,
+    )
+    return _written(row)
+
+
+async def update(
+    conn: asyncpg.Connection,
+    current_slug: str,
+    *,
+    slug: str,
+    name: str,
+    description: str | None,
+    parent: str | None,
+    expected_version: int | None,
+    request_id: str,
+) -> Written | None:
+    """Replace a live category's fields; ``None`` if it is gone, the version differs or the parent is missing."""
+    row = await conn.fetchrow(
+        """
+WITH parent AS (SELECT id FROM categories WHERE slug = $5 AND deleted_at IS NULL FOR SHARE),
+w AS (
+    UPDATE categories SET slug = $2, name = $3, description = $4, parent_id = (SELECT id FROM parent),
+                          version = version + 1, updated_at = now()
+    WHERE slug = $1 AND deleted_at IS NULL AND ($6::int IS NULL OR version = $6)
+      AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM parent))
+    RETURNING id, slug, name, description, parent_id, version),
+"""
+        + _event("category.updated", 7),
+        current_slug,
+        slug,
+        name,
+        description,
+        parent,
+        expected_version,
+        request_id,
+    )
+    return _written(row)
+
+
+async def would_cycle(conn: asyncpg.Connection, category_id: int, parent_slug: str) -> bool:
+    """Whether making ``parent_slug`` the parent of ``category_id`` would close a loop."""
+    found: bool = await conn.fetchval(
+        """
+WITH RECURSIVE anc AS (
+    SELECT id, parent_id FROM categories WHERE slug = $1 AND deleted_at IS NULL
+    UNION
+    SELECT c.id, c.parent_id FROM categories c JOIN anc ON c.id = anc.parent_id)
+SELECT EXISTS (SELECT 1 FROM anc WHERE id = $2)""",
+        parent_slug,
+        category_id,
+    )
+    return found
+
+
+async def soft_delete(
+    conn: asyncpg.Connection, slug: str, expected_version: int | None, request_id: str
+) -> Written | None:
+    """Soft-delete a live category without live products; ``None`` if that is not possible."""
+    row = await conn.fetchrow(
+        """
+WITH w AS (
+    UPDATE categories SET deleted_at = now(), version = version + 1, updated_at = now()
+    WHERE slug = $1 AND deleted_at IS NULL AND ($2::int IS NULL OR version = $2)
+      AND NOT EXISTS (SELECT 1 FROM products p WHERE p.category_id = categories.id AND p.deleted_at IS NULL)
+    RETURNING id, slug, name, description, parent_id, version),
+"""
+        + _event("category.deleted", 3),
+        slug,
+        expected_version,
+        request_id,
+    )
+    return _written(row)
+
+
+async def restore(conn: asyncpg.Connection, slug: str, expected_version: int | None, request_id: str) -> Written | None:
+    """Restore the most recently deleted category with that slug (a live twin raises UniqueViolation)."""
+    row = await conn.fetchrow(
+        """
+WITH target AS (
+    SELECT id FROM categories WHERE slug = $1 AND deleted_at IS NOT NULL ORDER BY deleted_at DESC, id DESC LIMIT 1),
+w AS (
+    UPDATE categories SET deleted_at = NULL, version = version + 1, updated_at = now()
+    WHERE id = (SELECT id FROM target) AND ($2::int IS NULL OR version = $2)
+    RETURNING id, slug, name, description, parent_id, version),
+"""
+        + _event("category.restored", 3),
+        slug,
+        expected_version,
+        request_id,
+    )
+    return _written(row)
+
+
+async def state(conn: asyncpg.Connection, slug: str) -> dict[str, Any] | None:
+    """Why a write found no row: the live row's version and live product count, or the latest deleted one's."""
+    row = await conn.fetchrow(
+        """
+SELECT c.id, c.version, c.deleted_at IS NOT NULL AS deleted,
+       (SELECT count(*) FROM products p WHERE p.category_id = c.id AND p.deleted_at IS NULL) AS live_products
+FROM categories c WHERE c.slug = $1
+ORDER BY c.deleted_at IS NULL DESC, c.deleted_at DESC, c.id DESC LIMIT 1""",
+        slug,
+    )
+    return None if row is None else dict(row)

@@ -1,0 +1,105 @@
+"""Schemaless JSON records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from shared.models import Record, Written
+
+_SELECT = "SELECT id, data, created_at, updated_at, version FROM records"
+
+#: Record events carry no copy of the document (it may be 1 MiB): consumers read it from PostgreSQL.
+_EVENT = """
+ev AS (
+    INSERT INTO outbox (type, aggregate, aggregate_id, version, payload, request_id)
+    SELECT $type, 'record', w.id::text, w.version, '{}'::jsonb, $rid FROM w)
+SELECT w.id, w.version FROM w
+"""
+
+
+def _event(event_type: str, rid_param: int) -> str:
+    return _EVENT.replace("$type", f"'{event_type}'").replace("$rid", f"${rid_param}")
+
+
+def _record(row: asyncpg.Record) -> Record:
+    return Record(
+        id=row["id"],
+        data=row["data"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        version=row["version"],
+    )
+
+
+def _written(row: asyncpg.Record | None) -> Written | None:
+    return None if row is None else Written(id=row["id"], version=row["version"])
+
+
+async def get(conn: asyncpg.Connection, record_id: int) -> Record | None:
+    row = await conn.fetchrow(_SELECT + " WHERE id = $1 AND deleted_at IS NULL", record_id)
+    return None if row is None else _record(row)
+
+
+async def list_page(conn: asyncpg.Connection, after_id: int | None, limit: int | None) -> list[Record]:
+    """Live records by id; ``limit=None`` for all of them (the legacy list routes)."""
+    rows = await conn.fetch(
+        _SELECT + " WHERE deleted_at IS NULL AND ($1::bigint IS NULL OR id > $1) ORDER BY id LIMIT $2",
+        after_id,
+        limit,
+    )
+    return [_record(r) for r in rows]
+
+
+async def insert(conn: asyncpg.Connection, data: Any, request_id: str) -> Written:
+    row = await conn.fetchrow(
+        "WITH w AS (INSERT INTO records (data) VALUES ($1) RETURNING id, version)," + _event("record.created", 2),
+        data,
+        request_id,
+    )
+    written = _written(row)
+    assert written is not None  # an INSERT ... VALUES always returns its row
+    return written
+
+
+async def update(
+    conn: asyncpg.Connection, record_id: int, data: Any, expected_version: int | None, request_id: str
+) -> Written | None:
+    row = await conn.fetchrow(
+        """
+WITH w AS (
+    UPDATE records SET data = $2, version = version + 1, updated_at = now()
+    WHERE id = $1 AND deleted_at IS NULL AND ($3::int IS NULL OR version = $3)
+    RETURNING id, version),"""
+        + _event("record.updated", 4),
+        record_id,
+        data,
+        expected_version,
+        request_id,
+    )
+    return _written(row)
+
+
+async def soft_delete(
+    conn: asyncpg.Connection, record_id: int, expected_version: int | None, request_id: str
+) -> Written | None:
+    row = await conn.fetchrow(
+        """
+WITH w AS (
+    UPDATE records SET deleted_at = now(), version = version + 1, updated_at = now()
+    WHERE id = $1 AND deleted_at IS NULL AND ($2::int IS NULL OR version = $2)
+    RETURNING id, version),"""
+        + _event("record.deleted", 3),
+        record_id,
+        expected_version,
+        request_id,
+    )
+    return _written(row)
+
+
+async def live_version(conn: asyncpg.Connection, record_id: int) -> int | None:
+    version: int | None = await conn.fetchval(
+        "SELECT version FROM records WHERE id = $1 AND deleted_at IS NULL", record_id
+    )
+    return version

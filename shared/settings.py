@@ -1,0 +1,36 @@
+"""Settings from environment variables (and a `.env` file; the real environment wins).
+
+Built once in each process's ``__main__`` and passed down; never read at import time.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting of the contract, with its default."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/stockroom"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    media_root: str = "./var/media"
+    media_url: str = "/media/"
+    api_host: str = "0.0.0.0"
+    api_port: int = 8000
+    log_level: str = "INFO"
+    log_format: str = "json"
+    auth_disabled: bool = False
+    bootstrap_api_key: str | None = None
+
+    #: PostgreSQL pool bounds per API process.
+    pg_pool_min: int = Field(default=2, ge=0)
+    pg_pool_max: int = Field(default=10, ge=1)
+    #: Seconds to connect to PostgreSQL / to run one statement before a write answers 503.
+    pg_connect_timeout: float = Field(default=1.5, gt=0)
+    pg_command_timeout: float = Field(default=10.0, gt=0)
+    #: Seconds a client should wait before retrying after a 503.
+    retry_after_seconds: int = 2

@@ -1,0 +1,91 @@
+"""The API representation of each resource, as dicts and as the exact JSON bytes the API sends.
+
+The read model in Redis stores these same bytes, so a cache hit is written to the socket unparsed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from shared.models import Category, Product, Record
+
+#: Datetimes as ISO 8601 with ``Z``; dataclasses are never passed in, dicts only.
+_OPTS = orjson.OPT_UTC_Z
+
+
+def dumps(value: Any) -> bytes:
+    """JSON bytes the way every response is encoded."""
+    return orjson.dumps(value, option=_OPTS)
+
+
+def category(c: Category) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "slug": c.slug,
+        "name": c.name,
+        "description": c.description,
+        "parent": c.parent,
+        "product_count": c.product_count,
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+        "version": c.version,
+    }
+
+
+def media_link(media_url: str, key: str | None) -> str | None:
+    return None if key is None else media_url.rstrip("/") + "/" + key
+
+
+def image(p: Product, media_url: str) -> dict[str, Any]:
+    thumbs = {
+        size: {**t, "url": media_link(media_url, t["key"])} if "key" in t else t
+        for size, t in (p.image_thumbnails or {}).items()
+    }
+    for t in thumbs.values():
+        t.pop("key", None)
+    return {
+        "status": p.image_status,
+        "original": media_link(media_url, p.image_original),
+        "thumbnails": thumbs,
+        "error": p.image_error,
+    }
+
+
+def product(p: Product, media_url: str) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "slug": p.slug,
+        "name": p.name,
+        "description": p.description,
+        "price": f"{p.price:.2f}",
+        "currency": p.currency,
+        "category": p.category,
+        "stock": p.stock,
+        "attributes": p.attributes,
+        "is_active": p.is_active,
+        "image": image(p, media_url),
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
+        "version": p.version,
+    }
+
+
+def record(r: Record) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "data": r.data,
+        "created_at": r.created_at,
+        "updated_at": r.updated_at,
+        "version": r.version,
+    }
+
+
+def category_etag(c: Category) -> str:
+    """Strong ETag: the version, and the live product count (which changes without a category write)."""
+    return f'"{c.version}.{c.product_count}"'
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'

@@ -1,0 +1,138 @@
+"""Test fixtures: real PostgreSQL, Redis and RabbitMQ. A missing service fails the run; nothing is skipped.
+
+PostgreSQL: one template database migrated per session; every test gets a fresh database cloned from it.
+Redis: a database index of its own, flushed per test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import redis
+from aiohttp.test_utils import TestClient
+
+from api.app import create_app
+from migrations.runner import migrate
+from shared.settings import Settings
+
+PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+#: The admin key every test app accepts (BOOTSTRAP_API_KEY).
+ADMIN_KEY = "test-bootstrap-admin-key"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def _dsn(dbname: str) -> str:
+    return urlunsplit(urlsplit(PG_URL)._replace(path=f"/{dbname}"))
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def services() -> None:
+    """Every test needs the real services; one that does not answer fails the run (never a skip)."""
+    missing = [
+        name
+        for name, url, port in (
+            ("PostgreSQL", PG_URL, 5432),
+            ("Redis", REDIS_URL, 6379),
+            ("RabbitMQ", RABBITMQ_URL, 5672),
+        )
+        if not _reachable(url, port)
+    ]
+    if missing:
+        pytest.fail(f"services not reachable: {', '.join(missing)} (start them: see README)", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def template_db(services: None) -> Iterator[str]:
+    """A migrated template database, made once per session."""
+    name = f"stockroom_tmpl_{os.getpid()}"
+
+    async def setup() -> None:
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+        await migrate(_dsn(name))
+
+    asyncio.run(setup())
+    yield name
+
+    async def teardown() -> None:
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(teardown())
+
+
+@pytest.fixture
+async def database_url(template_db: str) -> AsyncIterator[str]:
+    """A fresh database cloned from the template, dropped after the test."""
+    name = f"stockroom_t_{uuid.uuid4().hex[:16]}"
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    finally:
+        await conn.close()
+    yield _dsn(name)
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def redis_url(services: None) -> Iterator[str]:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, tmp_path: object) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        rabbitmq_url=RABBITMQ_URL,
+        media_root=str(tmp_path),
+        bootstrap_api_key=ADMIN_KEY,
+        auth_disabled=False,
+        log_format="console",
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+@pytest.fixture
+async def pg(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection to the test's database, to look behind the API."""
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def client(aiohttp_client, settings: Settings) -> TestClient:  # type: ignore[no-untyped-def]
+    return await aiohttp_client(create_app(settings))

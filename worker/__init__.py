@@ -1,0 +1,1 @@
+"""The asynchronous side: outbox relay and dramatiq workers."""
