@@ -36,3 +36,15 @@ ROUTES: Final[dict[str, list[tuple[str, str]]]] = {
     **{t: [(CACHE_QUEUE, "project_record")] for t in RECORD_EVENTS},
     "user.upserted": [(CACHE_QUEUE, "project_user")],
 }
+
+
+def message_id(event_id: str, queue: str) -> str:
+    """The dramatiq message id for ``event_id`` on ``queue``: stable, so a re-published event is recognisable."""
+    import uuid
+
+    return str(uuid.uuid5(uuid.UUID(event_id), queue))
+
+
+def actor_args(event: dict[str, object]) -> dict[str, object]:
+    """The one argument every actor takes: the event's identity, never its content (workers read PostgreSQL)."""
+    return {k: event[k] for k in ("id", "type", "aggregate", "aggregate_id", "version", "request_id")}

@@ -1,0 +1,65 @@
+"""``python -m worker relay | cache [rebuild] | thumbnails [regenerate ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from shared.events import CACHE_QUEUE, THUMBNAILS_QUEUE
+
+#: dramatiq entry modules: each sets up the broker, then imports its actors.
+ENTRIES = {"cache": ("worker.entry_cache", CACHE_QUEUE), "thumbnails": ("worker.entry_thumbnails", THUMBNAILS_QUEUE)}
+
+
+def _dramatiq(kind: str, argv: list[str]) -> int:
+    """Run dramatiq's own CLI for one queue; ``--processes`` defaults to 1, not the host's CPU count."""
+    import dramatiq.cli
+
+    parser = argparse.ArgumentParser(prog=f"python -m worker {kind}")
+    parser.add_argument("--processes", "-p", type=int, default=1)
+    parser.add_argument("--threads", "-t", type=int, default=4 if kind == "cache" else 1)
+    args = parser.parse_args(argv)
+    module, queue = ENTRIES[kind]
+    dargs = dramatiq.cli.make_argument_parser().parse_args(
+        [
+            module,
+            "--processes",
+            str(args.processes),
+            "--threads",
+            str(args.threads),
+            "--queues",
+            queue,
+            "--skip-logging",
+            "--worker-shutdown-timeout",
+            "30000",
+        ]
+    )
+    code: int = dramatiq.cli.main(dargs)
+    return code
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        sys.stdout.write(__doc__ + "\n")
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "relay":
+        from worker.relay import main as relay_main
+
+        return relay_main(rest)
+    if command == "cache" and rest[:1] == ["rebuild"]:
+        from worker.rebuild import main as rebuild_main
+
+        return rebuild_main(rest[1:])
+    if command == "thumbnails" and rest[:1] == ["regenerate"]:
+        from worker.regenerate import main as regenerate_main
+
+        return regenerate_main(rest[1:])
+    if command in ENTRIES:
+        return _dramatiq(command, rest)
+    sys.stderr.write(f"unknown command {command!r}; expected relay, cache or thumbnails\n")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
