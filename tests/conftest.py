@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -23,8 +24,12 @@ from migrations.runner import migrate
 from shared.settings import Settings
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
-RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+#: Each session gets a Redis database index of its own, so parallel runs on one machine do not flush each other.
+REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{1 + os.getpid() % 15}")
+RABBITMQ_BASE = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+#: Each session gets a RabbitMQ vhost of its own (made with rabbitmqctl, deleted at the end).
+RABBITMQ_VHOST = f"stockroom-test-{os.getpid()}"
+RABBITMQ_URL = RABBITMQ_BASE.rstrip("/") + "/" + RABBITMQ_VHOST
 #: The admin key every test app accepts (BOOTSTRAP_API_KEY).
 ADMIN_KEY = "test-bootstrap-admin-key"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
