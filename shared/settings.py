@@ -34,3 +34,14 @@ class Settings(BaseSettings):
     pg_command_timeout: float = Field(default=10.0, gt=0)
     #: Seconds a client should wait before retrying after a 503.
     retry_after_seconds: int = 2
+
+    #: Outbox relay: rows claimed per transaction.
+    relay_batch_size: int = Field(default=200, ge=1, le=10_000)
+    #: Outbox relay: seconds between polls when no NOTIFY arrives (NOTIFY is lost while disconnected).
+    relay_poll_interval: float = Field(default=1.0, gt=0)
+    #: Outbox relay: seconds to wait for every publisher confirm of a batch before rolling it back.
+    relay_publish_timeout: float = Field(default=5.0, gt=0)
+    #: Outbox relay: sent rows are deleted after this many hours.
+    outbox_retention_hours: float = Field(default=168, ge=0)
+    #: Outbox relay: Prometheus metrics port (0 = no metrics server).
+    relay_metrics_port: int = Field(default=9192, ge=0, le=65535)
