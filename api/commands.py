@@ -19,7 +19,7 @@ from shared.db import connection
 from shared.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from shared.errors import FieldError as FE
 from shared.merge_patch import apply as merge
-from shared.models import Written
+from shared.models import User, Written
 from shared.repo import categories as cat_repo
 from shared.repo import idempotency
 from shared.repo import products as prod_repo
@@ -356,5 +356,5 @@ async def delete_record(conn: asyncpg.Connection, ctx: Ctx, record_id: int, expe
 # -- birthdays -----------------------------------------------------------------------------------
 
 
-async def upsert_user(conn: asyncpg.Connection, ctx: Ctx, name: str, born: dt.date) -> int:
+async def upsert_user(conn: asyncpg.Connection, ctx: Ctx, name: str, born: dt.date) -> User:
     return await user_repo.upsert(conn, name, born, ctx.request_id)

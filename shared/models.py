@@ -15,6 +15,10 @@ class Written:
     id: int
     version: int
     slug: str | None = None
+    #: The resource as written (None for writes that do not return it), for the read model's write-through.
+    entity: Any = None
+    #: PostgreSQL's WAL position when the statement ran: orders projections of one version (see readmodel).
+    lsn: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +32,7 @@ class Category:
     created_at: dt.datetime
     updated_at: dt.datetime
     version: int
+    lsn: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,7 @@ class Product:
     created_at: dt.datetime
     updated_at: dt.datetime
     version: int
+    lsn: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,7 @@ class Record:
     created_at: dt.datetime
     updated_at: dt.datetime
     version: int
+    lsn: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +73,7 @@ class User:
     name: str
     date_of_birth: dt.date
     version: int
+    lsn: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from shared.models import Category, Written
 
 _SELECT = """
 SELECT c.id, c.slug, c.name, c.description, p.slug AS parent, c.version, c.created_at, c.updated_at,
+       (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn,
        (SELECT count(*) FROM products pr WHERE pr.category_id = c.id AND pr.deleted_at IS NULL) AS product_count
 FROM categories c LEFT JOIN categories p ON p.id = c.parent_id
 """
@@ -22,7 +23,11 @@ ev AS (
            jsonb_build_object('slug', w.slug, 'name', w.name, 'description', w.description,
                               'parent_id', w.parent_id), $rid
     FROM w)
-SELECT w.id, w.slug, w.version FROM w
+SELECT w.id, w.slug, w.name, w.description, w.version, w.created_at, w.updated_at,
+       (SELECT slug FROM categories WHERE id = w.parent_id) AS parent,
+       (SELECT count(*) FROM products pr WHERE pr.category_id = w.id AND pr.deleted_at IS NULL) AS product_count,
+       (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn
+FROM w
 """
 
 
@@ -42,11 +47,14 @@ def _category(row: asyncpg.Record) -> Category:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         version=row["version"],
+        lsn=row["lsn"],
     )
 
 
 def _written(row: asyncpg.Record | None) -> Written | None:
-    return None if row is None else Written(id=row["id"], version=row["version"], slug=row["slug"])
+    if row is None:
+        return None
+    return Written(id=row["id"], version=row["version"], slug=row["slug"], entity=_category(row), lsn=row["lsn"])
 
 
 async def get_by_slug(conn: asyncpg.Connection, slug: str) -> Category | None:
@@ -100,7 +108,7 @@ w AS (
     INSERT INTO categories (slug, name, description, parent_id)
     SELECT $1, $2, $3, (SELECT id FROM parent)
     WHERE $4::text IS NULL OR EXISTS (SELECT 1 FROM parent)
-    RETURNING id, slug, name, description, parent_id, version),
+    RETURNING id, slug, name, description, parent_id, version, created_at, updated_at),
 """
         + _event("category.created", 5),
         slug,
@@ -132,7 +140,7 @@ w AS (
                           version = version + 1, updated_at = now()
     WHERE slug = $1 AND deleted_at IS NULL AND ($6::int IS NULL OR version = $6)
       AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM parent))
-    RETURNING id, slug, name, description, parent_id, version),
+    RETURNING id, slug, name, description, parent_id, version, created_at, updated_at),
 """
         + _event("category.updated", 7),
         current_slug,
@@ -171,7 +179,7 @@ WITH w AS (
     UPDATE categories SET deleted_at = now(), version = version + 1, updated_at = now()
     WHERE slug = $1 AND deleted_at IS NULL AND ($2::int IS NULL OR version = $2)
       AND NOT EXISTS (SELECT 1 FROM products p WHERE p.category_id = categories.id AND p.deleted_at IS NULL)
-    RETURNING id, slug, name, description, parent_id, version),
+    RETURNING id, slug, name, description, parent_id, version, created_at, updated_at),
 """
         + _event("category.deleted", 3),
         slug,
@@ -190,7 +198,7 @@ WITH target AS (
 w AS (
     UPDATE categories SET deleted_at = NULL, version = version + 1, updated_at = now()
     WHERE id = (SELECT id FROM target) AND ($2::int IS NULL OR version = $2)
-    RETURNING id, slug, name, description, parent_id, version),
+    RETURNING id, slug, name, description, parent_id, version, created_at, updated_at),
 """
         + _event("category.restored", 3),
         slug,

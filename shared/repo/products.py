@@ -14,10 +14,11 @@ from shared.models import Product, Written
 _COLUMNS = """
 p.id, p.slug, p.name, p.description, p.price, p.currency, c.slug AS category, p.stock, p.attributes,
 p.is_active, p.image_status, p.image_original, p.image_thumbnails, p.image_error,
-p.created_at, p.updated_at, p.version"""
+p.created_at, p.updated_at, p.version, (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn"""
 _SELECT = "SELECT " + _COLUMNS + " FROM products p JOIN categories c ON c.id = p.category_id"
 
-_RETURNING = "RETURNING id, slug, name, price, currency, category_id, stock, is_active, version"
+_RETURNING = """RETURNING id, slug, name, description, price, currency, category_id, stock, attributes, is_active,
+    image_status, image_original, image_thumbnails, image_error, created_at, updated_at, version"""
 
 _EVENT = """
 ev AS (
@@ -27,7 +28,7 @@ ev AS (
                               'category_id', w.category_id, 'stock', w.stock, 'is_active', w.is_active),
            $rid
     FROM w)
-SELECT w.id, w.slug, w.version FROM w
+SELECT w.*, (SELECT slug FROM categories WHERE id = w.category_id) AS category, (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn FROM w
 """
 
 #: sort parameter -> (ORDER BY, keyset comparison, column expressions forming the key).
@@ -63,11 +64,14 @@ def _product(row: asyncpg.Record) -> Product:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         version=row["version"],
+        lsn=row["lsn"],
     )
 
 
 def _written(row: asyncpg.Record | None) -> Written | None:
-    return None if row is None else Written(id=row["id"], version=row["version"], slug=row["slug"])
+    if row is None:
+        return None
+    return Written(id=row["id"], version=row["version"], slug=row["slug"], entity=_product(row), lsn=row["lsn"])
 
 
 def sort_key(product: Product, sort: str) -> list[Any]:

@@ -8,14 +8,14 @@ import asyncpg
 
 from shared.models import Record, Written
 
-_SELECT = "SELECT id, data, created_at, updated_at, version FROM records"
+_SELECT = "SELECT id, data, created_at, updated_at, version, (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn FROM records"
 
 #: Record events carry no copy of the document (it may be 1 MiB): consumers read it from PostgreSQL.
 _EVENT = """
 ev AS (
     INSERT INTO outbox (type, aggregate, aggregate_id, version, payload, request_id)
     SELECT $type, 'record', w.id::text, w.version, '{}'::jsonb, $rid FROM w)
-SELECT w.id, w.version FROM w
+SELECT w.id, w.data, w.created_at, w.updated_at, w.version, (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn FROM w
 """
 
 
@@ -30,11 +30,14 @@ def _record(row: asyncpg.Record) -> Record:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         version=row["version"],
+        lsn=row["lsn"],
     )
 
 
 def _written(row: asyncpg.Record | None) -> Written | None:
-    return None if row is None else Written(id=row["id"], version=row["version"])
+    if row is None:
+        return None
+    return Written(id=row["id"], version=row["version"], entity=_record(row), lsn=row["lsn"])
 
 
 async def get(conn: asyncpg.Connection, record_id: int) -> Record | None:
@@ -54,7 +57,8 @@ async def list_page(conn: asyncpg.Connection, after_id: int | None, limit: int |
 
 async def insert(conn: asyncpg.Connection, data: Any, request_id: str) -> Written:
     row = await conn.fetchrow(
-        "WITH w AS (INSERT INTO records (data) VALUES ($1) RETURNING id, version)," + _event("record.created", 2),
+        "WITH w AS (INSERT INTO records (data) VALUES ($1) RETURNING id, data, created_at, updated_at, version),"
+        + _event("record.created", 2),
         data,
         request_id,
     )
@@ -71,7 +75,7 @@ async def update(
 WITH w AS (
     UPDATE records SET data = $2, version = version + 1, updated_at = now()
     WHERE id = $1 AND deleted_at IS NULL AND ($3::int IS NULL OR version = $3)
-    RETURNING id, version),"""
+    RETURNING id, data, created_at, updated_at, version),"""
         + _event("record.updated", 4),
         record_id,
         data,
@@ -89,7 +93,7 @@ async def soft_delete(
 WITH w AS (
     UPDATE records SET deleted_at = now(), version = version + 1, updated_at = now()
     WHERE id = $1 AND deleted_at IS NULL AND ($2::int IS NULL OR version = $2)
-    RETURNING id, version),"""
+    RETURNING id, data, created_at, updated_at, version),"""
         + _event("record.deleted", 3),
         record_id,
         expected_version,

@@ -10,43 +10,51 @@ from shared.models import User
 
 
 def _user(row: asyncpg.Record) -> User:
-    return User(username=row["username"], name=row["name"], date_of_birth=row["date_of_birth"], version=row["version"])
+    return User(
+        username=row["username"],
+        name=row["name"],
+        date_of_birth=row["date_of_birth"],
+        version=row["version"],
+        lsn=row["lsn"],
+    )
+
+
+_COLUMNS = "username, name, date_of_birth, version, (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn"
 
 
 async def get(conn: asyncpg.Connection, username: str) -> User | None:
-    row = await conn.fetchrow(
-        "SELECT username, name, date_of_birth, version FROM users WHERE username = $1", username.lower()
-    )
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE username = $1", username.lower())
     return None if row is None else _user(row)
 
 
-async def upsert(conn: asyncpg.Connection, name: str, date_of_birth: dt.date, request_id: str) -> int:
-    """Create or replace a user and write ``user.upserted``; returns the new version."""
-    version: int = await conn.fetchval(
+async def upsert(conn: asyncpg.Connection, name: str, date_of_birth: dt.date, request_id: str) -> User:
+    """Create or replace a user and write ``user.upserted``; returns the user as written."""
+    row = await conn.fetchrow(
         """
 WITH w AS (
     INSERT INTO users (username, name, date_of_birth) VALUES (lower($1), $1, $2)
     ON CONFLICT (username) DO UPDATE
         SET name = EXCLUDED.name, date_of_birth = EXCLUDED.date_of_birth,
             version = users.version + 1, updated_at = now()
-    RETURNING username, date_of_birth, version),
+    RETURNING username, name, date_of_birth, version),
 ev AS (
     INSERT INTO outbox (type, aggregate, aggregate_id, version, payload, request_id)
     SELECT 'user.upserted', 'user', w.username, w.version,
            jsonb_build_object('date_of_birth', w.date_of_birth), $3
     FROM w)
-SELECT version FROM w""",
+SELECT w.*, (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn FROM w""",
         name,
         date_of_birth,
         request_id,
     )
-    return version
+    assert row is not None  # an upsert always returns its row
+    return _user(row)
 
 
 async def born_on(conn: asyncpg.Connection, month: int, days: list[int]) -> list[User]:
     """Users born on any of ``days`` of ``month`` (several days: 28 and 29 February in a common year)."""
     rows = await conn.fetch(
-        """SELECT username, name, date_of_birth, version FROM users
+        f"""SELECT {_COLUMNS} FROM users
            WHERE extract(month FROM date_of_birth) = $1 AND extract(day FROM date_of_birth) = ANY($2::int[])
            ORDER BY username""",
         month,
