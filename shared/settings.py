@@ -45,3 +45,16 @@ class Settings(BaseSettings):
     outbox_retention_hours: float = Field(default=168, ge=0)
     #: Outbox relay: Prometheus metrics port (0 = no metrics server).
     relay_metrics_port: int = Field(default=9192, ge=0, le=65535)
+
+    #: Image storage: S3-compatible when ``s3_bucket`` is set, else the local directory ``media_root``.
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    #: Thumbnails: ``name=pixels`` pairs, each the box (longest side) one thumbnail fits in.
+    thumbnail_sizes: str = "small=160,medium=480,large=1024"
+    #: Uploads over this many bytes are refused with 413 (20 MiB).
+    image_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    #: Images with more pixels than this are a permanent failure, never decoded (decompression bombs).
+    image_max_pixels: int = Field(default=50_000_000, ge=1)
