@@ -19,6 +19,8 @@ class Written:
     entity: Any = None
     #: PostgreSQL's WAL position when the statement ran: orders projections of one version (see readmodel).
     lsn: int = 0
+    #: The write soft-deleted the resource.
+    deleted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,7 @@ class Product:
     updated_at: dt.datetime
     version: int
     lsn: int = 0
+    category_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)

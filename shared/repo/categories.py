@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import asyncpg
@@ -75,6 +76,19 @@ async def list_page(conn: asyncpg.Connection, after_id: int | None, limit: int) 
         limit,
     )
     return [_category(r) for r in rows]
+
+
+async def get_any_by_id(conn: asyncpg.Connection, category_id: int) -> tuple[Category, bool] | None:
+    """The category, live or soft-deleted, and whether it is deleted (for the read model's projections)."""
+    row = await conn.fetchrow(
+        _SELECT.replace("SELECT ", "SELECT c.deleted_at IS NOT NULL AS deleted, ", 1) + " WHERE c.id = $1", category_id
+    )
+    return None if row is None else (_category(row), row["deleted"])
+
+
+async def ids_after(conn: asyncpg.Connection, after_id: int, limit: int) -> list[int]:
+    rows = await conn.fetch("SELECT id FROM categories WHERE id > $1 ORDER BY id LIMIT $2", after_id, limit)
+    return [r["id"] for r in rows]
 
 
 async def live_id(conn: asyncpg.Connection, slug: str) -> int | None:
@@ -186,7 +200,8 @@ WITH w AS (
         expected_version,
         request_id,
     )
-    return _written(row)
+    written = _written(row)
+    return None if written is None else dataclasses.replace(written, deleted=True)
 
 
 async def restore(conn: asyncpg.Connection, slug: str, expected_version: int | None, request_id: str) -> Written | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
@@ -12,7 +13,7 @@ import asyncpg
 from shared.models import Product, Written
 
 _COLUMNS = """
-p.id, p.slug, p.name, p.description, p.price, p.currency, c.slug AS category, p.stock, p.attributes,
+p.id, p.slug, p.name, p.description, p.price, p.currency, c.slug AS category, p.category_id, p.stock, p.attributes,
 p.is_active, p.image_status, p.image_original, p.image_thumbnails, p.image_error,
 p.created_at, p.updated_at, p.version, (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn"""
 _SELECT = "SELECT " + _COLUMNS + " FROM products p JOIN categories c ON c.id = p.category_id"
@@ -28,7 +29,9 @@ ev AS (
                               'category_id', w.category_id, 'stock', w.stock, 'is_active', w.is_active),
            $rid
     FROM w)
-SELECT w.*, (SELECT slug FROM categories WHERE id = w.category_id) AS category, (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn FROM w
+SELECT w.*, (SELECT slug FROM categories WHERE id = w.category_id) AS category,
+       (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn
+FROM w
 """
 
 #: sort parameter -> (ORDER BY, keyset comparison, column expressions forming the key).
@@ -65,6 +68,7 @@ def _product(row: asyncpg.Record) -> Product:
         updated_at=row["updated_at"],
         version=row["version"],
         lsn=row["lsn"],
+        category_id=row["category_id"],
     )
 
 
@@ -121,6 +125,20 @@ async def get_by_slug(conn: asyncpg.Connection, slug: str) -> Product | None:
 async def get_by_id(conn: asyncpg.Connection, product_id: int) -> Product | None:
     row = await conn.fetchrow(_SELECT + " WHERE p.id = $1 AND p.deleted_at IS NULL", product_id)
     return None if row is None else _product(row)
+
+
+async def get_any_by_id(conn: asyncpg.Connection, product_id: int) -> tuple[Product, bool] | None:
+    """The product, live or soft-deleted, and whether it is deleted (for the read model's projections)."""
+    row = await conn.fetchrow(
+        _SELECT.replace("SELECT ", "SELECT p.deleted_at IS NOT NULL AS deleted, ", 1) + " WHERE p.id = $1", product_id
+    )
+    return None if row is None else (_product(row), row["deleted"])
+
+
+async def ids_after(conn: asyncpg.Connection, after_id: int, limit: int) -> list[int]:
+    """Ids of products (live or not) after ``after_id``, for rebuilding the read model in batches."""
+    rows = await conn.fetch("SELECT id FROM products WHERE id > $1 ORDER BY id LIMIT $2", after_id, limit)
+    return [r["id"] for r in rows]
 
 
 async def list_page(
@@ -245,7 +263,8 @@ WITH w AS (
         expected_version,
         request_id,
     )
-    return _written(row)
+    written = _written(row)
+    return None if written is None else dataclasses.replace(written, deleted=True)
 
 
 async def restore(conn: asyncpg.Connection, slug: str, expected_version: int | None, request_id: str) -> Written | None:

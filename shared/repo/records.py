@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import asyncpg
 
 from shared.models import Record, Written
 
-_SELECT = "SELECT id, data, created_at, updated_at, version, (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn FROM records"
+_SELECT = (
+    "SELECT id, data, created_at, updated_at, version, (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn"
+    " FROM records"
+)
 
 #: Record events carry no copy of the document (it may be 1 MiB): consumers read it from PostgreSQL.
 _EVENT = """
@@ -43,6 +47,19 @@ def _written(row: asyncpg.Record | None) -> Written | None:
 async def get(conn: asyncpg.Connection, record_id: int) -> Record | None:
     row = await conn.fetchrow(_SELECT + " WHERE id = $1 AND deleted_at IS NULL", record_id)
     return None if row is None else _record(row)
+
+
+async def get_any(conn: asyncpg.Connection, record_id: int) -> tuple[Record, bool] | None:
+    """The record, live or soft-deleted, and whether it is deleted (for the read model's projections)."""
+    row = await conn.fetchrow(
+        "SELECT deleted_at IS NOT NULL AS deleted, " + _SELECT.removeprefix("SELECT ") + " WHERE id = $1", record_id
+    )
+    return None if row is None else (_record(row), row["deleted"])
+
+
+async def ids_after(conn: asyncpg.Connection, after_id: int, limit: int) -> list[int]:
+    rows = await conn.fetch("SELECT id FROM records WHERE id > $1 ORDER BY id LIMIT $2", after_id, limit)
+    return [r["id"] for r in rows]
 
 
 async def list_page(conn: asyncpg.Connection, after_id: int | None, limit: int | None) -> list[Record]:
@@ -99,7 +116,8 @@ WITH w AS (
         expected_version,
         request_id,
     )
-    return _written(row)
+    written = _written(row)
+    return None if written is None else dataclasses.replace(written, deleted=True)
 
 
 async def live_version(conn: asyncpg.Connection, record_id: int) -> int | None:

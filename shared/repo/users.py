@@ -61,3 +61,8 @@ async def born_on(conn: asyncpg.Connection, month: int, days: list[int]) -> list
         days,
     )
     return [_user(r) for r in rows]
+
+
+async def usernames_after(conn: asyncpg.Connection, after: str, limit: int) -> list[str]:
+    rows = await conn.fetch("SELECT username FROM users WHERE username > $1 ORDER BY username LIMIT $2", after, limit)
+    return [r["username"] for r in rows]
