@@ -12,8 +12,10 @@ from redis.retry import Retry
 from api import middleware
 from api.auth import KeyCache
 from api.health import Readiness
-from api.keys import KEY_CACHE, PG_POOL, READINESS, REDIS, SETTINGS
+from api.keys import KEY_CACHE, PG_POOL, READ_STATS, READINESS, REDIS, REDIS_RUN, SETTINGS
+from api.queries import Stats
 from api.routes import setup_routes
+from shared import readmodel
 from shared.db import create_pool
 from shared.logs import get_logger
 from shared.settings import Settings
@@ -48,6 +50,7 @@ async def _postgres(app: web.Application) -> AsyncIterator[None]:
 async def _redis(app: web.Application) -> AsyncIterator[None]:
     client = redis_client(app[SETTINGS])
     app[REDIS] = client
+    app[REDIS_RUN] = readmodel.redis_runner(client)
     try:
         yield
     finally:
@@ -66,6 +69,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[KEY_CACHE] = KeyCache()
+    app[READ_STATS] = Stats()
     app.cleanup_ctx.extend([_postgres, _redis, _readiness])
     setup_routes(app)
     if settings.auth_disabled:

@@ -50,6 +50,8 @@ class Outcome:
     body: bytes
     location: str | None = None
     replayed: bool = False
+    #: What the command wrote, for the read model's write-through (None on a replay).
+    written: Written | None = None
 
 
 def request_hash(method: str, path: str, body: bytes) -> str:

@@ -13,12 +13,16 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from api.auth import KeyCache, Principal
     from api.health import Readiness
+    from api.queries import Stats
+    from shared.readmodel import Runner
 
 SETTINGS = web.AppKey("settings", Settings)
 PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", aioredis.Redis)
 KEY_CACHE: web.AppKey[KeyCache] = web.AppKey("key_cache")
 READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
+REDIS_RUN: web.AppKey[Runner] = web.AppKey("redis_run")
+READ_STATS: web.AppKey[Stats] = web.AppKey("read_stats")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

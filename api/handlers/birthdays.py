@@ -11,11 +11,11 @@ from aiohttp import web
 from api import commands, queries
 from api.auth import requires
 from api.commands import Outcome
-from api.handlers.common import ctx, respond
+from api.handlers.common import ctx, finish, reads
 from api.http import json_response, loads, read_body, validate
-from api.keys import PG_POOL, SETTINGS
 from api.schemas import USERNAME_PATTERN, BirthdayIn
 from shared.errors import FieldError, NotFound, ValidationFailed
+from shared.models import Written
 
 _USERNAME = re.compile(USERNAME_PATTERN)
 
@@ -42,20 +42,18 @@ async def put(request: web.Request) -> web.Response:
     c = ctx(request)
 
     async def op(conn: asyncpg.Connection) -> Outcome:
-        await commands.upsert_user(conn, c, username, body.dateOfBirth)
-        return Outcome(204, b"")
+        user = await commands.upsert_user(conn, c, username, body.dateOfBirth)
+        return Outcome(204, b"", written=Written(id=0, version=user.version, entity=user, lsn=user.lsn))
 
-    return respond(await commands.run(c, op))
+    return await finish(request, await commands.run(c, op))
 
 
 async def get(request: web.Request) -> web.Response:
     username = request.match_info["username"]
     if not _USERNAME.match(username):
         raise NotFound(f"no user {username!r}")
-    settings = request.app[SETTINGS]
-    return json_response(await queries.greeting(request.app[PG_POOL], settings.pg_connect_timeout, username, today()))
+    return json_response(await queries.greeting(reads(request), username, today()))
 
 
 async def today_list(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
-    return json_response(await queries.birthdays_today(request.app[PG_POOL], settings.pg_connect_timeout, today()))
+    return json_response(await queries.birthdays_today(reads(request), today()))

@@ -8,9 +8,8 @@ from aiohttp import web
 from api import commands, queries
 from api.auth import requires
 from api.commands import Outcome
-from api.handlers.common import ctx, respond
+from api.handlers.common import ctx, finish, reads
 from api.http import conditional, if_match, json_response, loads, query_int, read_body, validate
-from api.keys import PG_POOL, SETTINGS
 from api.schemas import CategoryIn
 from shared.models import Written
 from shared.views import dumps
@@ -21,21 +20,18 @@ def _outcome(w: Written, status: int = 200) -> Outcome:
         status,
         dumps({"id": w.id, "slug": w.slug, "version": w.version}),
         location=f"/api/categories/{w.slug}",
+        written=w,
     )
 
 
 async def list_(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 20, 1, 100)
-    body = await queries.categories(
-        request.app[PG_POOL], request.app[SETTINGS].pg_connect_timeout, limit, request.query.get("cursor")
-    )
+    body = await queries.categories(reads(request), limit, request.query.get("cursor"))
     return json_response(body)
 
 
 async def get(request: web.Request) -> web.Response:
-    body, etag = await queries.category(
-        request.app[PG_POOL], request.app[SETTINGS].pg_connect_timeout, request.match_info["slug"]
-    )
+    body, etag = await queries.category(reads(request), request.match_info["slug"])
     return conditional(request, body, etag)
 
 
@@ -48,7 +44,7 @@ async def create(request: web.Request) -> web.Response:
     async def op(conn: asyncpg.Connection) -> Outcome:
         return _outcome(await commands.create_category(conn, c, body), 201)
 
-    return respond(await commands.run(c, op))
+    return await finish(request, await commands.run(c, op))
 
 
 @requires("write")
@@ -59,7 +55,7 @@ async def replace(request: web.Request) -> web.Response:
     async def op(conn: asyncpg.Connection) -> Outcome:
         return _outcome(await commands.replace_category(conn, c, slug, body, expected))
 
-    return respond(await commands.run(c, op))
+    return await finish(request, await commands.run(c, op))
 
 
 @requires("write")
@@ -70,7 +66,7 @@ async def patch(request: web.Request) -> web.Response:
     async def op(conn: asyncpg.Connection) -> Outcome:
         return _outcome(await commands.patch_category(conn, c, slug, doc, expected))
 
-    return respond(await commands.run(c, op))
+    return await finish(request, await commands.run(c, op))
 
 
 @requires("write")
@@ -78,10 +74,9 @@ async def delete(request: web.Request) -> web.Response:
     c, slug, expected = ctx(request), request.match_info["slug"], if_match(request)
 
     async def op(conn: asyncpg.Connection) -> Outcome:
-        await commands.delete_category(conn, c, slug, expected)
-        return Outcome(204, b"")
+        return Outcome(204, b"", written=await commands.delete_category(conn, c, slug, expected))
 
-    return respond(await commands.run(c, op))
+    return await finish(request, await commands.run(c, op))
 
 
 @requires("admin")
@@ -91,4 +86,4 @@ async def restore(request: web.Request) -> web.Response:
     async def op(conn: asyncpg.Connection) -> Outcome:
         return _outcome(await commands.restore_category(conn, c, slug, expected))
 
-    return respond(await commands.run(c, op))
+    return await finish(request, await commands.run(c, op))

@@ -7,7 +7,8 @@ from aiohttp import web
 from api.auth import Principal
 from api.commands import Ctx, Outcome, request_hash
 from api.http import JSON
-from api.keys import PG_POOL, PRINCIPAL, REQUEST_ID, SETTINGS
+from api.keys import PG_POOL, PRINCIPAL, READ_STATS, REDIS_RUN, REQUEST_ID, SETTINGS
+from api.queries import Reads, project
 from shared.errors import BadRequest, NotFound
 
 MAX_IDEMPOTENCY_KEY = 255
@@ -28,6 +29,20 @@ def ctx(request: web.Request, body: bytes = b"") -> Ctx:
         idempotency_key=key,
         request_hash=request_hash(request.method, request.path.rstrip("/"), body) if key else "",
     )
+
+
+def reads(request: web.Request) -> Reads:
+    """The read context: PostgreSQL, Redis (through the read model's scripts) and the media URL."""
+    app = request.app
+    settings = app[SETTINGS]
+    return Reads(app[PG_POOL], settings.pg_connect_timeout, app[REDIS_RUN], settings.media_url, app[READ_STATS])
+
+
+async def finish(request: web.Request, outcome: Outcome) -> web.Response:
+    """Project what the write committed into Redis (read-your-writes), then answer."""
+    if outcome.written is not None and not outcome.replayed:
+        await project(reads(request), outcome.written)
+    return respond(outcome)
 
 
 def respond(outcome: Outcome) -> web.Response:

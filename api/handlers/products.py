@@ -8,11 +8,10 @@ from aiohttp import web
 from api import commands, queries
 from api.auth import requires
 from api.commands import Outcome
-from api.handlers.common import ctx, respond
+from api.handlers.common import ctx, finish, reads
 from api.http import conditional, if_match, json_response, loads, one_of, query_int, read_body, validate
-from api.keys import PG_POOL, SETTINGS
 from api.schemas import ProductIn
-from shared.errors import BadRequest
+from shared.errors import BadRequest, FieldError
 from shared.models import Written
 from shared.repo.products import SORTS, Filters
 from shared.views import dumps
@@ -22,7 +21,7 @@ _BOOLS = {"true": True, "1": True, "false": False, "0": False}
 
 def _outcome(w: Written, status: int = 200) -> Outcome:
     return Outcome(
-        status, dumps({"id": w.id, "slug": w.slug, "version": w.version}), location=f"/api/products/{w.slug}"
+        status, dumps({"id": w.id, "slug": w.slug, "version": w.version}), location=f"/api/products/{w.slug}", written=w
     )
 
 
@@ -30,12 +29,18 @@ def filters(request: web.Request) -> Filters:
     q = request.query
     in_stock = q.get("in_stock")
     if in_stock is not None and in_stock.lower() not in _BOOLS:
-        raise BadRequest("in_stock must be true or false")
+        raise BadRequest(
+            "in_stock must be true or false",
+            errors=[FieldError(loc=["query", "in_stock"], msg="must be true or false")],
+        )
     min_price = queries.parse_price(q.get("min_price"), "min_price")
     max_price = queries.parse_price(q.get("max_price"), "max_price")
     text = q.get("q")
     if text is not None and len(text) > 200:
-        raise BadRequest("q must be at most 200 characters")
+        raise BadRequest(
+            "q must be at most 200 characters",
+            errors=[FieldError(loc=["query", "q"], msg="must be at most 200 characters")],
+        )
     return Filters(
         category=q.get("category") or None,
         min_price=min_price,
@@ -46,11 +51,8 @@ def filters(request: web.Request) -> Filters:
 
 
 async def list_(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
     body = await queries.products(
-        request.app[PG_POOL],
-        settings.pg_connect_timeout,
-        settings.media_url,
+        reads(request),
         filters(request),
         one_of(request, "sort", "-created_at", SORTS),
         query_int(request, "limit", 20, 1, 100),
@@ -60,10 +62,7 @@ async def list_(request: web.Request) -> web.Response:
 
 
 async def get(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
-    body, etag = await queries.product(
-        request.app[PG_POOL], settings.pg_connect_timeout, settings.media_url, request.match_info["slug"]
-    )
+    body, etag = await queries.product(reads(request), request.match_info["slug"])
     return conditional(request, body, etag)
 
 
@@ -76,7 +75,7 @@ async def create(request: web.Request) -> web.Response:
     async def op(conn: asyncpg.Connection) -> Outcome:
         return _outcome(await commands.create_product(conn, c, body), 201)
 
-    return respond(await commands.run(c, op))
+    return await finish(request, await commands.run(c, op))
 
 
 @requires("write")
@@ -87,7 +86,7 @@ async def replace(request: web.Request) -> web.Response:
     async def op(conn: asyncpg.Connection) -> Outcome:
         return _outcome(await commands.replace_product(conn, c, slug, body, expected))
 
-    return respond(await commands.run(c, op))
+    return await finish(request, await commands.run(c, op))
 
 
 @requires("write")
@@ -98,7 +97,7 @@ async def patch(request: web.Request) -> web.Response:
     async def op(conn: asyncpg.Connection) -> Outcome:
         return _outcome(await commands.patch_product(conn, c, slug, doc, expected))
 
-    return respond(await commands.run(c, op))
+    return await finish(request, await commands.run(c, op))
 
 
 @requires("write")
@@ -106,10 +105,9 @@ async def delete(request: web.Request) -> web.Response:
     c, slug, expected = ctx(request), request.match_info["slug"], if_match(request)
 
     async def op(conn: asyncpg.Connection) -> Outcome:
-        await commands.delete_product(conn, c, slug, expected)
-        return Outcome(204, b"")
+        return Outcome(204, b"", written=await commands.delete_product(conn, c, slug, expected))
 
-    return respond(await commands.run(c, op))
+    return await finish(request, await commands.run(c, op))
 
 
 @requires("admin")
@@ -119,4 +117,4 @@ async def restore(request: web.Request) -> web.Response:
     async def op(conn: asyncpg.Connection) -> Outcome:
         return _outcome(await commands.restore_product(conn, c, slug, expected))
 
-    return respond(await commands.run(c, op))
+    return await finish(request, await commands.run(c, op))

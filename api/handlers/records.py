@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+import orjson
 from aiohttp import web
 
 from api import commands, queries
 from api.auth import requires
 from api.commands import Outcome
-from api.handlers.common import ctx, record_id, respond
+from api.handlers.common import ctx, finish, reads, record_id
 from api.http import conditional, if_match, json_response, loads, query_int, read_body
-from api.keys import PG_POOL, SETTINGS
 from shared.errors import FieldError, ValidationFailed
+from shared.models import Record
 from shared.views import dumps
 
 
@@ -26,10 +27,6 @@ def _object(raw: bytes) -> dict[str, Any]:
     return doc
 
 
-def _timeout(request: web.Request) -> float:
-    return request.app[SETTINGS].pg_connect_timeout
-
-
 async def _create(request: web.Request, status: int) -> web.Response:
     raw = await read_body(request)
     doc = _object(raw)
@@ -37,20 +34,18 @@ async def _create(request: web.Request, status: int) -> web.Response:
 
     async def op(conn: asyncpg.Connection) -> Outcome:
         w = await commands.create_record(conn, c, doc)
-        return Outcome(status, dumps({"id": w.id}), location=f"/api/records/{w.id}")
+        return Outcome(status, dumps({"id": w.id}), location=f"/api/records/{w.id}", written=w)
 
-    return respond(await commands.run(c, op))
+    return await finish(request, await commands.run(c, op))
 
 
 async def list_(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 20, 1, 100)
-    return json_response(
-        await queries.records(request.app[PG_POOL], _timeout(request), limit, request.query.get("cursor"))
-    )
+    return json_response(await queries.records(reads(request), limit, request.query.get("cursor")))
 
 
 async def get(request: web.Request) -> web.Response:
-    body, etag, _ = await queries.record(request.app[PG_POOL], _timeout(request), record_id(request))
+    body, etag = await queries.record(reads(request), record_id(request))
     return conditional(request, body, etag)
 
 
@@ -66,9 +61,9 @@ async def replace(request: web.Request) -> web.Response:
 
     async def op(conn: asyncpg.Connection) -> Outcome:
         w = await commands.replace_record(conn, c, rid, doc, expected)
-        return Outcome(200, dumps({"id": w.id, "version": w.version}))
+        return Outcome(200, dumps({"id": w.id, "version": w.version}), written=w)
 
-    return respond(await commands.run(c, op))
+    return await finish(request, await commands.run(c, op))
 
 
 @requires("write")
@@ -76,10 +71,9 @@ async def delete(request: web.Request) -> web.Response:
     c, rid, expected = ctx(request), record_id(request), if_match(request)
 
     async def op(conn: asyncpg.Connection) -> Outcome:
-        await commands.delete_record(conn, c, rid, expected)
-        return Outcome(204, b"")
+        return Outcome(204, b"", written=await commands.delete_record(conn, c, rid, expected))
 
-    return respond(await commands.run(c, op))
+    return await finish(request, await commands.run(c, op))
 
 
 # -- legacy routes: the seeds' /picus and /data services ------------------------------------------
@@ -90,14 +84,21 @@ async def picus_put(request: web.Request) -> web.Response:
     return await _create(request, 200)
 
 
+def _id_and_data(rows: list[Record]) -> list[dict[str, Any]]:
+    return [{"id": r.id, "data": r.data} for r in rows]
+
+
+def _data(rows: list[Record]) -> list[Any]:
+    return [r.data for r in rows]
+
+
 async def picus_list(request: web.Request) -> web.Response:
-    rows = await queries.all_records(request.app[PG_POOL], _timeout(request))
-    return json_response(dumps([{"id": rid, "data": data} for rid, data in rows]))
+    return json_response(await queries.all_records(reads(request), _id_and_data))
 
 
 async def picus_get(request: web.Request) -> web.Response:
-    _, etag, data = await queries.record(request.app[PG_POOL], _timeout(request), record_id(request))
-    return conditional(request, dumps(data), etag)
+    body, etag = await queries.record(reads(request), record_id(request))
+    return conditional(request, dumps(orjson.loads(body)["data"]), etag)
 
 
 @requires("write")
@@ -106,5 +107,4 @@ async def data_post(request: web.Request) -> web.Response:
 
 
 async def data_list(request: web.Request) -> web.Response:
-    rows = await queries.all_records(request.app[PG_POOL], _timeout(request))
-    return json_response(dumps([data for _, data in rows]))
+    return json_response(await queries.all_records(reads(request), _data))
