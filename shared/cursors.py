@@ -11,11 +11,16 @@ from typing import Any
 
 import orjson
 
-from shared.errors import BadRequest
+from shared.errors import BadRequest, FieldError
 
 #: Not a secret that guards data (a cursor only names a position); it makes forged cursors fail loudly.
 _KEY = b"stockroom-cursor-v1"
 _MAC_LEN = 8
+
+
+def malformed(detail: str = "cursor is malformed") -> BadRequest:
+    """The 400 for a bad ``cursor`` query parameter, naming it in ``errors``."""
+    return BadRequest(detail, errors=[FieldError(loc=["query", "cursor"], msg=detail)])
 
 
 def encode(kind: str, key: list[Any]) -> str:
@@ -30,14 +35,14 @@ def decode(kind: str, cursor: str) -> list[Any]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
     except (binascii.Error, ValueError) as exc:
-        raise BadRequest("cursor is malformed") from exc
+        raise malformed() from exc
     mac, body = raw[:_MAC_LEN], raw[_MAC_LEN:]
     if not hmac.compare_digest(mac, hmac.new(_KEY, body, hashlib.sha256).digest()[:_MAC_LEN]):
-        raise BadRequest("cursor is malformed")
+        raise malformed()
     try:
         stored_kind, key = orjson.loads(body)
     except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
-        raise BadRequest("cursor is malformed") from exc
+        raise malformed() from exc
     if stored_kind != kind or not isinstance(key, list):
-        raise BadRequest("cursor belongs to another listing or sort order")
+        raise malformed("cursor belongs to another listing or sort order")
     return key
