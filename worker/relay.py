@@ -1,0 +1,495 @@
+"""``python -m worker relay``: the outbox relay, PostgreSQL ``outbox`` -> RabbitMQ, at least once.
+
+One pass: in one transaction, claim up to ``relay_batch_size`` unsent rows with ``FOR UPDATE SKIP LOCKED`` (relays
+running side by side take disjoint batches), publish every message of the batch concurrently on a channel with
+publisher confirms, await all confirms, then mark the rows sent and commit. A failure or a timeout rolls back, so
+the rows stay unsent and the pass is retried after an exponential backoff: a row is marked sent only once RabbitMQ
+has confirmed every one of its messages. A crash between the confirms and the commit publishes the batch again;
+consumers are idempotent. Within a batch, messages are published concurrently and may arrive in any order.
+
+Per event: one integration message to the topic exchange ``stockroom.events`` (routing key = event type) and one
+dramatiq message per subscriber in ``shared.events.ROUTES``. The topology is declared by ``worker.queues``.
+
+Waking up: a dedicated connection LISTENs on ``outbox`` (the insert trigger NOTIFYs at commit). A NOTIFY sent while
+that connection is down is lost, so the relay also polls every ``relay_poll_interval`` seconds.
+Housekeeping: sent rows older than ``outbox_retention_hours`` and idempotency keys older than a day are deleted in
+bounded chunks, every few minutes. Metrics (``relay_metrics_port``): events published, failed batches, backlog and
+the age of the oldest unsent row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import signal
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import aio_pika
+import asyncpg
+import dramatiq
+import orjson
+import prometheus_client
+import uvloop
+from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
+from prometheus_client import Counter, Gauge
+
+from shared.db import UNAVAILABLE, connection, create_pool
+from shared.errors import ServiceUnavailable
+from shared.events import EXCHANGE, ROUTES, actor_args, message_id
+from shared.logs import configure_logging, get_logger
+from shared.settings import Settings
+from worker.queues import declare_topology
+
+log = get_logger(__name__)
+
+#: The channel the outbox insert trigger NOTIFYs.
+CHANNEL: Final = "outbox"
+#: Backoff after a failed pass or a lost connection, in seconds: doubles from the first delay up to the cap.
+BACKOFF_FIRST: Final = 0.2
+BACKOFF_CAP: Final = 10.0
+#: How often the robust connection retries while RabbitMQ is away (aio-pika's default is 5 s).
+RECONNECT_INTERVAL: Final = 1.0
+#: Seconds between two housekeeping runs; the first runs at start.
+HOUSEKEEPING_INTERVAL: Final = 300.0
+#: Rows deleted per statement: short transactions, no long lock on a table the API writes to.
+DELETE_CHUNK: Final = 5_000
+#: Idempotency keys are honoured for a day.
+IDEMPOTENCY_TTL_HOURS: Final = 24
+#: The backlog gauges are refreshed at most this often (seconds).
+METRICS_INTERVAL: Final = 1.0
+#: Seconds between two pings on the LISTEN connection: a silently dead socket is noticed and replaced.
+LISTEN_PING_INTERVAL: Final = 30.0
+
+#: Failures that are expected while a service is away: logged without a traceback.
+TRANSIENT: Final = (
+    TimeoutError,
+    ServiceUnavailable,
+    aio_pika.exceptions.DeliveryError,
+    aio_pika.exceptions.PublishError,
+    *aio_pika.exceptions.CONNECTION_EXCEPTIONS,
+)
+
+EVENTS_PUBLISHED = Counter(
+    "stockroom_relay_events_published_total", "Outbox events published, confirmed and marked sent.", ["type"]
+)
+PUBLISH_FAILURES = Counter(
+    "stockroom_relay_publish_failures_total", "Batches whose publishing failed or timed out (rolled back, retried)."
+)
+OUTBOX_BACKLOG = Gauge("stockroom_relay_outbox_backlog", "Outbox rows not yet sent.")
+OUTBOX_OLDEST_AGE = Gauge(
+    "stockroom_relay_outbox_oldest_unsent_age_seconds", "Age of the oldest unsent outbox row (0 when there is none)."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """One claimed outbox row."""
+
+    row_id: int
+    event_id: str
+    type: str
+    aggregate: str
+    aggregate_id: str
+    version: int
+    payload: Any
+    request_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to publish: to the events exchange, or to a dramatiq queue through the default exchange ``""``."""
+
+    exchange: str
+    routing_key: str
+    message: aio_pika.Message
+
+
+# -- message building (pure) -------------------------------------------------------------------------------------
+
+
+def integration_body(event: OutboxEvent) -> dict[str, Any]:
+    """The integration event as the contract spells it."""
+    return {
+        "id": event.event_id,
+        "type": event.type,
+        "aggregate": event.aggregate,
+        "aggregate_id": event.aggregate_id,
+        "version": event.version,
+        "occurred_at": event.created_at.isoformat(),
+        "request_id": event.request_id,
+        "data": event.payload,
+    }
+
+
+def build_messages(event: OutboxEvent) -> list[Outgoing]:
+    """Every message ``event`` turns into: the integration event, then one dramatiq message per subscriber.
+
+    Everything is derived from the row (ids, timestamps), so a re-published event is byte for byte the same.
+    """
+    body = integration_body(event)
+    occurred_ms = int(event.created_at.timestamp() * 1000)
+    out = [
+        Outgoing(
+            EXCHANGE,
+            event.type,
+            aio_pika.Message(
+                orjson.dumps(body),
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=event.event_id,
+                correlation_id=event.request_id,
+                timestamp=event.created_at,
+                type=event.type,
+            ),
+        )
+    ]
+    for queue, actor in ROUTES.get(event.type, []):
+        # queue_name must equal the queue it is published to: dramatiq looks the actor up by it.
+        encoded = dramatiq.Message(
+            queue_name=queue,
+            actor_name=actor,
+            args=(actor_args(body),),
+            kwargs={},
+            options={},
+            message_id=message_id(event.event_id, queue),
+            message_timestamp=occurred_ms,
+        ).encode()
+        # dramatiq's own enqueue sets delivery_mode=2 and a priority only for ``broker_priority`` (never set here).
+        message = aio_pika.Message(
+            encoded, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=message_id(event.event_id, queue)
+        )
+        out.append(Outgoing("", queue, message))
+    return out
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------------------------------
+
+
+async def claim_batch(conn: asyncpg.Connection, limit: int) -> list[OutboxEvent]:
+    """Lock up to ``limit`` unsent rows, oldest first, skipping rows another relay holds. Run inside a transaction."""
+    rows = await conn.fetch(
+        """SELECT id, event_id, type, aggregate, aggregate_id, version, payload, request_id, created_at
+           FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
+        limit,
+    )
+    return [
+        OutboxEvent(
+            row_id=r["id"],
+            event_id=str(r["event_id"]),
+            type=r["type"],
+            aggregate=r["aggregate"],
+            aggregate_id=r["aggregate_id"],
+            version=r["version"],
+            payload=r["payload"],
+            request_id=r["request_id"],
+            created_at=r["created_at"],
+        )
+        for r in rows
+    ]
+
+
+async def mark_sent(conn: asyncpg.Connection, row_ids: Sequence[int]) -> None:
+    """Mark rows sent; only after every message of theirs was confirmed."""
+    await conn.execute("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", list(row_ids))
+
+
+async def delete_expired(conn: asyncpg.Connection, retention_hours: float, chunk: int = DELETE_CHUNK) -> int:
+    """Delete sent rows older than the retention, and stale idempotency keys, ``chunk`` rows per statement."""
+    deleted = 0
+    for sql, hours in (
+        (
+            """DELETE FROM outbox WHERE id IN (
+                   SELECT id FROM outbox WHERE sent_at < now() - $1 * interval '1 hour' LIMIT $2)""",
+            retention_hours,
+        ),
+        (
+            """DELETE FROM idempotency_keys WHERE (owner, key) IN (
+                   SELECT owner, key FROM idempotency_keys
+                   WHERE created_at < now() - $1 * interval '1 hour' LIMIT $2)""",
+            float(IDEMPOTENCY_TTL_HOURS),
+        ),
+    ):
+        while True:
+            status = await conn.execute(sql, hours, chunk)
+            n = int(status.rsplit(" ", 1)[-1])
+            deleted += n
+            if n < chunk:
+                break
+    return deleted
+
+
+async def refresh_backlog(conn: asyncpg.Connection) -> None:
+    """Set the backlog gauges (uses the partial index on unsent rows)."""
+    row = await conn.fetchrow(
+        """SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age
+           FROM outbox WHERE sent_at IS NULL"""
+    )
+    assert row is not None
+    OUTBOX_BACKLOG.set(row["n"])
+    OUTBOX_OLDEST_AGE.set(max(0.0, row["age"]))
+
+
+# -- RabbitMQ ------------------------------------------------------------------------------------------------------
+
+
+class Publisher:
+    """A robust aio-pika connection with one confirming channel; (re)declares the topology after any failure."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._ready = False
+
+    async def ready(self) -> None:
+        """Connect and declare, unless already done since the last failure. Bound it with a timeout."""
+        if self._ready:
+            return
+        if self._connection is None:
+            # The first connect fails fast; afterwards the robust connection reconnects by itself.
+            self._connection = await aio_pika.connect_robust(self._url, reconnect_interval=RECONNECT_INTERVAL)
+        if self._channel is None:
+            channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+            assert isinstance(channel, AbstractRobustChannel)
+            self._channel = channel
+        # After an outage (or a channel error) the robust channel reopens itself: wait for that, never replace it.
+        await self._channel.ready()
+        # Declared again after every failure: a queue deleted under a running relay would make every publish
+        # unroutable, and the robust channel only restores what it saw declared.
+        events = await declare_topology(self._channel)
+        self._exchanges = {EXCHANGE: events, "": self._channel.default_exchange}
+        self._ready = True
+
+    def invalidate(self) -> None:
+        """Declare again before the next publish."""
+        self._ready = False
+
+    async def publish(self, outgoing: Outgoing) -> None:
+        """Publish and wait for the broker's confirm; an unroutable message raises (``on_return_raises``)."""
+        await self._exchanges[outgoing.exchange].publish(outgoing.message, outgoing.routing_key, mandatory=True)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._connection.close(), 5)
+        self._connection = self._channel = None
+        self._ready = False
+
+
+async def publish_batch(publisher: Publisher, events: Sequence[OutboxEvent], within: float) -> int:
+    """Publish every message of ``events`` concurrently and wait for all confirms, within ``within`` seconds.
+
+    Raises on the first failure (a nack, a return, a lost connection, the timeout); the rest are cancelled.
+    Returns the number of messages published.
+    """
+    pairs = [(e, o) for e in events for o in build_messages(e)]
+    tasks = [asyncio.ensure_future(publisher.publish(o)) for _, o in pairs]
+    try:
+        async with asyncio.timeout(within):
+            await asyncio.gather(*tasks)
+    except Exception:
+        # One line per failed batch (an outage fails all of them), naming the first event at fault.
+        failed = [
+            (e, o, t.exception())
+            for (e, o), t in zip(pairs, tasks, strict=True)
+            if t.done() and not t.cancelled() and t.exception() is not None
+        ]
+        if failed:
+            event, outgoing, exc = failed[0]
+            log.warning(
+                "publish failed",
+                failed=len(failed),
+                messages=len(tasks),
+                event_id=event.event_id,
+                type=event.type,
+                request_id=event.request_id,
+                routing_key=outgoing.routing_key,
+                error=repr(exc),
+            )
+        raise
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return len(tasks)
+
+
+# -- the loop ------------------------------------------------------------------------------------------------------
+
+
+class Backoff:
+    """Exponential backoff with jitter (relays that failed together do not retry together)."""
+
+    def __init__(self, first: float = BACKOFF_FIRST, cap: float = BACKOFF_CAP) -> None:
+        self._first, self._cap, self._next = first, cap, first
+
+    def delay(self) -> float:
+        delay, self._next = self._next, min(self._cap, self._next * 2)
+        return delay * random.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self._next = self._first
+
+
+async def wait_any(events: Iterable[asyncio.Event], seconds: float | None) -> None:
+    """Return when one of ``events`` is set, or after ``seconds``."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
+async def relay_batch(pool: asyncpg.Pool, publisher: Publisher, settings: Settings) -> int:
+    """One pass: claim, publish, await confirms, mark sent, commit. Returns the number of events sent."""
+    # No row is locked while RabbitMQ is unreachable.
+    async with asyncio.timeout(settings.relay_publish_timeout):
+        await publisher.ready()
+    started = time.perf_counter()
+    async with connection(pool, settings.pg_connect_timeout) as conn, conn.transaction():
+        events = await claim_batch(conn, settings.relay_batch_size)
+        if not events:
+            return 0
+        messages = await publish_batch(publisher, events, settings.relay_publish_timeout)
+        await mark_sent(conn, [e.row_id for e in events])
+    for e in events:
+        EVENTS_PUBLISHED.labels(e.type).inc()
+    log.info(
+        "outbox batch published",
+        count=len(events),
+        messages=messages,
+        ms=round((time.perf_counter() - started) * 1000, 1),
+    )
+    return len(events)
+
+
+async def listen(settings: Settings, wake: asyncio.Event, stop: asyncio.Event, attempted: asyncio.Event) -> None:
+    """Hold a LISTEN connection until ``stop``; reconnect when it drops. ``wake`` is set on every NOTIFY.
+
+    ``wake`` is also set after every (re)connect: NOTIFYs sent while disconnected are lost. ``attempted`` is set
+    once the first attempt is over, so the first poll runs after LISTEN when PostgreSQL is there.
+    """
+    backoff = Backoff()
+    while not stop.is_set():
+        conn: asyncpg.Connection | None = None
+        try:
+            conn = await asyncpg.connect(settings.database_url, timeout=settings.pg_connect_timeout)
+            await _hold_listen(conn, settings, wake, stop, attempted)
+            backoff.reset()
+        except UNAVAILABLE as exc:
+            log.warning("LISTEN connection failed; polling meanwhile", error=repr(exc))
+        finally:
+            attempted.set()
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), 2)
+        await wait_any([stop], backoff.delay())
+
+
+async def _hold_listen(
+    conn: asyncpg.Connection, settings: Settings, wake: asyncio.Event, stop: asyncio.Event, attempted: asyncio.Event
+) -> None:
+    lost = asyncio.Event()
+    conn.add_termination_listener(lambda _conn: lost.set())
+    await conn.add_listener(CHANNEL, lambda *_: wake.set())
+    log.info("listening", channel=CHANNEL)
+    wake.set()
+    attempted.set()
+    while not (stop.is_set() or lost.is_set()):
+        await wait_any([stop, lost], LISTEN_PING_INTERVAL)
+        if not (stop.is_set() or lost.is_set()):
+            await conn.execute("SELECT 1", timeout=settings.pg_connect_timeout)
+    if lost.is_set():
+        log.warning("LISTEN connection lost; polling until it is back")
+
+
+async def housekeeping(pool: asyncpg.Pool, settings: Settings) -> None:
+    async with connection(pool, settings.pg_connect_timeout) as conn:
+        deleted = await delete_expired(conn, settings.outbox_retention_hours)
+    if deleted:
+        log.info("expired rows deleted", count=deleted)
+
+
+async def refresh_metrics(pool: asyncpg.Pool, settings: Settings) -> None:
+    async with connection(pool, settings.pg_connect_timeout) as conn:
+        await refresh_backlog(conn)
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    """Relay until ``stop`` is set; the batch in flight is finished first. Survives PostgreSQL and RabbitMQ outages."""
+    wake, attempted = asyncio.Event(), asyncio.Event()
+    pool = await create_pool(settings, max_size=2)
+    publisher = Publisher(settings.rabbitmq_url)
+    listener = asyncio.create_task(listen(settings, wake, stop, attempted))
+    backoff = Backoff()
+    next_housekeeping = next_metrics = time.monotonic()
+    log.info("relay started", batch_size=settings.relay_batch_size, poll_interval=settings.relay_poll_interval)
+    try:
+        await wait_any([attempted, stop], settings.pg_connect_timeout + 1)
+        while not stop.is_set():
+            # Cleared before the claim: a NOTIFY arriving during the pass triggers another one.
+            wake.clear()
+            try:
+                sent = await relay_batch(pool, publisher, settings)
+            except Exception as exc:
+                # Whatever went wrong (RabbitMQ or PostgreSQL away, a nack, a timeout, a bug), the transaction was
+                # rolled back and the rows are still unsent: log, back off, declare again, retry.
+                PUBLISH_FAILURES.inc()
+                publisher.invalidate()
+                expected = isinstance(exc, TRANSIENT)
+                log.warning("relay pass failed; retrying", error=repr(exc), exc_info=not expected)
+                await wait_any([stop], backoff.delay())
+                continue
+            backoff.reset()
+            now = time.monotonic()
+            if now >= next_housekeeping:
+                next_housekeeping = now + HOUSEKEEPING_INTERVAL
+                try:
+                    await housekeeping(pool, settings)
+                except Exception as exc:
+                    log.warning("housekeeping failed", error=repr(exc))
+            if now >= next_metrics:
+                next_metrics = now + METRICS_INTERVAL
+                with contextlib.suppress(Exception):
+                    await refresh_metrics(pool, settings)
+            if sent < settings.relay_batch_size:
+                await wait_any([wake, stop], settings.relay_poll_interval)
+    finally:
+        stop.set()
+        await listener
+        await publisher.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(pool.close(), 5)
+        log.info("relay stopped")
+
+
+async def _serve(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await run(settings, stop)
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of ``python -m worker relay``; exits 0 after SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(
+        prog="python -m worker relay", description="Publish the PostgreSQL outbox to RabbitMQ (settings: environment)."
+    )
+    parser.parse_args(argv)
+    settings = Settings()
+    configure_logging(settings, "relay")
+    if settings.relay_metrics_port:
+        prometheus_client.start_http_server(settings.relay_metrics_port)
+    uvloop.run(_serve(settings))
+    return 0
