@@ -1,0 +1,192 @@
+"""/api/records and the legacy /picus and /data aliases over the same schemaless documents."""
+
+from __future__ import annotations
+
+from tests.conftest import ADMIN
+from tests.support.api import locs, outbox, problem, record, rid_headers
+
+DOC = {"name": "widget", "tags": ["a", "b"], "nested": {"n": 1.5, "ok": True, "none": None}}
+
+
+async def test_create_returns_id_and_writes_record_created(client, pg) -> None:
+    # When a record is posted
+    r = await client.post("/api/records", json=DOC, headers=rid_headers("req-rec"))
+    # Then it answers only its id, with a Location, and one record.created is in the outbox
+    assert r.status == 201
+    body = await r.json()
+    assert list(body) == ["id"]
+    assert r.headers["Location"] == f"/api/records/{body['id']}"
+    rows = await outbox(pg)
+    assert [(e["type"], e["aggregate"], e["aggregate_id"], e["version"], e["request_id"]) for e in rows] == [
+        ("record.created", "record", str(body["id"]), 1, "req-rec")
+    ]
+
+
+async def test_get_returns_the_document_unchanged(client) -> None:
+    # Given a record
+    created = await record(client, DOC)
+    # When it is read
+    r = await client.get(f"/api/records/{created['id']}")
+    # Then the document comes back as stored, with its metadata and ETag
+    assert r.status == 200
+    body = await r.json()
+    assert (body["id"], body["data"], body["version"]) == (created["id"], DOC, 1)
+    assert {"created_at", "updated_at"} <= set(body)
+    assert r.headers["ETag"] == '"1"'
+
+
+async def test_non_object_body_is_422(client, pg) -> None:
+    # When a JSON array is posted as a record
+    r = await client.post("/api/records", json=[1, 2], headers=ADMIN)
+    # Then the body is at fault and nothing is written
+    body = await problem(r, 422)
+    assert locs(body) == [["body"]]
+    assert await outbox(pg) == []
+
+
+async def test_unknown_or_malformed_ids_are_404(client) -> None:
+    await problem(await client.get("/api/records/999999"), 404)
+    await problem(await client.get("/api/records/abc"), 404)
+    await problem(await client.get("/api/records/-1"), 404)
+    await problem(await client.get("/api/records/99999999999999999999999"), 404)
+
+
+async def test_put_replaces_the_document(client, pg) -> None:
+    # Given a record
+    created = await record(client, DOC)
+    # When it is replaced
+    r = await client.put(f"/api/records/{created['id']}", json={"other": 1}, headers=rid_headers("req-put"))
+    # Then it answers the new version, reads back replaced, and one record.updated is written
+    assert r.status == 200
+    assert await r.json() == {"id": created["id"], "version": 2}
+    body = await (await client.get(f"/api/records/{created['id']}")).json()
+    assert body["data"] == {"other": 1}
+    last = (await outbox(pg))[-1]
+    assert (last["type"], last["version"], last["request_id"]) == ("record.updated", 2, "req-put")
+
+
+async def test_put_with_stale_if_match_is_412(client) -> None:
+    created = await record(client, DOC)
+    r = await client.put(f"/api/records/{created['id']}", json={}, headers={**ADMIN, "If-Match": '"4"'})
+    await problem(r, 412)
+
+
+async def test_put_unknown_is_404(client) -> None:
+    await problem(await client.put("/api/records/424242", json={}, headers=ADMIN), 404)
+
+
+async def test_delete_then_404(client, pg) -> None:
+    # Given a record
+    created = await record(client, DOC)
+    # When it is deleted
+    r = await client.delete(f"/api/records/{created['id']}", headers=rid_headers("req-del"))
+    # Then it is gone for readers and writers, and one record.deleted is written
+    assert r.status == 204
+    await problem(await client.get(f"/api/records/{created['id']}"), 404)
+    await problem(await client.put(f"/api/records/{created['id']}", json={}, headers=ADMIN), 404)
+    await problem(await client.delete(f"/api/records/{created['id']}", headers=ADMIN), 404)
+    last = (await outbox(pg))[-1]
+    assert (last["type"], last["aggregate_id"], last["version"], last["request_id"]) == (
+        "record.deleted",
+        str(created["id"]),
+        2,
+        "req-del",
+    )
+
+
+async def test_list_walks_every_live_record_once(client) -> None:
+    # Given five records, one of them deleted
+    ids = [(await record(client, {"n": i}))["id"] for i in range(5)]
+    await client.delete(f"/api/records/{ids[2]}", headers=ADMIN)
+    # When they are listed two at a time
+    seen, cursor = [], None
+    while True:
+        params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        page = await (await client.get("/api/records", params=params)).json()
+        seen += [r["id"] for r in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    # Then every live record comes once, oldest first
+    assert seen == [ids[0], ids[1], ids[3], ids[4]]
+
+
+async def test_list_with_bad_cursor_or_limit_is_400(client) -> None:
+    body = await problem(await client.get("/api/records", params={"cursor": "garbage"}), 400)
+    assert locs(body) == [["query", "cursor"]]
+    body = await problem(await client.get("/api/records", params={"limit": "0"}), 400)
+    assert locs(body) == [["query", "limit"]]
+
+
+async def test_cursor_of_another_listing_is_400(client) -> None:
+    # Given a cursor from the category listing
+    for name in ("A", "B"):
+        await client.post("/api/categories", json={"name": name}, headers=ADMIN)
+    page = await (await client.get("/api/categories", params={"limit": "1"})).json()
+    # When it is used on records
+    r = await client.get("/api/records", params={"cursor": page["next_cursor"]})
+    # Then it is refused
+    await problem(r, 400)
+
+
+# -- legacy aliases ----------------------------------------------------------------------------------
+
+
+async def test_picus_put_returns_id_and_picus_get_returns_the_object(client, pg) -> None:
+    # When a document is put through the legacy route
+    r = await client.post("/picus/put", json=DOC, headers=ADMIN)
+    # Then it answers its id, and the legacy get returns the bare object
+    assert r.status == 200
+    rid = (await r.json())["id"]
+    got = await client.get(f"/picus/get/{rid}")
+    assert got.status == 200
+    assert await got.json() == DOC
+    assert [e["type"] for e in await outbox(pg)] == ["record.created"]
+
+
+async def test_picus_list_is_an_array_of_id_and_data(client) -> None:
+    a = await record(client, {"n": 1})
+    b = await record(client, {"n": 2})
+    r = await client.get("/picus/list")
+    assert r.status == 200
+    assert await r.json() == [{"id": a["id"], "data": {"n": 1}}, {"id": b["id"], "data": {"n": 2}}]
+
+
+async def test_picus_delete_removes_the_record(client) -> None:
+    created = await record(client, DOC)
+    r = await client.delete(f"/picus/{created['id']}", headers=ADMIN)
+    assert r.status == 204
+    await problem(await client.get(f"/picus/get/{created['id']}"), 404)
+    assert await (await client.get("/picus/list")).json() == []
+
+
+async def test_picus_get_unknown_is_404(client) -> None:
+    await problem(await client.get("/picus/get/31337"), 404)
+
+
+async def test_data_post_and_list(client) -> None:
+    # When documents are posted through /data
+    first = await client.post("/data", json={"n": 1}, headers=ADMIN)
+    await client.post("/data", json={"n": 2}, headers=ADMIN)
+    # Then each answers 201 with an id, and /data lists the bare documents
+    assert first.status == 201
+    assert list(await first.json()) == ["id"]
+    r = await client.get("/data")
+    assert r.status == 200
+    assert await r.json() == [{"n": 1}, {"n": 2}]
+
+
+async def test_aliases_and_api_share_the_same_records(client) -> None:
+    # Given a record made through /data
+    rid = (await (await client.post("/data", json={"n": 1}, headers=ADMIN)).json())["id"]
+    # When it is read through /api/records and /picus
+    api = await (await client.get(f"/api/records/{rid}")).json()
+    picus = await (await client.get(f"/picus/get/{rid}")).json()
+    # Then it is the same document
+    assert api["data"] == picus == {"n": 1}
+
+
+async def test_legacy_writes_need_a_key(client) -> None:
+    await problem(await client.post("/picus/put", json={}), 401)
+    await problem(await client.post("/data", json={}), 401)
+    await problem(await client.delete("/picus/1"), 401)
