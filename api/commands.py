@@ -26,8 +26,10 @@ from shared.repo import products as prod_repo
 from shared.repo import records as rec_repo
 from shared.repo import users as user_repo
 
-#: How often an automatic slug or a PATCH without If-Match is retried after losing a race.
-RETRIES = 5
+#: How often an automatic slug or a PATCH without If-Match is retried after losing a race. Each round has a
+#: winner, so the k-th of k simultaneous requests needs k attempts: the bound must exceed any plausible burst
+#: (5 turned a burst of 6 same-name creates or PATCHes into 409s). An attempt is one or two cheap statements.
+RETRIES = 50
 
 
 @dataclass(frozen=True)
