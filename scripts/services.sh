@@ -50,4 +50,6 @@ fi
 if ! answers 15672 && command -v rabbitmq-plugins >/dev/null; then
   as_root rabbitmq-plugins enable rabbitmq_management >/dev/null 2>&1 || true
 fi
+# nginx: only its binary, for the test that checks deploy/nginx/nginx.conf with `nginx -t`.
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "services: installing nginx (binary only)"; apt_install nginx-light; }
 echo "services: PostgreSQL, Redis and RabbitMQ answer"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import uuid
@@ -21,11 +22,34 @@ from aiohttp.test_utils import TestClient
 
 from api.app import create_app
 from migrations.runner import migrate
+from shared.db import init_connection
 from shared.settings import Settings
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-#: Each session gets a Redis database index of its own, so parallel runs on one machine do not flush each other.
-REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{1 + os.getpid() % 15}")
+#: Each session claims a Redis database index of its own (see ``_claim_redis_db``), so parallel runs on one
+#: machine never flush each other's data.
+_REDIS_BASE = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _claim_redis_db() -> str:
+    """Claim a free database index 1..15 with a lock key in database 0 (released at exit, expires anyway)."""
+    import atexit
+
+    base = redis.Redis.from_url(_REDIS_BASE)
+    try:
+        for n in range(1, 16):
+            lock = f"stockroom-test-lock:{n}"
+            if base.set(lock, os.getpid(), nx=True, ex=3600):
+                atexit.register(redis.Redis.from_url(_REDIS_BASE).delete, lock)
+                return urlunsplit(urlsplit(_REDIS_BASE)._replace(path=f"/{n}"))
+    except redis.RedisError:
+        pass  # the services fixture reports an unreachable Redis
+    finally:
+        base.close()
+    return urlunsplit(urlsplit(_REDIS_BASE)._replace(path=f"/{1 + os.getpid() % 15}"))
+
+
+REDIS_URL = _claim_redis_db()
 RABBITMQ_BASE = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 #: Each session gets a RabbitMQ vhost of its own (made with rabbitmqctl, deleted at the end).
 RABBITMQ_VHOST = f"stockroom-test-{os.getpid()}"
@@ -62,6 +86,44 @@ def services() -> None:
     ]
     if missing:
         pytest.fail(f"services not reachable: {', '.join(missing)} (start them: see README)", pytrace=False)
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+def _management(method: str, path: str, body: dict[str, str] | None = None) -> None:
+    """The management HTTP API, where rabbitmqctl is not on this machine (RabbitMQ in a container)."""
+    import base64
+    import json
+    import urllib.request
+
+    parts = urlsplit(RABBITMQ_BASE)
+    auth = base64.b64encode(f"{parts.username or 'guest'}:{parts.password or 'guest'}".encode()).decode()
+    req = urllib.request.Request(
+        f"http://{parts.hostname or '127.0.0.1'}:15672/api/{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(req, timeout=30).close()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url(services: None) -> Iterator[str]:
+    """A RabbitMQ vhost of this session's own, with full rights for the test user."""
+    user = urlsplit(RABBITMQ_BASE).username or "guest"
+    if shutil.which("rabbitmqctl"):
+        _rabbitmqctl("add_vhost", RABBITMQ_VHOST)
+        _rabbitmqctl("set_permissions", "-p", RABBITMQ_VHOST, user, ".*", ".*", ".*")
+    else:
+        _management("PUT", f"vhosts/{RABBITMQ_VHOST}")
+        _management("PUT", f"permissions/{RABBITMQ_VHOST}/{user}", {"configure": ".*", "write": ".*", "read": ".*"})
+    yield RABBITMQ_URL
+    if shutil.which("rabbitmqctl"):
+        _rabbitmqctl("delete_vhost", RABBITMQ_VHOST)
+    else:
+        _management("DELETE", f"vhosts/{RABBITMQ_VHOST}")
 
 
 @pytest.fixture(scope="session")
@@ -134,6 +196,7 @@ def settings(database_url: str, redis_url: str, tmp_path: object) -> Settings:
 async def pg(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     """A direct connection to the test's database, to look behind the API."""
     conn = await asyncpg.connect(database_url)
+    await init_connection(conn)  # the same codecs (jsonb via orjson) as the application's pool
     yield conn
     await conn.close()
 

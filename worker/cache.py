@@ -1,0 +1,84 @@
+"""The ``cache-warming`` actors: each projects one event's aggregate into Redis.
+
+Imported only after :func:`worker.broker.setup_broker` (dramatiq binds actors to the broker at import).
+PostgreSQL and Redis clients are made lazily on the AsyncIO middleware's loop, once per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import dramatiq
+import redis.asyncio as aioredis
+import structlog
+
+from shared import readmodel
+from shared.db import create_pool
+from shared.events import CACHE_QUEUE
+from shared.logs import get_logger
+from shared.settings import Settings
+from worker.broker import MAX_BACKOFF_MS, MAX_RETRIES
+from worker.projection import Resources, project_event
+
+log = get_logger("worker.cache")
+
+_settings: Settings | None = None
+_resources: Resources | None = None
+_lock = asyncio.Lock()
+
+
+def configure(settings: Settings) -> None:
+    """Give the actors their settings (called by the entry module before the worker starts)."""
+    global _settings
+    _settings = settings
+
+
+async def resources() -> Resources:
+    global _resources
+    async with _lock:
+        if _resources is None:
+            settings = _settings or Settings()
+            pool = await create_pool(settings, max_size=4)
+            client = aioredis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+            _resources = Resources(pool, readmodel.redis_runner(client), settings.media_url)
+    return _resources
+
+
+async def _project(actor: str, event: dict[str, Any]) -> None:
+    structlog.contextvars.bind_contextvars(request_id=event.get("request_id"), event_id=event.get("id"))
+    try:
+        changed = await project_event(await resources(), event)
+        log.info(
+            "projected",
+            actor=actor,
+            type=event.get("type"),
+            aggregate_id=event.get("aggregate_id"),
+            version=event.get("version"),
+            changed=changed,
+        )
+    finally:
+        structlog.contextvars.unbind_contextvars("request_id", "event_id")
+
+
+_OPTIONS: dict[str, Any] = {"queue_name": CACHE_QUEUE, "max_retries": MAX_RETRIES, "max_backoff": MAX_BACKOFF_MS}
+
+
+@dramatiq.actor(actor_name="project_category", **_OPTIONS)
+async def project_category(event: dict[str, Any]) -> None:
+    await _project("project_category", event)
+
+
+@dramatiq.actor(actor_name="project_product", **_OPTIONS)
+async def project_product(event: dict[str, Any]) -> None:
+    await _project("project_product", event)
+
+
+@dramatiq.actor(actor_name="project_record", **_OPTIONS)
+async def project_record(event: dict[str, Any]) -> None:
+    await _project("project_record", event)
+
+
+@dramatiq.actor(actor_name="project_user", **_OPTIONS)
+async def project_user(event: dict[str, Any]) -> None:
+    await _project("project_user", event)
