@@ -364,6 +364,7 @@ async def relay_batch(pool: asyncpg.Pool, publisher: Publisher, settings: Settin
         await mark_sent(conn, [e.row_id for e in events])
     for e in events:
         EVENTS_PUBLISHED.labels(e.type).inc()
+        log.debug("event published", event_id=e.event_id, type=e.type, request_id=e.request_id)
     log.info(
         "outbox batch published",
         count=len(events),
@@ -439,29 +440,32 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         while not stop.is_set():
             # Cleared before the claim: a NOTIFY arriving during the pass triggers another one.
             wake.clear()
+            failed = False
             try:
                 sent = await relay_batch(pool, publisher, settings)
             except Exception as exc:
                 # Whatever went wrong (RabbitMQ or PostgreSQL away, a nack, a timeout, a bug), the transaction was
                 # rolled back and the rows are still unsent: log, back off, declare again, retry.
+                failed, sent = True, 0
                 PUBLISH_FAILURES.inc()
                 publisher.invalidate()
-                expected = isinstance(exc, TRANSIENT)
-                log.warning("relay pass failed; retrying", error=repr(exc), exc_info=not expected)
+                log.warning("relay pass failed; retrying", error=repr(exc), exc_info=not isinstance(exc, TRANSIENT))
+            now = time.monotonic()
+            # Refreshed after failed passes too: the backlog matters most while RabbitMQ is away.
+            if now >= next_metrics:
+                next_metrics = now + METRICS_INTERVAL
+                with contextlib.suppress(Exception):
+                    await refresh_metrics(pool, settings)
+            if failed:
                 await wait_any([stop], backoff.delay())
                 continue
             backoff.reset()
-            now = time.monotonic()
             if now >= next_housekeeping:
                 next_housekeeping = now + HOUSEKEEPING_INTERVAL
                 try:
                     await housekeeping(pool, settings)
                 except Exception as exc:
                     log.warning("housekeeping failed", error=repr(exc))
-            if now >= next_metrics:
-                next_metrics = now + METRICS_INTERVAL
-                with contextlib.suppress(Exception):
-                    await refresh_metrics(pool, settings)
             if sent < settings.relay_batch_size:
                 await wait_any([wake, stop], settings.relay_poll_interval)
     finally:

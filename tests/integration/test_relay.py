@@ -24,6 +24,7 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractQueue
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.errors import ConnectionClosed
+from prometheus_client import REGISTRY
 
 from shared.events import CACHE_QUEUE, EXCHANGE, THUMBNAILS_QUEUE, actor_args, message_id
 from shared.settings import Settings
@@ -296,8 +297,10 @@ async def test_rabbitmq_outage_loses_no_event(
             await proxy.cut()
             during = [eid for _ in range(5) for eid in await insert_events(pg, 10)]
             await asyncio.sleep(2)
-            # Then nothing written meanwhile is marked sent
+            # Then nothing written meanwhile is marked sent, and the backlog shows in the metrics
             assert await pg.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL") == 20
+            assert REGISTRY.get_sample_value("stockroom_relay_outbox_backlog") == 50
+            assert (REGISTRY.get_sample_value("stockroom_relay_outbox_oldest_unsent_age_seconds") or 0) > 0.5
             # And once RabbitMQ is back, every event arrives
             await proxy.restore()
             await wait_sent(pg, 70, within=20)
@@ -347,6 +350,29 @@ async def test_notify_wakes_the_relay_long_before_the_poll_interval(
     assert [m.message_id for m in got] == [event_id]
     assert latency < 1.0
     print(f"NOTIFY to published: {latency * 1000:.0f} ms")
+
+
+async def test_a_dropped_listen_connection_is_replaced(
+    relay_settings: Settings, pg: asyncpg.Connection, tap: AbstractQueue
+) -> None:
+    # Given a listening relay that polls only every 30 s
+    settings = relay_settings.model_copy(update={"relay_poll_interval": 30.0})
+    async with running(settings):
+        await insert_events(pg, 1)
+        assert len(await drain(tap, 1)) == 1
+        # When PostgreSQL drops every connection of the relay (the LISTEN one and the pool's)
+        await pg.execute(
+            """SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+               WHERE datname = current_database() AND pid <> pg_backend_pid()"""
+        )
+        await asyncio.sleep(1.5)
+        # Then an event committed afterwards still wakes it
+        started = time.monotonic()
+        (event_id,) = await insert_events(pg, 1)
+        got = await drain(tap, 1, within=5)
+        latency = time.monotonic() - started
+    assert [m.message_id for m in got] == [event_id]
+    assert latency < 2.0
 
 
 async def test_retention_deletes_old_sent_rows_only(
