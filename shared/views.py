@@ -38,13 +38,17 @@ def media_link(media_url: str, key: str | None) -> str | None:
     return None if key is None else media_url.rstrip("/") + "/" + key
 
 
+def _linked(media_url: str, stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored thumbnail entry with its storage ``key`` (and its fallback's) turned into a ``url``."""
+    out: dict[str, Any] = {"url": media_link(media_url, stored["key"])} if "key" in stored else {}
+    out.update((k, v) for k, v in stored.items() if k != "key")
+    if isinstance(stored.get("fallback"), dict):
+        out["fallback"] = _linked(media_url, stored["fallback"])
+    return out
+
+
 def image(p: Product, media_url: str) -> dict[str, Any]:
-    thumbs = {
-        size: {**t, "url": media_link(media_url, t["key"])} if "key" in t else t
-        for size, t in (p.image_thumbnails or {}).items()
-    }
-    for t in thumbs.values():
-        t.pop("key", None)
+    thumbs = {size: _linked(media_url, t) for size, t in (p.image_thumbnails or {}).items()}
     return {
         "status": p.image_status,
         "original": media_link(media_url, p.image_original),
