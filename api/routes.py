@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from api.handlers import birthdays, categories, health, products, records
+from api.handlers import birthdays, categories, health, images, products, records
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -29,6 +29,9 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("PATCH", "/api/products/{slug}", products.patch),
     ("DELETE", "/api/products/{slug}", products.delete),
     ("POST", "/api/products/{slug}/restore", products.restore),
+    ("PUT", "/api/products/{slug}/image", images.put),
+    ("DELETE", "/api/products/{slug}/image", images.delete),
+    ("GET", "/media/{key:.+}", images.media),
     ("GET", "/api/records", records.list_),
     ("POST", "/api/records", records.create),
     ("GET", "/api/records/{id}", records.get),
@@ -50,3 +53,5 @@ def setup_routes(app: web.Application) -> None:
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
         app.router.add_route(method, path + "/", handler)
+    # The image storage the image and media routes use (an S3 client lives on the app's loop).
+    app.cleanup_ctx.append(images.storage_context)
