@@ -1,0 +1,145 @@
+"""HTTP behaviour common to every endpoint: body limits, content types, bad JSON, trailing slashes, problem+json."""
+
+from __future__ import annotations
+
+import io
+
+import orjson
+import pytest
+
+from tests.conftest import ADMIN
+from tests.support.api import category, outbox, problem, record
+
+MIB = 1024 * 1024
+JSON_HEADERS = {**ADMIN, "Content-Type": "application/json"}
+
+
+async def test_json_body_over_1_mib_is_413(client, pg) -> None:
+    # Given a record body just over 1 MiB
+    body = orjson.dumps({"blob": "x" * MIB})
+    # When it is posted
+    r = await client.post("/api/records", data=io.BytesIO(body), headers=JSON_HEADERS)
+    # Then it is 413 and nothing is written
+    await problem(r, 413)
+    assert await outbox(pg) == []
+
+
+async def test_json_body_of_just_under_1_mib_is_accepted(client) -> None:
+    body = orjson.dumps({"blob": "x" * (MIB - 20)})
+    assert len(body) <= MIB
+    r = await client.post("/api/records", data=body, headers=JSON_HEADERS)
+    assert r.status == 201
+
+
+@pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded", "image/png"])
+async def test_non_json_content_type_is_415(client, pg, ctype: str) -> None:
+    r = await client.post("/api/categories", data=b'{"name": "Tools"}', headers={**ADMIN, "Content-Type": ctype})
+    await problem(r, 415)
+    assert await outbox(pg) == []
+
+
+async def test_json_with_charset_and_merge_patch_types_are_accepted(client) -> None:
+    r = await client.post(
+        "/api/categories",
+        data=b'{"name": "Tools"}',
+        headers={**ADMIN, "Content-Type": "application/json; charset=utf-8"},
+    )
+    assert r.status == 201
+    r = await client.patch(
+        "/api/categories/tools",
+        data=b'{"name": "X"}',
+        headers={**ADMIN, "Content-Type": "application/merge-patch+json"},
+    )
+    assert r.status == 200
+
+
+@pytest.mark.parametrize("body", [b"{", b"", b"{'name': 'x'}", b"\xff\xfe", b'{"name": "Tools"} trailing'])
+async def test_invalid_json_is_400(client, body: bytes) -> None:
+    r = await client.post("/api/categories", data=body, headers=JSON_HEADERS)
+    await problem(r, 400)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", "/api/categories/tools"),
+        ("PATCH", "/api/categories/tools"),
+        ("POST", "/api/products"),
+        ("POST", "/api/records"),
+        ("PUT", "/hello/alice"),
+    ],
+)
+async def test_invalid_json_is_400_on_every_write(client, method: str, path: str) -> None:
+    await category(client, "Tools")
+    r = await client.request(method, path, data=b"{nope", headers=JSON_HEADERS)
+    await problem(r, 400)
+
+
+async def test_json_that_is_not_an_object_is_422(client) -> None:
+    r = await client.post("/api/categories", data=b"[1, 2]", headers=JSON_HEADERS)
+    await problem(r, 422)
+
+
+async def test_paths_answer_with_and_without_trailing_slash_without_redirect(client) -> None:
+    # Given a category and a record
+    await category(client, "Tools")
+    rec = await record(client, {"a": 1})
+    # When every read path is asked with a trailing slash
+    for path in (
+        "/api/categories/",
+        "/api/categories/tools/",
+        "/api/products/",
+        f"/api/records/{rec['id']}/",
+        "/api/records/",
+        "/picus/list/",
+        f"/picus/get/{rec['id']}/",
+        "/data/",
+        "/health/live/",
+    ):
+        r = await client.get(path, allow_redirects=False)
+        # Then each answers 200 directly
+        assert r.status == 200, path
+
+
+async def test_writes_answer_with_a_trailing_slash(client) -> None:
+    created = await client.post("/api/categories/", json={"name": "Tools"}, headers=ADMIN)
+    patched = await client.patch("/api/categories/tools/", json={"name": "X"}, headers=ADMIN)
+    deleted = await client.delete("/api/categories/tools/", headers=ADMIN)
+    restored = await client.post("/api/categories/tools/restore/", headers=ADMIN)
+    assert (created.status, patched.status, deleted.status, restored.status) == (201, 200, 204, 200)
+
+
+async def test_unknown_path_is_404_problem_json(client) -> None:
+    await problem(await client.get("/api/nothing-here"), 404)
+
+
+async def test_wrong_method_is_405_problem_json_with_allow(client) -> None:
+    r = await client.request("PATCH", "/api/categories", headers=ADMIN)
+    await problem(r, 405)
+    assert "POST" in r.headers["Allow"]
+
+
+async def test_request_id_is_echoed_or_made(client) -> None:
+    mine = await client.get("/health/live", headers={"X-Request-ID": "abc-123"})
+    bad = await client.get("/health/live", headers={"X-Request-ID": "no spaces allowed"})
+    assert mine.headers["X-Request-ID"] == "abc-123"
+    assert len(bad.headers["X-Request-ID"]) == 32
+
+
+async def test_problem_documents_have_type_title_status_detail(client) -> None:
+    body = await problem(await client.get("/api/categories/ghost"), 404)
+    assert set(body) >= {"type", "title", "status", "detail"}
+    assert body["title"] == "Not Found"
+
+
+async def test_health_live_is_200(client) -> None:
+    r = await client.get("/health/live")
+    assert r.status == 200
+    assert await r.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("path", ["/health/ready", "/health"])
+async def test_health_ready_names_every_dependency(client, path: str) -> None:
+    r = await client.get(path)
+    assert r.status == 200
+    assert await r.json() == {"status": "ok", "checks": {"postgres": "ok", "redis": "ok", "rabbitmq": "ok"}}
