@@ -58,8 +58,10 @@ async def ensure_database(dsn: str) -> None:
             # CREATE DATABASE takes no parameters; the name is quoted as an identifier.
             ident = '"' + dbname.replace('"', '""') + '"'
             await admin.execute(f"CREATE DATABASE {ident}")
-        except asyncpg.DuplicateDatabaseError:
-            pass  # another host created it meanwhile
+        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+            # Another host created it meanwhile. A CREATE DATABASE racing another one for the same name fails on
+            # pg_database's unique index (UniqueViolation) rather than with DuplicateDatabase.
+            pass
         finally:
             await admin.close()
     else:
