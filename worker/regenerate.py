@@ -5,8 +5,8 @@ Enqueues thumbnail jobs through the outbox, never straight to RabbitMQ: each sel
 ``product.image_uploaded`` event (payload ``{"original": key, "regenerate": true}``), in one statement per batch.
 The relay then delivers the jobs like any upload's, and the superseded rule applies to them unchanged.
 
-- ``--missing`` (default): products whose thumbnails lack a size configured now (``THUMBNAIL_SIZES``), or that
-  are still ``pending`` (a job that was lost).
+- ``--missing`` (default): ``ready`` products whose thumbnails lack a size configured now (``THUMBNAIL_SIZES``),
+  and products still ``pending`` (their job may have been lost; a duplicate job is harmless).
 - ``--failed``: products whose thumbnails failed.
 - ``--all``: every product with an image; after changing the sizes, this rebuilds every thumbnail.
 """

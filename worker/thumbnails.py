@@ -142,15 +142,31 @@ def _resources() -> _Resources:
 
 
 def close_resources() -> None:
-    """Close every thread's connection, storage and loop (at worker thread shutdown, and in tests)."""
+    """Close every thread's connection, storage and loop (in tests, and whoever calls the actor directly)."""
     with _lock:
         all_res = list(_by_thread.values())
         _by_thread.clear()
-    for res in all_res:
-        try:
-            res.run(res.aclose())
-        finally:
-            res.runner.close()
+
+    def close() -> None:
+        for res in all_res:
+            try:
+                res.run(res.aclose())
+            finally:
+                res.runner.close()
+
+    if _running_loop() is None:
+        close()
+    else:  # a private loop cannot run inside a running one: close them from a thread of their own
+        closer = threading.Thread(target=close, name="close-thumbnail-resources")
+        closer.start()
+        closer.join()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _discard_thread_resources() -> None:

@@ -173,8 +173,8 @@ WITH w AS (
 
 #: ``regenerate`` modes -> which live products with an original they select (``$1``: the configured sizes).
 REGENERATE: Final = {
-    # Every size configured now must be there: a new size, or a job that was lost while pending.
-    "missing": "(p.image_status = 'pending' OR NOT (p.image_thumbnails ?& $1::text[]))",
+    # Ready, but without a size configured now; or pending (its job may have been lost). Failed ones: --failed.
+    "missing": "(p.image_status = 'pending' OR (p.image_status = 'ready' AND NOT p.image_thumbnails ?& $1::text[]))",
     "failed": "(p.image_status = 'failed' AND $1::text[] IS NOT NULL)",
     "all": "$1::text[] IS NOT NULL",
 }

@@ -134,7 +134,7 @@ async def image_events(pg: asyncpg.Connection, product_id: int, event_type: str)
     """The outbox rows of ``event_type`` for the product, oldest first, as dramatiq job arguments."""
     rows = await pg.fetch(
         """SELECT event_id::text AS id, type, aggregate, aggregate_id, version, request_id, payload::text AS payload
-           FROM outbox WHERE aggregate = 'product' AND aggregate_id = $1 AND type = $2 ORDER BY id""",
+           FROM outbox WHERE aggregate = 'product' AND aggregate_id = $1 AND type = $2 ORDER BY outbox.id""",
         str(product_id),
         event_type,
     )
