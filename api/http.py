@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from shared.errors import BadRequest, FieldError, PayloadTooLarge, UnsupportedMediaType
+from shared.errors import BadRequest, FieldError, NotFound, PayloadTooLarge, UnsupportedMediaType
 from shared.errors import ValidationFailed as Invalid
 from shared.views import dumps
 
@@ -33,7 +33,8 @@ def json_response(
 def conditional(request: web.Request, body: bytes, etag: str) -> web.Response:
     """200 with the body and its ETag, or 304 if the client's ``If-None-Match`` names that ETag."""
     inm = request.headers.get("If-None-Match")
-    if inm is not None and (inm.strip() == "*" or etag in (t.strip() for t in inm.split(","))):
+    # RFC 9110: If-None-Match compares weakly, so W/"3" matches "3" (caches and proxies may weaken ETags).
+    if inm is not None and (inm.strip() == "*" or etag in (t.strip().removeprefix("W/") for t in inm.split(","))):
         return web.Response(status=304, headers={"ETag": etag})
     return json_response(body, etag=etag)
 
@@ -50,11 +51,50 @@ async def read_body(request: web.Request) -> bytes:
 
 
 def loads(body: bytes) -> Any:
-    """Parsed JSON, or 400."""
+    """Parsed JSON, or 400; 422 if a string holds ``\\u0000``, which PostgreSQL text and jsonb cannot store."""
     try:
-        return orjson.loads(body)
+        doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from exc
+    # The byte search is cheap and almost always misses; only then is the document walked.
+    if b"\\u0000" in body and (loc := _nul_loc(doc, ["body"])) is not None:
+        raise Invalid("the body holds a NUL character", errors=[FieldError(loc=loc, msg=_NUL_MSG)])
+    return doc
+
+
+_NUL_MSG = "must not contain NUL characters (\\u0000)"
+
+
+def _nul_loc(value: Any, loc: list[str | int]) -> list[str | int] | None:
+    """Where in ``value`` the first string (or key) holding NUL is, or ``None``."""
+    if isinstance(value, str):
+        return loc if "\x00" in value else None
+    items: Iterable[tuple[str | int, Any]]
+    if isinstance(value, dict):
+        for key in value:
+            if "\x00" in key:
+                return [*loc, key]
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if (found := _nul_loc(item, [*loc, key])) is not None:
+            return found
+    return None
+
+
+def reject_nul(request: web.Request) -> None:
+    """PostgreSQL text cannot hold NUL: a path with one names nothing (404), a query parameter with one is 400."""
+    if "\x00" in request.path:
+        raise NotFound("no resource has a NUL character in its path")
+    for name, value in request.query.items():
+        if "\x00" in name or "\x00" in value:
+            raise BadRequest(
+                f"query parameter {name!r} holds a NUL character",
+                errors=[FieldError(loc=["query", name], msg=_NUL_MSG)],
+            )
 
 
 def field_errors(exc: ValidationError, prefix: str = "body") -> list[FieldError]:

@@ -10,6 +10,7 @@ import structlog
 from aiohttp import web
 
 from api import auth
+from api.http import reject_nul
 from api.keys import KEY_CACHE, PG_POOL, PRINCIPAL, REQUEST_ID, SETTINGS
 from shared.errors import STATUS, DomainError, ServiceUnavailable, problem
 from shared.logs import get_logger
@@ -53,6 +54,7 @@ async def request_id(request: web.Request, handler: Handler) -> web.StreamRespon
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        reject_nul(request)
         return await handler(request)
     except DomainError as exc:
         status, title = STATUS.get(type(exc), (500, "Internal Server Error"))

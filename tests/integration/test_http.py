@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from tests.conftest import ADMIN
-from tests.support.api import category, outbox, problem, record
+from tests.support.api import category, locs, outbox, problem, record
 
 MIB = 1024 * 1024
 JSON_HEADERS = {**ADMIN, "Content-Type": "application/json"}
@@ -143,3 +143,52 @@ async def test_health_ready_names_every_dependency(client, path: str) -> None:
     r = await client.get(path)
     assert r.status == 200
     assert await r.json() == {"status": "ok", "checks": {"postgres": "ok", "redis": "ok", "rabbitmq": "ok"}}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "loc"),
+    [
+        ("/api/categories", {"name": "a\u0000b"}, ["body", "name"]),
+        ("/api/records", {"a": ["ok", {"b": "x\u0000"}]}, ["body", "a", 1, "b"]),
+        ("/api/records", {"k\u0000": 1}, ["body", "k\u0000"]),
+        ("/data", {"a": "\u0000"}, ["body", "a"]),
+    ],
+)
+async def test_nul_character_in_a_json_string_is_422_not_500(client, pg, path: str, body: object, loc: list) -> None:
+    # When a body holds a string with \u0000 (valid JSON, but PostgreSQL text and jsonb cannot store it)
+    r = await client.post(path, json=body, headers=ADMIN)
+    # Then it is a validation fault naming where it is, and nothing is written
+    problem_body = await problem(r, 422)
+    assert locs(problem_body) == [loc]
+    assert await outbox(pg) == []
+
+
+async def test_escaped_backslash_u0000_text_is_stored(client) -> None:
+    # A literal backslash followed by u0000 is an ordinary string, not NUL.
+    created = await record(client, {"a": "\\u0000"})
+    body = await (await client.get(f"/api/records/{created['id']}")).json()
+    assert body["data"] == {"a": "\\u0000"}
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/categories/a%00b", "/api/products/%00", "/hello/a%00", "/api/records/1%00", "/picus/get/%00"]
+)
+async def test_nul_character_in_a_path_is_404(client, path: str) -> None:
+    await problem(await client.get(path), 404)
+
+
+@pytest.mark.parametrize("param", ["q", "category", "sort", "cursor"])
+async def test_nul_character_in_a_query_parameter_is_400(client, param: str) -> None:
+    body = await problem(await client.get("/api/products", params={param: "a\x00"}), 400)
+    assert locs(body) == [["query", param]]
+
+
+async def test_weak_if_none_match_gives_304(client) -> None:
+    # Given a record and its (strong) ETag, weakened by a proxy
+    created = await record(client, {"a": 1})
+    path = f"/api/records/{created['id']}"
+    etag = (await client.get(path)).headers["ETag"]
+    # When it is read with the weak form in If-None-Match (among others)
+    r = await client.get(path, headers={"If-None-Match": f'"nope", W/{etag}'})
+    # Then it is 304: If-None-Match compares weakly
+    assert r.status == 304
