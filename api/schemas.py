@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
@@ -23,10 +23,12 @@ def _no_bool(value: Any) -> Any:
     return value
 
 
+# The constraints come before the validator: after it, pydantic cannot put them into the JSON schema
+# (it wrote "ge" and "max_digits" there as they are, which no JSON Schema tool understands).
 Price = Annotated[
     Decimal,
-    BeforeValidator(_no_bool),
     Field(ge=0, max_digits=14, decimal_places=2, allow_inf_nan=False, examples=["19.99"]),
+    BeforeValidator(_no_bool),
 ]
 
 
@@ -85,3 +87,211 @@ class RecordIn(BaseModel):
 #: Fields a PATCH may touch, per resource (a merge patch is applied to these, then validated whole).
 CATEGORY_FIELDS = tuple(CategoryIn.model_fields)
 PRODUCT_FIELDS = tuple(ProductIn.model_fields)
+
+
+# -- responses: every representation the API sends (shared/views.py builds them; a test holds the two together) --
+
+
+class _Out(BaseModel):
+    # Exactly what the views send: a field added to a view and not here fails the tests (and schemathesis).
+    model_config = ConfigDict(extra="forbid")
+
+
+class WriteResult(_Out):
+    """What a write of a category or product answers (a record's replace has no ``slug``)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"id": 42, "slug": "steel-spade", "version": 1}]})
+
+    id: int
+    slug: str | None = None
+    version: int
+
+
+class RecordCreated(_Out):
+    """``POST /api/records`` (and ``/picus/put``, ``/data``)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"id": 7}]})
+
+    id: int
+
+
+class CategoryOut(_Out):
+    """A category, as ``GET /api/categories/{slug}`` and the listing show it."""
+
+    id: int
+    slug: str
+    name: str
+    description: str | None
+    parent: str | None
+    product_count: int = Field(ge=0)
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    version: int = Field(ge=1)
+
+
+class ThumbnailFallbackOut(_Out):
+    """The same thumbnail in a format every client reads (JPEG)."""
+
+    url: str
+    format: str
+
+
+class ThumbnailOut(_Out):
+    """One thumbnail (WebP), with its JPEG ``fallback``."""
+
+    url: str
+    width: int
+    height: int
+    format: str
+    fallback: ThumbnailFallbackOut | None = None
+
+
+class ImageOut(_Out):
+    """A product's image: the original's URL and the thumbnails the worker made from it, by size name."""
+
+    status: Literal["none", "pending", "ready", "failed"]
+    original: str | None
+    thumbnails: dict[str, ThumbnailOut]
+    error: str | None
+
+
+class ProductOut(_Out):
+    """A product, as ``GET /api/products/{slug}`` and the listing show it."""
+
+    id: int
+    slug: str
+    name: str
+    description: str | None
+    price: Annotated[str, Field(pattern=r"^[0-9]+\.[0-9]{2}$", examples=["19.99"])]
+    currency: str
+    category: str
+    stock: int = Field(ge=0)
+    attributes: dict[str, Any]
+    is_active: bool
+    image: ImageOut
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    version: int = Field(ge=1)
+
+
+class ImageAccepted(WriteResult):
+    """``PUT /api/products/{slug}/image``: the product's new version and its image, ``pending``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 42,
+                    "slug": "steel-spade",
+                    "version": 3,
+                    "image": {
+                        "status": "pending",
+                        "original": "/media/originals/ab/cd/abcd.jpg",
+                        "thumbnails": {},
+                        "error": None,
+                    },
+                }
+            ]
+        }
+    )
+
+    slug: str
+    image: ImageOut
+
+
+class RecordOut(_Out):
+    """A schemaless record."""
+
+    id: int
+    data: dict[str, Any]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    version: int = Field(ge=1)
+
+
+class CategoryPage(_Out):
+    """One page of categories; ``next_cursor`` fetches the next (null on the last page)."""
+
+    items: list[CategoryOut]
+    next_cursor: str | None
+
+
+class ProductPage(_Out):
+    """One page of products; ``next_cursor`` fetches the next (null on the last page)."""
+
+    items: list[ProductOut]
+    next_cursor: str | None
+
+
+class RecordPage(_Out):
+    """One page of records; ``next_cursor`` fetches the next (null on the last page)."""
+
+    items: list[RecordOut]
+    next_cursor: str | None
+
+
+class LegacyRecord(_Out):
+    """An item of ``GET /picus/list``."""
+
+    id: int
+    data: dict[str, Any]
+
+
+class Greeting(_Out):
+    """``GET /hello/{username}``."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"message": "Hello, Ann! Your birthday is in 5 day(s)"}]})
+
+    message: str
+
+
+class BirthdaysToday(_Out):
+    """``GET /api/users/birthdays/today``: the users whose birthday is today (UTC)."""
+
+    date: dt.date
+    usernames: list[str]
+
+
+class Health(_Out):
+    """Liveness (``status`` only) or readiness (each dependency's state; ``failed`` names the ones down)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"status": "ok", "checks": {"postgres": "ok", "redis": "ok", "rabbitmq": "ok"}}]
+        }
+    )
+
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] | None = None
+    failed: list[str] | None = None
+
+
+class ProblemError(BaseModel):
+    """One field at fault: where (``loc``: ``body``/``query``/``path``/``header``, then the field) and why."""
+
+    loc: list[str | int]
+    msg: str
+
+
+class Problem(_Out):
+    """An RFC 9457 problem document (``application/problem+json``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "about:blank",
+                    "title": "Unprocessable Content",
+                    "status": 422,
+                    "detail": "the body failed validation",
+                    "errors": [{"loc": ["body", "name"], "msg": "Field required"}],
+                }
+            ]
+        }
+    )
+
+    type: str
+    title: str
+    status: int = Field(ge=400, le=599)
+    detail: str
+    errors: list[ProblemError] | None = None
