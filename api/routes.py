@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from api.handlers import birthdays, categories, health, images, products, records
+from api.handlers import birthdays, categories, docs, health, images, products, records
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -46,6 +46,12 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("PUT", "/hello/{username}", birthdays.put),
     ("GET", "/hello/{username}", birthdays.get),
     ("GET", "/api/users/birthdays/today", birthdays.today_list),
+    # The API's documentation (404 when DOCS_ENABLED=false); the OpenAPI document leaves these out.
+    ("GET", "/api/openapi.json", docs.openapi_json),
+    ("GET", "/api/docs", docs.swagger_ui),
+    ("GET", "/api/docs/static/{name}", docs.asset),
+    ("GET", "/api/redoc", docs.redoc),
+    ("GET", "/api/redoc/static/{name}", docs.asset),
 ]
 
 

@@ -52,4 +52,6 @@ if ! answers 15672 && command -v rabbitmq-plugins >/dev/null; then
 fi
 # nginx: only its binary, for the test that checks deploy/nginx/nginx.conf with `nginx -t`.
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "services: installing nginx (binary only)"; apt_install nginx-light; }
+# Chromium (Debian's): the tests render /api/docs and /api/redoc in it, headless.
+command -v chromium >/dev/null || { echo "services: installing Chromium"; apt_install chromium; }
 echo "services: PostgreSQL, Redis and RabbitMQ answer"
