@@ -52,10 +52,11 @@ async def test_write_without_key_is_401(client, pg) -> None:
     assert await outbox(pg) == []
 
 
-@pytest.mark.parametrize("header", ["Bearer nope", "Bearer ", "Basic dXNlcjpwYXNz", "sr_notakey"])
-async def test_write_with_bad_key_is_401(client, header: str) -> None:
-    r = await client.post("/api/categories", json={"name": "Tools"}, headers={"Authorization": header})
-    await problem(r, 401)
+async def test_write_with_bad_key_is_401(client, pg) -> None:
+    for header in ("Bearer nope", "Bearer ", "Basic dXNlcjpwYXNz", "sr_notakey", "Bearer sr_" + "x" * 43):
+        r = await client.post("/api/categories", json={"name": "Tools"}, headers={"Authorization": header})
+        await problem(r, 401)
+    assert await outbox(pg) == []
 
 
 async def test_reads_need_no_key(client) -> None:

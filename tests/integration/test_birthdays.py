@@ -120,11 +120,11 @@ async def test_unknown_user_is_404(client) -> None:
     await problem(await client.get("/hello/nobody"), 404)
 
 
-@pytest.mark.parametrize("username", ["bob1", "bob_smith", "x" * 65, "J%C3%BCrgen"])
-async def test_username_that_is_not_1_to_64_letters_is_422(client, pg, today, username: str) -> None:
+async def test_username_that_is_not_1_to_64_letters_is_422(client, pg, today) -> None:
     today(dt.date(2025, 6, 1))
-    body = await problem(await _put(client, username, "1990-06-11"), 422)
-    assert locs(body) == [["path", "username"]]
+    for username in ("bob1", "bob_smith", "x" * 65, "J%C3%BCrgen"):
+        body = await problem(await _put(client, username, "1990-06-11"), 422)
+        assert locs(body) == [["path", "username"]]
     assert await outbox(pg) == []
 
 
@@ -133,19 +133,20 @@ async def test_username_of_64_letters_is_accepted(client, today) -> None:
     assert (await _put(client, "a" * 64, "1990-06-11")).status == 204
 
 
-@pytest.mark.parametrize("born", ["2025-06-01", "2025-06-02", "2999-01-01"])
-async def test_date_of_birth_today_or_later_is_422(client, today, born: str) -> None:
+async def test_date_of_birth_today_or_later_is_422(client, today) -> None:
     today(dt.date(2025, 6, 1))
-    body = await problem(await _put(client, "alice", born), 422)
-    assert locs(body) == [["body", "dateOfBirth"]]
+    for born in ("2025-06-01", "2025-06-02", "2999-01-01"):
+        body = await problem(await _put(client, "alice", born), 422)
+        assert locs(body) == [["body", "dateOfBirth"]]
+    await problem(await client.get("/hello/alice"), 404)
 
 
-@pytest.mark.parametrize("born", ["1990-02-30", "11-06-1990", "1990-6-1", "19900611", 19900611, None])
-async def test_date_of_birth_that_is_no_iso_date_is_422(client, today, born: object) -> None:
+async def test_date_of_birth_that_is_no_iso_date_is_422(client, today) -> None:
     today(dt.date(2025, 6, 1))
-    r = await client.put("/hello/alice", json={"dateOfBirth": born}, headers=ADMIN)
-    body = await problem(r, 422)
-    assert locs(body) == [["body", "dateOfBirth"]]
+    for born in ("1990-02-30", "11-06-1990", "1990-6-1", "19900611", 19900611, None, "1990-06-01T00:00:00"):
+        r = await client.put("/hello/alice", json={"dateOfBirth": born}, headers=ADMIN)
+        body = await problem(r, 422)
+        assert locs(body) == [["body", "dateOfBirth"]], born
 
 
 async def test_bad_username_and_bad_date_are_both_listed(client, today) -> None:

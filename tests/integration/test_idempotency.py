@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from shared.repo import apikeys
 from tests.conftest import ADMIN
 from tests.support.api import category, locs, outbox, problem
 
@@ -108,3 +109,17 @@ async def test_simultaneous_product_creates_with_one_key_create_one_product(clie
 async def test_key_too_long_is_400(client) -> None:
     r = await client.post("/api/records", json={}, headers=key("k" * 256))
     await problem(r, 400)
+
+
+async def test_one_key_from_two_api_keys_is_two_requests(client, pg) -> None:
+    # Given a second API key
+    _, other = await apikeys.create(pg, "other", "write")
+    # When both callers use the same Idempotency-Key
+    mine = await client.post("/api/records", json={"a": 1}, headers=key("shared"))
+    theirs = await client.post(
+        "/api/records", json={"a": 1}, headers={"Authorization": f"Bearer {other}", "Idempotency-Key": "shared"}
+    )
+    # Then each gets its own record: keys are scoped to their caller
+    assert (mine.status, theirs.status) == (201, 201)
+    assert "Idempotent-Replayed" not in theirs.headers
+    assert await pg.fetchval("SELECT count(*) FROM records") == 2

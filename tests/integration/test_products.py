@@ -128,14 +128,14 @@ async def test_invalid_product_is_422_listing_every_field(client, pg) -> None:
     assert len(await outbox(pg)) == 1  # the category's
 
 
-@pytest.mark.parametrize("price", [-1, "-0.01", True, "abc", "NaN", "1e3000"])
-async def test_bad_prices_are_422(client, price: object) -> None:
+async def test_bad_prices_are_422(client) -> None:
     await category(client, "Garden Tools")
-    r = await client.post(
-        "/api/products", json={"name": "X", "price": price, "category": "garden-tools"}, headers=ADMIN
-    )
-    body = await problem(r, 422)
-    assert locs(body) == [["body", "price"]]
+    for price in (-1, "-0.01", True, "abc", "NaN", "1e3000", "1.001", 1e20):
+        r = await client.post(
+            "/api/products", json={"name": "X", "price": price, "category": "garden-tools"}, headers=ADMIN
+        )
+        body = await problem(r, 422)
+        assert locs(body) == [["body", "price"]], price
 
 
 async def test_missing_required_fields_are_422(client) -> None:
@@ -433,9 +433,8 @@ async def test_unknown_category_filter_lists_nothing(client, catalog) -> None:
     assert await _walk(client, category="ghost") == []
 
 
-@pytest.mark.parametrize(
-    ("params", "loc"),
-    [
+async def test_malformed_query_parameters_are_400_naming_the_parameter(client) -> None:
+    for params, loc in (
         ({"limit": "0"}, ["query", "limit"]),
         ({"limit": "101"}, ["query", "limit"]),
         ({"limit": "abc"}, ["query", "limit"]),
@@ -444,14 +443,13 @@ async def test_unknown_category_filter_lists_nothing(client, catalog) -> None:
         ({"max_price": "-1"}, ["query", "max_price"]),
         ({"min_price": "NaN"}, ["query", "min_price"]),
         ({"in_stock": "maybe"}, ["query", "in_stock"]),
+        ({"q": "x" * 201}, ["query", "q"]),
         ({"cursor": "garbage"}, ["query", "cursor"]),
         ({"cursor": "é"}, ["query", "cursor"]),
-    ],
-)
-async def test_malformed_query_parameters_are_400(client, params: dict[str, str], loc: list[str]) -> None:
-    r = await client.get("/api/products", params=params)
-    body = await problem(r, 400)
-    assert locs(body) == [loc]
+    ):
+        r = await client.get("/api/products", params=params)
+        body = await problem(r, 400)
+        assert locs(body) == [loc], params
 
 
 async def test_cursor_of_another_sort_order_is_400(client, catalog) -> None:

@@ -51,7 +51,7 @@ async def outbox(pg: asyncpg.Connection) -> list[dict[str, Any]]:
 
 async def problem(resp: Any, status: int) -> dict[str, Any]:
     """The problem+json body of ``resp``, after checking its status and content type."""
-    assert resp.status == status, await resp.text()
+    assert resp.status == status, f"{resp.method} {resp.url}: {resp.status} {await resp.text()}"
     assert resp.content_type == PROBLEM
     body: dict[str, Any] = await resp.json(content_type=PROBLEM)
     assert body["status"] == status
