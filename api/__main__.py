@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
-import os
-import signal
 import socket
 import sys
 
-import uvloop
-from aiohttp import web
-
-from api.app import create_app
+from api.server import serve, serve_many
 from shared.db import connection, create_pool
-from shared.logs import configure_logging, get_logger
 from shared.repo import apikeys
 from shared.settings import Settings
 
@@ -47,43 +40,6 @@ async def _create_key(settings: Settings, name: str, scope: str) -> str:
     return key
 
 
-def serve(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
-    """Run one API process until SIGINT/SIGTERM; in-flight requests get time to finish."""
-    configure_logging(settings, "api")
-    get_logger("api").info("api_starting", host=host, port=port)
-    uvloop.install()
-    web.run_app(
-        create_app(settings),
-        host=host,
-        port=port,
-        reuse_port=reuse_port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=15.0,
-        handle_signals=True,
-    )
-
-
-def _serve_many(settings: Settings, host: str, port: int, workers: int) -> int:
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=serve, args=(settings, host, port, True), daemon=False) for _ in range(workers)]
-    for p in procs:
-        p.start()
-
-    def forward(signum: int, _frame: object) -> None:
-        for p in procs:
-            if p.pid is not None and p.is_alive():
-                os.kill(p.pid, signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    codes = []
-    for p in procs:
-        p.join()
-        codes.append(p.exitcode or 0)
-    return max(codes, default=0)
-
-
 def main(argv: list[str]) -> int:
     settings = Settings()
     if argv[:1] == ["keys"]:
@@ -101,7 +57,7 @@ def main(argv: list[str]) -> int:
     # Bind once here so a port in use fails loudly before any child starts.
     with socket.create_server((args.host, args.port), reuse_port=True):
         pass
-    return _serve_many(settings, args.host, args.port, args.workers)
+    return serve_many(settings, args.host, args.port, args.workers)
 
 
 if __name__ == "__main__":

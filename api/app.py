@@ -9,11 +9,11 @@ from aiohttp import web
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from api import middleware
+from api import middleware, ratelimit
 from api.auth import KeyCache
 from api.health import Readiness
-from api.keys import KEY_CACHE, PG_POOL, READ_STATS, READINESS, REDIS, REDIS_RUN, SETTINGS
-from api.queries import Stats
+from api.keys import KEY_CACHE, METRICS, PG_POOL, READ_STATS, READINESS, REDIS, REDIS_RUN, SETTINGS
+from api.metrics import Metrics, observe, setup_metrics
 from api.routes import setup_routes
 from shared import readmodel
 from shared.db import create_pool
@@ -63,15 +63,26 @@ async def _readiness(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
+    metrics = Metrics()
     app = web.Application(
         client_max_size=JSON_MAX_BYTES,
-        middlewares=[middleware.request_id, middleware.errors, middleware.authorization],
+        middlewares=[
+            middleware.request_id,
+            # Outside the error middleware, so it sees the statuses clients see.
+            observe(metrics if settings.metrics_enabled else None),
+            middleware.errors,
+            middleware.authorization,
+            # After authorization: writes are limited per API key.
+            ratelimit.rate_limit,
+        ],
     )
     app[SETTINGS] = settings
     app[KEY_CACHE] = KeyCache()
-    app[READ_STATS] = Stats()
-    app.cleanup_ctx.extend([_postgres, _redis, _readiness])
+    app[METRICS] = metrics
+    app[READ_STATS] = metrics.stats()
+    app.cleanup_ctx.extend([_postgres, _redis, _readiness, ratelimit.limiter_context])
     setup_routes(app)
+    setup_metrics(app)
     if settings.auth_disabled:
         log.warning("auth_disabled", message="AUTH_DISABLED=true: writes need no API key. Local development only!")
     return app

@@ -13,7 +13,9 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from api.auth import KeyCache, Principal
     from api.health import Readiness
+    from api.metrics import Metrics
     from api.queries import Stats
+    from api.ratelimit import RateLimiter
     from shared.readmodel import Runner
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -23,6 +25,8 @@ KEY_CACHE: web.AppKey[KeyCache] = web.AppKey("key_cache")
 READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
 REDIS_RUN: web.AppKey[Runner] = web.AppKey("redis_run")
 READ_STATS: web.AppKey[Stats] = web.AppKey("read_stats")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

@@ -60,3 +60,17 @@ class Settings(BaseSettings):
     image_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     #: Images with more pixels than this are a permanent failure, never decoded (decompression bombs).
     image_max_pixels: int = Field(default=50_000_000, ge=1)
+
+    #: ``GET /metrics`` (Prometheus); when false it is 404.
+    metrics_enabled: bool = True
+    #: When not 0, ``/metrics`` is served on this port only (on ``internal_host``), not on the main port.
+    internal_port: int = Field(default=0, ge=0, le=65535)
+    internal_host: str = "0.0.0.0"
+    #: Rate limits in Redis (GCRA): reads per client address, writes per API key; fail open without Redis.
+    rate_limit_enabled: bool = True
+    rate_limit_reads_per_second: float = Field(default=200.0, gt=0)
+    rate_limit_reads_burst: int = Field(default=400, ge=1)
+    rate_limit_writes_per_second: float = Field(default=50.0, gt=0)
+    rate_limit_writes_burst: int = Field(default=100, ge=1)
+    #: Comma-separated addresses or CIDR blocks of reverse proxies whose ``X-Forwarded-For`` names the client.
+    trusted_proxies: str = ""

@@ -1,0 +1,352 @@
+"""Prometheus metrics of the API (``GET /metrics``) and the access log, both from one middleware.
+
+One process: the app's own registry. Several processes (``python -m api --workers N``): prometheus_client's
+multiprocess mode. ``api.server`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory before it spawns the
+children, every child writes its samples to memory-mapped files there, and a scrape answered by any child merges the
+files of all of them, so counters and histograms are the sum over the processes and the pool gauges the sum over
+the live ones (``livesum``). The outbox numbers are read from PostgreSQL at scrape time, once, by whichever process
+answers the scrape.
+
+Routes are labelled by their template (``/api/products/{slug}``), never by the raw path, so a scanner cannot blow up
+the number of series.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import Final
+
+import asyncpg
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from api.keys import METRICS, PG_POOL, REDIS, SETTINGS
+from api.queries import Stats
+from shared.logs import get_logger
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+log = get_logger("api.access")
+
+#: Set (by ``python -m api --workers N``) to the directory the processes share their samples through.
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+#: Seconds: request latencies from a Redis hit (well under a millisecond) to a PostgreSQL timeout.
+LATENCY_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Methods labelled as themselves; any other becomes ``other`` (a client cannot invent label values).
+METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: The label of a request that matched no route (404, 405).
+UNMATCHED: Final = "unmatched"
+#: A scrape never waits longer than this on PostgreSQL for the outbox numbers (they are left out instead).
+OUTBOX_QUERY_TIMEOUT: Final = 1.0
+#: Multiprocess mode: each process refreshes its pool gauges this often (seconds).
+POOL_REFRESH_INTERVAL: Final = 1.0
+
+#: The partial index on unsent rows makes this cheap.
+OUTBOX_SQL: Final = """SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age
+FROM outbox WHERE sent_at IS NULL"""
+
+MAIN_APP: Final = web.AppKey("main_app", web.Application)
+
+
+def multiprocess() -> bool:
+    """Whether this process shares its samples with others (prometheus_client decided it at import, from the env)."""
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+class Metrics:
+    """The API's metrics, registered on a registry of their own (one per app: tests build many apps)."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.requests = Counter(
+            "stockroom_http_requests_total",
+            "HTTP requests answered, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "stockroom_http_request_duration_seconds",
+            "Time from the request's headers to the handler's response, by route template and method.",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.cache_hits = Counter("stockroom_cache_hits_total", "Reads answered from Redis.", registry=r)
+        self.cache_misses = Counter(
+            "stockroom_cache_misses_total", "Reads Redis did not have, answered from PostgreSQL.", registry=r
+        )
+        self.cache_errors = Counter(
+            "stockroom_cache_errors_total",
+            "Redis calls that failed (reads fell back to PostgreSQL, fills were skipped).",
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "stockroom_rate_limited_total",
+            "Requests refused with 429, by scope (read or write).",
+            ["scope"],
+            registry=r,
+        )
+        self.rate_limit_fail_open = Counter(
+            "stockroom_rate_limit_fail_open_total",
+            "Requests let through unchecked because Redis could not be asked (the limiter fails open).",
+            registry=r,
+        )
+        self.pg_pool = Gauge(
+            "stockroom_pg_pool_connections",
+            "PostgreSQL pool connections by state (in_use, idle) and the pool's maximum (max).",
+            ["state"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.redis_pool = Gauge(
+            "stockroom_redis_pool_connections",
+            "Redis pool connections by state (in_use, idle) and the pool's maximum (max).",
+            ["state"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        if not multiprocess():
+            # In multiprocess mode, per-process CPU and memory series cannot be summed; leave them out.
+            ProcessCollector(registry=r)
+
+    def stats(self) -> Stats:
+        """Cache outcome counts for :mod:`api.queries` that move these counters too."""
+        return CountedStats(self)
+
+    def refresh_pools(self, app: web.Application) -> None:
+        """Set the pool gauges from this process's pools."""
+        pool = app.get(PG_POOL)
+        if pool is not None:
+            size, idle = pool.get_size(), pool.get_idle_size()
+            self.pg_pool.labels("in_use").set(size - idle)
+            self.pg_pool.labels("idle").set(idle)
+            self.pg_pool.labels("max").set(pool.get_max_size())
+        client = app.get(REDIS)
+        if client is not None:
+            rpool = client.connection_pool
+            # redis-py keeps no public count of the connections handed out.
+            in_use = len(getattr(rpool, "_in_use_connections", ()))
+            self.redis_pool.labels("in_use").set(in_use)
+            self.redis_pool.labels("idle").set(len(getattr(rpool, "_available_connections", ())))
+            self.redis_pool.labels("max").set(rpool.max_connections)
+
+
+class CountedStats(Stats):
+    """:class:`api.queries.Stats` whose every increment also increments a Prometheus counter.
+
+    A collector reading ``Stats`` at scrape time would only see the process that answers the scrape; counters
+    written as they happen are summed over every process in multiprocess mode.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._counters = {"hits": metrics.cache_hits, "misses": metrics.cache_misses, "errors": metrics.cache_errors}
+        self._counts = {"hits": 0, "misses": 0, "errors": 0}
+        super().__init__()
+
+    def _set(self, name: str, value: int) -> None:
+        delta = value - self._counts[name]
+        if delta > 0:
+            self._counters[name].inc(delta)
+        self._counts[name] = value
+
+    @property
+    def hits(self) -> int:
+        return self._counts["hits"]
+
+    @hits.setter
+    def hits(self, value: int) -> None:
+        self._set("hits", value)
+
+    @property
+    def misses(self) -> int:
+        return self._counts["misses"]
+
+    @misses.setter
+    def misses(self, value: int) -> None:
+        self._set("misses", value)
+
+    @property
+    def errors(self) -> int:
+        return self._counts["errors"]
+
+    @errors.setter
+    def errors(self, value: int) -> None:
+        self._set("errors", value)
+
+
+# -- the access log and request metrics -----------------------------------------------------------------------------
+
+
+def route_of(request: web.Request) -> str:
+    """The template of the route ``request`` matched (``/api/products/{slug}``), without its trailing slash."""
+    resource = request.match_info.route.resource
+    if resource is None:
+        return UNMATCHED
+    return resource.canonical.rstrip("/") or "/"
+
+
+def observe(metrics: Metrics | None) -> Middleware:
+    """A middleware counting and timing every request (when ``metrics`` is given) and logging it.
+
+    The access log line is at INFO for 4xx and 5xx and at DEBUG for the rest: an access log at INFO costs half the
+    throughput. It carries the request id (bound by the request id middleware, which runs outside this one).
+    """
+
+    @web.middleware
+    async def observed(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        except asyncio.CancelledError:
+            # The client went away before the answer (nginx's 499).
+            status = 499
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            route = route_of(request)
+            method = request.method if request.method in METHODS else "other"
+            if metrics is not None:
+                metrics.requests.labels(route, method, str(status)).inc()
+                metrics.latency.labels(route, method).observe(elapsed)
+            (log.info if status >= 400 else log.debug)(
+                "request",
+                method=method,
+                route=route,
+                path=request.path,
+                status=status,
+                ms=round(elapsed * 1000, 2),
+            )
+
+    return observed
+
+
+# -- the scrape ----------------------------------------------------------------------------------------------------
+
+
+class _Outbox:
+    """The outbox numbers read for one scrape."""
+
+    def __init__(self, backlog: int, age: float) -> None:
+        self._backlog, self._age = backlog, age
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("stockroom_outbox_backlog", "Outbox rows not yet sent.", value=self._backlog)
+        yield GaugeMetricFamily(
+            "stockroom_outbox_oldest_unsent_age_seconds",
+            "Age of the oldest unsent outbox row (0 when there is none).",
+            value=self._age,
+        )
+
+
+class _Chain:
+    def __init__(self, collectors: Iterable[Collector]) -> None:
+        self._collectors = list(collectors)
+
+    def collect(self) -> Iterator[Metric]:
+        for c in self._collectors:
+            yield from c.collect()
+
+
+async def outbox_numbers(pool: asyncpg.Pool) -> _Outbox | None:
+    """Backlog and oldest-unsent age, or None when PostgreSQL does not answer in time."""
+    try:
+        async with asyncio.timeout(OUTBOX_QUERY_TIMEOUT), pool.acquire() as conn:
+            row = await conn.fetchrow(OUTBOX_SQL)
+    except Exception as exc:
+        log.debug("outbox_metrics_unavailable", error=type(exc).__name__)
+        return None
+    assert row is not None
+    return _Outbox(int(row["n"]), max(0.0, float(row["age"])))
+
+
+async def scrape(request: web.Request) -> web.Response:
+    """``GET /metrics``: the Prometheus text format."""
+    app = request.app.get(MAIN_APP, request.app)
+    metrics = app[METRICS]
+    metrics.refresh_pools(app)
+    collectors: list[Collector] = []
+    if multiprocess():
+        collectors.append(MultiProcessCollector(None))  # type: ignore[no-untyped-call]
+    else:
+        collectors.append(metrics.registry)
+    outbox = await outbox_numbers(app[PG_POOL])
+    if outbox is not None:
+        collectors.append(outbox)
+    body = generate_latest(_Chain(collectors))
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+# -- wiring ----------------------------------------------------------------------------------------------------------
+
+
+async def _refresh_pools(app: web.Application, metrics: Metrics) -> None:
+    while True:
+        await asyncio.sleep(POOL_REFRESH_INTERVAL)
+        metrics.refresh_pools(app)
+
+
+async def _internal_site(app: web.Application) -> AsyncIterator[None]:
+    """``/metrics`` on ``internal_port`` only, served by a small app of its own beside the main one."""
+    settings = app[SETTINGS]
+    internal = web.Application()
+    internal[MAIN_APP] = app
+    internal.router.add_get("/metrics", scrape)
+    runner = web.AppRunner(internal, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.internal_host, settings.internal_port, reuse_port=multiprocess())
+    await site.start()
+    log.info("internal_port_listening", host=settings.internal_host, port=settings.internal_port)
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+async def _pool_gauges(app: web.Application) -> AsyncIterator[None]:
+    """Multiprocess mode: a scrape reads every process's pool gauges from the files, so each keeps its own fresh."""
+    task = asyncio.create_task(_refresh_pools(app, app[METRICS]))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def setup_metrics(app: web.Application) -> None:
+    """Serve ``/metrics`` on the main port, or on ``internal_port`` only, or not at all (``metrics_enabled``).
+
+    Call after the cleanup contexts that make the pools: the scrape reads them.
+    """
+    settings = app[SETTINGS]
+    if not settings.metrics_enabled:
+        return
+    if multiprocess():
+        app.cleanup_ctx.append(_pool_gauges)
+    if settings.internal_port:
+        app.cleanup_ctx.append(_internal_site)
+    else:
+        app.router.add_get("/metrics", scrape)
+        app.router.add_get("/metrics/", scrape)

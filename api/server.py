@@ -1,0 +1,83 @@
+"""Running the API: one process, or N processes sharing the port (``SO_REUSEPORT``), until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+from typing import Any, Final
+
+import uvloop
+from aiohttp import web
+from prometheus_client import multiprocess
+
+from api.app import create_app
+from api.metrics import MULTIPROC_ENV
+from shared.logs import configure_logging, get_logger
+from shared.settings import Settings
+
+#: Seconds in-flight requests get to finish after SIGTERM, before they are cancelled.
+SHUTDOWN_TIMEOUT: Final = 15.0
+#: The HTTP parser's limits, stated rather than left to the defaults: the request line and each header line
+#: (name and value) at most 8 KiB, at most 128 header lines. Beyond them the request is refused with 431/400
+#: before any handler runs.
+HTTP_LIMITS: Final[dict[str, Any]] = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 128}
+
+
+def serve(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
+    """Run one API process until SIGINT/SIGTERM.
+
+    On the signal the listening socket is closed first (new connections are refused), idle keep-alive connections
+    are closed, requests in flight get ``SHUTDOWN_TIMEOUT`` seconds to finish, and then the pools are closed.
+    """
+    configure_logging(settings, "api")
+    get_logger("api").info("api_starting", host=host, port=port, pid=os.getpid())
+    uvloop.install()
+    web.run_app(
+        create_app(settings),
+        host=host,
+        port=port,
+        reuse_port=reuse_port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        handle_signals=True,
+        **HTTP_LIMITS,
+    )
+    get_logger("api").info("api_stopped", pid=os.getpid())
+
+
+def serve_many(settings: Settings, host: str, port: int, workers: int) -> int:
+    """``workers`` processes (spawned, not forked) serving one port; SIGTERM and SIGINT are passed on to them.
+
+    Their Prometheus samples go through a fresh directory (prometheus_client's multiprocess mode), so a scrape
+    answered by any of them reports the sum over all; it is removed when they have all exited.
+    """
+    metrics_dir = tempfile.mkdtemp(prefix="stockroom-metrics-")
+    # Inherited by the children, which import prometheus_client afresh (spawn) and so write to the directory.
+    os.environ[MULTIPROC_ENV] = metrics_dir
+    try:
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=serve, args=(settings, host, port, True), daemon=False) for _ in range(workers)]
+        for p in procs:
+            p.start()
+
+        def forward(signum: int, _frame: object) -> None:
+            for p in procs:
+                if p.pid is not None and p.is_alive():
+                    os.kill(p.pid, signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        codes = []
+        for p in procs:
+            p.join()
+            codes.append(p.exitcode or 0)
+            if p.pid is not None:
+                # Its live gauges (pool use) no longer count; its counters still do.
+                multiprocess.mark_process_dead(p.pid, metrics_dir)  # type: ignore[no-untyped-call]
+        return max(codes, default=0)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -1,0 +1,190 @@
+"""``GET /metrics``: requests by route template, latency, cache outcomes, outbox backlog, pools; where it is served."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from api.app import create_app
+from api.keys import READ_STATS, SETTINGS
+from shared.settings import Settings
+from tests.support.api import category, record
+from tests.support.processes import api_process, free_port
+
+
+def samples(text: str) -> list[Sample]:
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def value(text: str, name: str, **labels: str) -> float | None:
+    """The value of the sample ``name`` whose labels include ``labels`` (None when there is none)."""
+    for s in samples(text):
+        if s.name == name and labels.items() <= s.labels.items():
+            return s.value
+    return None
+
+
+async def scrape(client) -> str:  # type: ignore[no-untyped-def]
+    r = await client.get("/metrics")
+    assert r.status == 200
+    assert r.headers["Content-Type"].startswith("text/plain")
+    return str(await r.text())
+
+
+async def test_requests_are_counted_by_route_template_method_and_status(client) -> None:
+    # Given a category
+    await category(client, "Tools")
+    # When it is read twice, a missing one once, and a path no route matches once
+    for path in ("/api/categories/tools", "/api/categories/tools/", "/api/categories/ghost", "/no/such/path"):
+        await client.get(path)
+    text = await scrape(client)
+    # Then requests are labelled by the route's template (trailing slash folded), never by the raw path
+    route = "/api/categories/{slug}"
+    assert value(text, "stockroom_http_requests_total", route=route, method="GET", status="200") == 2
+    assert value(text, "stockroom_http_requests_total", route=route, method="GET", status="404") == 1
+    assert value(text, "stockroom_http_requests_total", route="/api/categories", method="POST", status="201") == 1
+    assert value(text, "stockroom_http_requests_total", route="unmatched", method="GET", status="404") == 1
+    assert "tools" not in {s.labels.get("route") for s in samples(text)}
+    assert not any("ghost" in v or "/no/such" in v for s in samples(text) for v in s.labels.values())
+
+
+async def test_latency_is_a_histogram_per_route(client) -> None:
+    await client.get("/api/categories")
+    text = await scrape(client)
+    labels = {"route": "/api/categories", "method": "GET"}
+    assert value(text, "stockroom_http_request_duration_seconds_count", **labels) == 1
+    assert value(text, "stockroom_http_request_duration_seconds_bucket", **labels, le="+Inf") == 1
+    assert value(text, "stockroom_http_request_duration_seconds_bucket", **labels, le="0.001") is not None
+
+
+async def test_unknown_methods_do_not_become_labels(client) -> None:
+    await client.request("PROPFIND", "/api/categories")
+    text = await scrape(client)
+    assert value(text, "stockroom_http_requests_total", method="other") == 1
+    assert not any(s.labels.get("method") == "PROPFIND" for s in samples(text))
+
+
+async def test_cache_hits_misses_and_errors_are_the_read_stats(client) -> None:
+    # Given a category projected into Redis by its write, and one Redis does not hold
+    await category(client, "Tools")
+    stats = client.app[READ_STATS]
+    # When it is read twice, and a missing one once
+    await client.get("/api/categories/tools")
+    await client.get("/api/categories/tools")
+    await client.get("/api/categories/ghost")
+    text = await scrape(client)
+    # Then the counters say what the read use cases counted
+    assert stats.hits >= 2
+    assert stats.misses >= 1
+    assert value(text, "stockroom_cache_hits_total") == stats.hits
+    assert value(text, "stockroom_cache_misses_total") == stats.misses
+    assert value(text, "stockroom_cache_errors_total") == stats.errors == 0
+
+
+async def test_cache_errors_count_reads_that_fell_back_to_postgresql(aiohttp_client, settings: Settings) -> None:
+    # Given an API whose Redis is not there
+    client = await aiohttp_client(
+        create_app(settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"}))
+    )
+    await category(client, "Tools")
+    # When a category is read
+    r = await client.get("/api/categories/tools")
+    assert r.status == 200
+    # Then the fallback is counted
+    errors = value(await scrape(client), "stockroom_cache_errors_total")
+    assert errors is not None
+    assert errors >= 1
+
+
+async def test_outbox_backlog_and_age_of_the_oldest_unsent_event(client, pg) -> None:
+    # Given two writes and no relay
+    await record(client, {"a": 1})
+    await record(client, {"a": 2})
+    await pg.execute(
+        "UPDATE outbox SET created_at = now() - interval '90 seconds' WHERE id = (SELECT min(id) FROM outbox)"
+    )
+    text = await scrape(client)
+    # Then both are in the backlog, the oldest 90 s old
+    assert value(text, "stockroom_outbox_backlog") == 2
+    age = value(text, "stockroom_outbox_oldest_unsent_age_seconds")
+    assert age is not None
+    assert 89 <= age < 120
+    # And once sent, the backlog is empty and the age 0
+    await pg.execute("UPDATE outbox SET sent_at = now()")
+    text = await scrape(client)
+    assert value(text, "stockroom_outbox_backlog") == 0
+    assert value(text, "stockroom_outbox_oldest_unsent_age_seconds") == 0
+
+
+async def test_pool_use_of_postgresql_and_redis(client) -> None:
+    await record(client, {"a": 1})
+    text = await scrape(client)
+    # The scrape itself holds a PostgreSQL connection while it counts the outbox, not while it reads the pools.
+    assert value(text, "stockroom_pg_pool_connections", state="max") == client.app[SETTINGS].pg_pool_max
+    assert value(text, "stockroom_pg_pool_connections", state="in_use") == 0
+    idle = value(text, "stockroom_pg_pool_connections", state="idle")
+    assert idle is not None
+    assert idle >= 1
+    assert value(text, "stockroom_redis_pool_connections", state="in_use") == 0
+    assert value(text, "stockroom_redis_pool_connections", state="max") is not None
+
+
+async def test_metrics_can_be_turned_off(aiohttp_client, settings: Settings) -> None:
+    client = await aiohttp_client(create_app(settings.model_copy(update={"metrics_enabled": False})))
+    r = await client.get("/metrics")
+    assert r.status == 404
+
+
+async def test_metrics_on_an_internal_port_are_not_on_the_main_port(aiohttp_client, settings: Settings) -> None:
+    # Given an API with an internal port
+    port = free_port()
+    client = await aiohttp_client(
+        create_app(settings.model_copy(update={"internal_port": port, "internal_host": "127.0.0.1"}))
+    )
+    await client.get("/api/categories")
+    # Then /metrics is not on the main port
+    assert (await client.get("/metrics")).status == 404
+    # But on the internal one, with the main app's numbers; and nothing else is served there
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/metrics") as r:
+            assert r.status == 200
+            text = await r.text()
+        async with session.get(f"http://127.0.0.1:{port}/api/categories") as r:
+            assert r.status == 404
+    assert value(text, "stockroom_http_requests_total", route="/api/categories", status="200") == 1
+    assert value(text, "stockroom_http_requests_total", route="unmatched", status="404") == 1
+
+
+@pytest.mark.slow
+async def test_with_several_processes_the_numbers_are_the_sum_of_all(settings: Settings, tmp_path: Path) -> None:
+    # Given the API as two processes sharing one port
+    # When 40 requests are spread over fresh connections (the kernel balances them over both processes)
+    async with (
+        api_process(settings, tmp_path / "api.log", "--workers", "2") as api,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
+    ):
+        for _ in range(40):
+            async with session.get(api.url + "/api/categories") as r:
+                assert r.status == 200
+        scrapes = []
+        for _ in range(4):
+            async with session.get(api.url + "/metrics") as r:
+                assert r.status == 200
+                scrapes.append(await r.text())
+        # And the pool gauges add up both processes' pools (each refreshes its own every second)
+        deadline = time.monotonic() + 5
+        while value(scrapes[-1], "stockroom_pg_pool_connections", state="max") != 2 * settings.pg_pool_max:
+            assert time.monotonic() < deadline, scrapes[-1]
+            await asyncio.sleep(0.2)
+            async with session.get(api.url + "/metrics") as r:
+                scrapes.append(await r.text())
+    # Then every scrape, whichever process answers it, counts all 40 (the scrapes themselves are counted too)
+    for text in scrapes:
+        assert value(text, "stockroom_http_requests_total", route="/api/categories", status="200") == 40
+    assert "process_cpu_seconds_total" not in scrapes[0]

@@ -1,0 +1,186 @@
+"""Rate limits in Redis: reads per client address, writes per API key; 429 with Retry-After; fails open."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient, make_mocked_request
+
+from api.app import create_app
+from api.ratelimit import client_address, trusted_networks
+from shared.repo import apikeys
+from shared.settings import Settings
+from tests.conftest import ADMIN
+from tests.support.api import problem
+from tests.support.processes import free_port
+
+
+def limited(settings: Settings, **update: Any) -> Settings:
+    return settings.model_copy(
+        update={
+            "rate_limit_reads_per_second": 1.0,
+            "rate_limit_reads_burst": 3,
+            "rate_limit_writes_per_second": 1.0,
+            "rate_limit_writes_burst": 2,
+            **update,
+        }
+    )
+
+
+@pytest.fixture
+async def tight(aiohttp_client, settings: Settings) -> TestClient:  # type: ignore[no-untyped-def]
+    """An API allowing bursts of 3 reads and 2 writes, then one of each per second."""
+    return await aiohttp_client(create_app(limited(settings)))
+
+
+async def test_reads_beyond_the_burst_are_429_with_retry_after(tight: TestClient) -> None:
+    # When four reads arrive at once from one address
+    answers = [await tight.get("/api/categories") for _ in range(4)]
+    # Then three pass, each saying how many are left
+    assert [r.status for r in answers[:3]] == [200, 200, 200]
+    assert [r.headers["RateLimit-Remaining"] for r in answers[:3]] == ["2", "1", "0"]
+    assert {r.headers["RateLimit-Limit"] for r in answers} == {"3"}
+    assert 1 <= int(answers[0].headers["RateLimit-Reset"]) <= 3
+    # And the fourth is a 429 problem document with Retry-After
+    body = await problem(answers[3], 429)
+    assert body["title"] == "Too Many Requests"
+    assert answers[3].headers["Retry-After"] == "1"
+    assert answers[3].headers["RateLimit-Remaining"] == "0"
+    assert answers[3].headers["X-Request-ID"]
+
+
+async def test_the_limit_refills_at_its_rate(aiohttp_client, settings: Settings) -> None:
+    client = await aiohttp_client(
+        create_app(limited(settings, rate_limit_reads_per_second=20.0, rate_limit_reads_burst=1))
+    )
+    assert (await client.get("/api/categories")).status == 200
+    assert (await client.get("/api/categories")).status == 429
+    await asyncio.sleep(0.06)
+    assert (await client.get("/api/categories")).status == 200
+
+
+async def test_writes_are_limited_per_api_key(tight: TestClient, pg) -> None:
+    # Given a second key
+    _, other = await apikeys.create(pg, "other", "write")
+    # When the admin key writes three times at once
+    statuses = [(await tight.post("/api/records", json={"n": i}, headers=ADMIN)).status for i in range(3)]
+    # Then the third is refused and nothing was written for it
+    assert statuses == [201, 201, 429]
+    assert await pg.fetchval("SELECT count(*) FROM records") == 2
+    # But another key may still write, and reads from the same address are counted apart
+    r = await tight.post("/api/records", json={"n": 9}, headers={"Authorization": f"Bearer {other}"})
+    assert r.status == 201
+    assert r.headers["RateLimit-Remaining"] == "1"
+    assert (await tight.get("/api/records")).status == 200
+
+
+async def test_a_refused_request_is_counted(tight: TestClient) -> None:
+    for _ in range(5):
+        await tight.get("/api/categories")
+    text = await (await tight.get("/metrics")).text()
+    assert 'stockroom_rate_limited_total{scope="read"} 2.0' in text
+
+
+async def test_errors_carry_the_rate_limit_headers_too(tight: TestClient) -> None:
+    r = await tight.get("/api/categories/ghost")
+    assert r.status == 404
+    assert r.headers["RateLimit-Remaining"] == "2"
+
+
+@pytest.mark.parametrize("path", ["/health/live", "/health/ready", "/metrics", "/api/openapi.json"])
+async def test_health_metrics_and_docs_are_never_limited(tight: TestClient, path: str) -> None:
+    statuses = {(await tight.get(path)).status for _ in range(6)}
+    assert 429 not in statuses
+    assert (await tight.get(path)).headers.get("RateLimit-Limit") is None
+
+
+async def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(tight: TestClient) -> None:
+    # A client cannot get a fresh allowance by claiming another address
+    statuses = [
+        (await tight.get("/api/categories", headers={"X-Forwarded-For": f"203.0.113.{i}"})).status for i in range(4)
+    ]
+    assert statuses == [200, 200, 200, 429]
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(
+    aiohttp_client, settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(limited(settings, trusted_proxies="127.0.0.0/8, ::1")))
+    for _ in range(3):
+        assert (await client.get("/api/categories", headers={"X-Forwarded-For": "203.0.113.7"})).status == 200
+    assert (await client.get("/api/categories", headers={"X-Forwarded-For": "203.0.113.7"})).status == 429
+    assert (await client.get("/api/categories", headers={"X-Forwarded-For": "203.0.113.8"})).status == 200
+
+
+def _request(peer: str, forwarded: str | None) -> Any:
+    headers = {"X-Forwarded-For": forwarded} if forwarded is not None else {}
+    request = make_mocked_request("GET", "/", headers=headers)
+    request._cache["remote"] = peer  # the peer address, as the transport reports it
+    return request
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "expected"),
+    [
+        ("198.51.100.1", "203.0.113.7", "198.51.100.1"),  # an untrusted peer's header is ignored
+        ("10.0.0.2", "203.0.113.7", "203.0.113.7"),
+        ("10.0.0.2", "1.2.3.4, 203.0.113.7", "203.0.113.7"),  # the left part may be forged by the client
+        ("10.0.0.2", "203.0.113.7, 10.0.0.9", "203.0.113.7"),  # two trusted proxies in a row
+        ("10.0.0.2", "10.0.0.8, 10.0.0.9", "10.0.0.8"),  # only proxies: the farthest one
+        ("10.0.0.2", "garbage, 203.0.113.7", "203.0.113.7"),
+        ("10.0.0.2", "203.0.113.7, garbage", "10.0.0.2"),  # a proxy wrote nonsense: trust nothing left of it
+        ("10.0.0.2", None, "10.0.0.2"),
+    ],
+)
+def test_client_address_reads_forwarded_for_from_the_right(peer: str, forwarded: str | None, expected: str) -> None:
+    assert client_address(_request(peer, forwarded), trusted_networks("10.0.0.0/8")) == expected
+
+
+def test_trusted_proxies_are_parsed_and_checked() -> None:
+    assert trusted_networks(" 10.0.0.0/8 , ::1,") == (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1"))
+    with pytest.raises(ValueError, match="does not appear"):
+        trusted_networks("not-an-address")
+
+
+async def test_the_state_is_one_expiring_key_per_client(tight: TestClient, redis_url: str) -> None:
+    await tight.get("/api/categories")
+    await tight.post("/api/records", json={}, headers=ADMIN)
+    client = aioredis.from_url(redis_url)
+    try:
+        keys = sorted(k.decode() for k in await client.keys("sr:rl:*"))
+        assert keys == ["sr:rl:read:127.0.0.1", "sr:rl:write:bootstrap"]
+        ttl = await client.pttl("sr:rl:read:127.0.0.1")
+        assert 0 < ttl <= 1001
+    finally:
+        await client.aclose()
+
+
+async def test_without_redis_requests_pass_and_are_counted(aiohttp_client, settings: Settings) -> None:
+    # Given an API whose Redis is not there
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    client = await aiohttp_client(create_app(limited(settings, redis_url=dead)))
+    # When more reads arrive than the burst allows
+    statuses = [(await client.get("/api/categories")).status for _ in range(6)]
+    # Then every one is answered (fail open), without rate limit headers, and counted
+    assert statuses == [200] * 6
+    text = await (await client.get("/metrics")).text()
+    assert "stockroom_rate_limit_fail_open_total 6.0" in text
+
+
+async def test_rate_limits_can_be_turned_off(aiohttp_client, settings: Settings) -> None:
+    client = await aiohttp_client(create_app(limited(settings, rate_limit_enabled=False)))
+    statuses = [(await client.get("/api/categories")).status for _ in range(6)]
+    assert statuses == [200] * 6
+    assert "RateLimit-Limit" not in (await client.get("/api/categories")).headers
+
+
+def test_the_defaults_are_generous() -> None:
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert s.rate_limit_enabled
+    assert (s.rate_limit_reads_per_second, s.rate_limit_reads_burst) == (200, 400)
+    assert (s.rate_limit_writes_per_second, s.rate_limit_writes_burst) == (50, 100)
+    assert s.trusted_proxies == ""

@@ -1,0 +1,98 @@
+"""Run ``python -m api`` (and other entry points) as real processes, the way users start them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def env_for(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a process needs to run with ``settings`` (the services' URLs, the admin key, media)."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "RABBITMQ_URL": settings.rabbitmq_url,
+        "MEDIA_ROOT": settings.media_root,
+        "BOOTSTRAP_API_KEY": settings.bootstrap_api_key or "",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
+        "RELAY_METRICS_PORT": "0",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Process:
+    proc: asyncio.subprocess.Process
+    url: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+async def wait_live(url: str, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    async with aiohttp.ClientSession() as session:
+        while True:
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with session.get(url + "/health/live") as r:
+                    if r.status == 200:
+                        return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{url} did not come up within {within} s")
+            await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def api_process(settings: Settings, log: Path, *args: str, **env: str) -> AsyncIterator[Process]:
+    """``python -m api --host 127.0.0.1 --port <free> *args``, live; stopped (SIGTERM, then SIGKILL) at the end."""
+    port = free_port()
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "api", "--host", "127.0.0.1", "--port", str(port), *args),
+            cwd=ROOT,
+            env=env_for(settings, **env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            await wait_live(url)
+        except AssertionError:
+            proc.kill()
+            raise AssertionError(log.read_text(errors="replace")[-3000:]) from None  # noqa: ASYNC240
+        yield Process(proc, url, log)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 20)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
