@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -27,7 +28,7 @@ def redact(text: str) -> str:
     return _BEARER.sub(r"\1***", _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", text))
 
 
-def _redact_processor(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for k, v in list(event_dict.items()):
         if k.lower() in _SECRET_KEYS:
             event_dict[k] = "***"
@@ -65,6 +66,8 @@ def configure_logging(settings: Settings, process: str) -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            # Again, now that a traceback is text: exception messages quote URLs (with their passwords).
+            _redact_processor,
             renderer,
         ],
     )
