@@ -82,7 +82,7 @@ async def project(r: Reads, written: Written) -> None:
     """Write-through after a committed write: the client's next read sees at least this version."""
     e = written.entity
     if isinstance(e, Product):
-        await _fill(r, lambda run: readmodel.project_product(run, e, r.media_url, written.deleted))
+        await _fill(r, lambda run: readmodel.project_product(run, e, r.media_url, written.deleted, from_write=True))
     elif isinstance(e, Category):
         await _fill(r, lambda run: readmodel.project_category(run, e, written.deleted))
     elif isinstance(e, Record):

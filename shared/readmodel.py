@@ -3,9 +3,9 @@
 A projection is the exact JSON bytes of a resource's API representation, kept in a hash with its version
 (``v``), the PostgreSQL WAL position it was read at (``l``) and its ETag (``e``). A projection replaces the
 stored one only if it is newer: a higher version, or the same version read later (category product counts
-change without a version bump). A deleted resource leaves a tombstone (empty body) at its version, so a late,
-older message cannot bring it back. A fence (``f``, a WAL position) marks a projection stale until one read
-after that position replaces it.
+ without a version bump). A deleted resource leaves a tombstone (empty body) at its version, so a late,
+older message cannot bring it back. A fence (``f``, a WAL position) marks a projection stale if it was read
+before that position (two reads with no write between them share one position, so the test is strict).
 
 Slugs map to ids (``ps:{slug}``); sorted sets index live products for the common listings; generation counters
 key the cached pages of every other listing, so a write makes them unreachable at once.
@@ -50,7 +50,7 @@ end
 """
 
 #: KEYS: product hash. ARGV: prefix, member, version, lsn, etag, body ('' = deleted), slug, category member,
-#: created score, price score.
+#: created score, price score, fence for the categories whose product count it changes.
 PROJECT_PRODUCT: Final = (
     _NEWER
     + """
@@ -62,7 +62,7 @@ local old = redis.call('HMGET', KEYS[1], 's', 'c')
 if old[2] and (old[2] ~= ARGV[8] or not live) then
   redis.call('ZREM', p .. 'idx:c:' .. old[2] .. ':created', m)
   redis.call('ZREM', p .. 'idx:c:' .. old[2] .. ':price', m)
-  fence(p .. 'c:' .. old[2], l)
+  fence(p .. 'c:' .. old[2], tonumber(ARGV[11]))
 end
 if old[1] and (old[1] ~= ARGV[7] or not live) and redis.call('GET', p .. 'ps:' .. old[1]) == m then
   redis.call('DEL', p .. 'ps:' .. old[1])
@@ -81,7 +81,7 @@ else
   redis.call('ZREM', cat .. ':created', m)
   redis.call('ZREM', cat .. ':price', m)
 end
-fence(p .. 'c:' .. ARGV[8], l)
+fence(p .. 'c:' .. ARGV[8], tonumber(ARGV[11]))
 redis.call('INCR', p .. 'gen:products')
 redis.call('INCR', p .. 'gen:categories')
 return 1
@@ -139,7 +139,7 @@ local m = redis.call('GET', KEYS[1])
 if not m then return false end
 local h = redis.call('HMGET', ARGV[1] .. ARGV[2] .. m, 'b', 'e', 'l', 'f', 's')
 if not h[1] or h[1] == '' or h[5] ~= ARGV[3] then return false end
-if h[4] and tonumber(h[4]) >= tonumber(h[3]) then return false end
+if h[4] and tonumber(h[4]) > tonumber(h[3]) then return false end
 return {h[1], h[2]}
 """
 
@@ -147,7 +147,7 @@ return {h[1], h[2]}
 GET_HASH: Final = """
 local h = redis.call('HMGET', KEYS[1], 'b', 'e', 'l', 'f')
 if not h[1] or h[1] == '' then return false end
-if h[4] and tonumber(h[4]) >= tonumber(h[3]) then return false end
+if h[4] and tonumber(h[4]) > tonumber(h[3]) then return false end
 return {h[1], h[2]}
 """
 
@@ -182,7 +182,7 @@ while n < want do
     if not skip and n < want then
       local h = redis.call('HMGET', p .. 'p:' .. m, 'b', 'l', 'f')
       if not h[1] or h[1] == '' then return false end
-      if h[3] and tonumber(h[3]) >= tonumber(h[2]) then return false end
+      if h[3] and tonumber(h[3]) > tonumber(h[2]) then return false end
       out[#out + 1] = m
       out[#out + 1] = sc
       out[#out + 1] = h[1]
@@ -265,12 +265,16 @@ def key(*parts: str) -> str:
 # -- projecting -----------------------------------------------------------------------------------
 
 
-async def project_product(run: Runner, p: Product, media_url: str, deleted: bool = False) -> bool:
+async def project_product(
+    run: Runner, p: Product, media_url: str, deleted: bool = False, from_write: bool = False
+) -> bool:
+    """Project ``p``. Its category's projection becomes stale if it was read before ``p``'s state existed:
+    a read's position already includes ``p`` (fence at it), a write's position does not yet (fence past it)."""
     m = member(p.id)
     body = b"" if deleted else views.dumps(views.product(p, media_url))
     cat = member(p.category_id)
     args = [PREFIX, m, p.version, p.lsn, views.etag(p.version), body, p.slug, cat]
-    args += [created_score(p.created_at), price_score(p.price)]
+    args += [created_score(p.created_at), price_score(p.price), p.lsn + 1 if from_write else p.lsn]
     return bool(await run(PROJECT_PRODUCT, [PREFIX + "p:" + m], args))
 
 

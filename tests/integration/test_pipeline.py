@@ -1,0 +1,150 @@
+"""The whole pipeline, as it runs: API -> outbox -> relay -> RabbitMQ -> cache worker process -> Redis -> API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from api.app import create_app
+from shared import readmodel
+from shared.settings import Settings
+from tests.conftest import ADMIN
+from tests.support.tcp_proxy import TcpProxy
+from worker.relay import run as run_relay
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def pipeline_settings(settings: Settings, rabbitmq_url: str) -> Settings:
+    # A session vhost is shared by the tests of a run: start each pipeline test with empty queues.
+    import aio_pika
+
+    conn = await aio_pika.connect(rabbitmq_url)
+    async with conn:
+        channel = await conn.channel()
+        for q in ("cache-warming", "cache-warming.DQ", "thumbnails", "thumbnails.DQ"):
+            with contextlib.suppress(Exception):
+                await channel.queue_delete(q)
+    return settings.model_copy(
+        update={"rabbitmq_url": rabbitmq_url, "relay_metrics_port": 0, "relay_poll_interval": 0.5}
+    )
+
+
+@pytest.fixture
+async def relay(pipeline_settings: Settings) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_relay(pipeline_settings, stop))
+    yield
+    stop.set()
+    await asyncio.wait_for(task, 15)
+
+
+@pytest.fixture
+def cache_worker(pipeline_settings: Settings, tmp_path: Path) -> object:
+    """``python -m worker cache`` as a real process; its log lines are kept for the test to read."""
+    log_path = tmp_path / "worker.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": pipeline_settings.database_url,
+        "REDIS_URL": pipeline_settings.redis_url,
+        "RABBITMQ_URL": pipeline_settings.rabbitmq_url,
+        "LOG_FORMAT": "json",
+        "dramatiq_prom_port": str(_free_port()),
+    }
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker", "cache", "--processes", "1", "--threads", "2"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    yield log_path
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def _eventually(check, seconds: float = 20.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while True:
+        result = await check()
+        if result or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.slow
+async def test_a_write_reaches_redis_through_relay_and_worker(
+    aiohttp_client, pipeline_settings: Settings, relay: None, cache_worker: Path
+) -> None:
+    # Given an API whose own write-through to Redis is cut off (so only the pipeline can project)
+    proxy = TcpProxy("127.0.0.1", 6379)
+    await proxy.start()
+    await proxy.cut()
+    writer = await aiohttp_client(
+        create_app(pipeline_settings.model_copy(update={"redis_url": proxy.url_for(pipeline_settings.redis_url)}))
+    )
+    redis_client = aioredis.from_url(pipeline_settings.redis_url)
+    run = readmodel.redis_runner(redis_client)
+    # When a category and a product are created, then the product is changed, under one request id each
+    assert (await writer.post("/api/categories", json={"name": "Tools"}, headers=ADMIN)).status == 201
+    r = await writer.post(
+        "/api/products",
+        json={"name": "Saw", "price": "12.50", "category": "tools"},
+        headers={**ADMIN, "X-Request-ID": "req-create-saw"},
+    )
+    assert r.status == 201
+    r = await writer.patch("/api/products/saw", json={"stock": 7}, headers={**ADMIN, "X-Request-ID": "req-patch-saw"})
+    assert r.status == 200
+
+    # Then the worker projects the newest version into Redis, category count included
+    async def projected() -> object:
+        return await readmodel.product_by_slug(run, "saw")
+
+    found = await _eventually(projected)
+    assert found is not None, _tail(cache_worker)
+    body, etag = found
+    assert etag == '"2"'
+    assert b'"stock":7' in body
+
+    async def counted() -> object:
+        hit = await readmodel.category_by_slug(run, "tools")
+        return hit is not None and b'"product_count":1' in hit[0]
+
+    assert await _eventually(counted), _tail(cache_worker)
+    # And the worker's log follows each event by the request id of the write that caused it
+    log = await _eventually(lambda: _read_when(cache_worker, "req-patch-saw"))
+    assert '"request_id": "req-patch-saw"' in log
+    assert "projected" in log
+    await redis_client.aclose()
+    await proxy.stop()
+
+
+def _tail(path: Path) -> str:
+    return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+
+async def _read_when(path: Path, needle: str) -> str:
+    text = _tail(path)
+    return text if needle in text else ""
