@@ -20,7 +20,9 @@ def _dramatiq(kind: str, argv: list[str]) -> int:
     parser.add_argument("--threads", "-t", type=int, default=4 if kind == "cache" else 1)
     args = parser.parse_args(argv)
     module, queue = ENTRIES[kind]
-    dargs = dramatiq.cli.make_argument_parser().parse_args(
+    # A thumbnail job may take minutes (its time limit is 10): on SIGTERM let it finish rather than requeue it.
+    shutdown_ms = "600000" if kind == "thumbnails" else "30000"
+    dargs = dramatiq.cli.make_argument_parser().parse_args(  # type: ignore[no-untyped-call]
         [
             module,
             "--processes",
@@ -31,11 +33,11 @@ def _dramatiq(kind: str, argv: list[str]) -> int:
             queue,
             "--skip-logging",
             "--worker-shutdown-timeout",
-            "30000",
+            shutdown_ms,
         ]
     )
-    code: int = dramatiq.cli.main(dargs)
-    return code
+    code = dramatiq.cli.main(dargs)  # type: ignore[no-untyped-call]
+    return int(code or 0)
 
 
 def main(argv: list[str]) -> int:
