@@ -3,6 +3,7 @@ one transaction holding that statement and the key's record."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import hashlib
@@ -16,7 +17,7 @@ from api.http import validate
 from api.schemas import CATEGORY_FIELDS, PRODUCT_FIELDS, CategoryIn, ProductIn
 from shared import slugs
 from shared.db import connection
-from shared.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
+from shared.errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable, ValidationFailed
 from shared.errors import FieldError as FE
 from shared.merge_patch import apply as merge
 from shared.models import User, Written
@@ -42,6 +43,7 @@ class Ctx:
     owner: str = "anonymous"
     idempotency_key: str | None = None
     request_hash: str = ""
+    deadline: float = 1.9
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,16 @@ def _savepoint(conn: asyncpg.Connection) -> contextlib.AbstractAsyncContextManag
 
 
 async def run(ctx: Ctx, op: Callable[[asyncpg.Connection], Awaitable[Outcome]]) -> Outcome:
-    """Run ``op``; with an Idempotency-Key, inside a transaction that records (or replays) the answer."""
+    """Run ``op`` within the write deadline (503 past it); with an Idempotency-Key, inside a transaction that
+    records (or replays) the answer."""
+    try:
+        async with asyncio.timeout(ctx.deadline):
+            return await _run(ctx, op)
+    except TimeoutError as exc:
+        raise ServiceUnavailable("PostgreSQL did not answer in time") from exc
+
+
+async def _run(ctx: Ctx, op: Callable[[asyncpg.Connection], Awaitable[Outcome]]) -> Outcome:
     async with connection(ctx.pool, ctx.timeout) as conn:
         if ctx.idempotency_key is None:
             return await op(conn)

@@ -67,7 +67,13 @@ async def connection(pool: asyncpg.Pool, wait: float) -> AsyncIterator[asyncpg.C
         # The pool hands out a proxy that forwards every Connection method.
         yield cast(asyncpg.Connection, conn)
     except UNAVAILABLE as exc:
+        conn.terminate()
         raise ServiceUnavailable("PostgreSQL is unavailable") from exc
+    except asyncio.CancelledError:
+        # Cancelled mid-statement (a deadline passed): a polite release would wait for the server to confirm
+        # the cancel, which a hung server never does. Drop the connection; the pool opens a new one.
+        conn.terminate()
+        raise
     finally:
         with contextlib.suppress(*UNAVAILABLE):
-            await pool.release(conn)
+            await pool.release(conn, timeout=1.0)

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     #: Seconds to connect to PostgreSQL / to run one statement before a write answers 503.
     pg_connect_timeout: float = Field(default=1.5, gt=0)
     pg_command_timeout: float = Field(default=10.0, gt=0)
+    #: Seconds a write may take in all (connect, statements, commit) before it answers 503: a PostgreSQL that
+    #: hangs costs a client this long, never more. Retry with the same Idempotency-Key to be safe.
+    write_deadline: float = Field(default=1.9, gt=0)
     #: Seconds a client should wait before retrying after a 503.
     retry_after_seconds: int = 2
 

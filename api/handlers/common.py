@@ -24,6 +24,7 @@ def ctx(request: web.Request, body: bytes = b"") -> Ctx:
     return Ctx(
         pool=request.app[PG_POOL],
         timeout=settings.pg_connect_timeout,
+        deadline=settings.write_deadline,
         request_id=request[REQUEST_ID],
         owner=principal.owner,
         idempotency_key=key,

@@ -146,3 +146,22 @@ async def test_readiness_recovers_when_postgres_returns(aiohttp_client, proxied,
     r = await client.get("/health/ready")
     # Then readiness is ok again
     assert r.status == 200
+
+
+async def test_write_to_a_hung_postgres_is_503_within_2_s_and_recovers(aiohttp_client, proxied, proxy, pg) -> None:
+    # Given a running app whose pooled connections to PostgreSQL are open
+    client = await aiohttp_client(create_app(proxied))
+    ok, _ = await _timed_write(client, "Before")
+    assert ok.status == 201
+    # When PostgreSQL stops answering without closing anything (a hung server, not a refused one)
+    proxy.stall(True)
+    r, elapsed = await _timed_write(client, "During")
+    # Then the write is a 503 with Retry-After within 2 s, never a hang
+    await problem(r, 503)
+    assert "Retry-After" in r.headers
+    assert elapsed < DEADLINE
+    # And once PostgreSQL answers again, writes succeed
+    proxy.stall(False)
+    after, _ = await _timed_write(client, "After")
+    assert after.status == 201
+    assert await pg.fetchval("SELECT count(*) FROM categories WHERE name = 'After'") == 1

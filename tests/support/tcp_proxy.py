@@ -4,6 +4,7 @@ proxy = TcpProxy("127.0.0.1", 5432)
 await proxy.start()          # listens on proxy.port
 await proxy.cut()            # drops every connection and refuses new ones (the port stays closed)
 await proxy.restore()        # accepts again on the same port
+proxy.stall(True)            # connections stay open but nothing is forwarded (a hung server)
 await proxy.stop()
 """
 
@@ -21,6 +22,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
@@ -39,6 +42,13 @@ class TcpProxy:
         for t in list(self._tasks):
             t.cancel()
         self._tasks.clear()
+
+    def stall(self, stalled: bool) -> None:
+        """Hold every byte (both ways) while ``stalled``: the peer looks alive but never answers."""
+        if stalled:
+            self._flowing.clear()
+        else:
+            self._flowing.set()
 
     async def restore(self) -> None:
         await self.start()
@@ -70,10 +80,10 @@ class TcpProxy:
         self._tasks.difference_update({a, b})
         self._writers.difference_update({writer, up_writer})
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         except (OSError, asyncio.CancelledError):
