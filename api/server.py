@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import shutil
@@ -11,6 +12,7 @@ from typing import Any, Final
 
 import uvloop
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import multiprocess
 
 from api.app import create_app
@@ -26,6 +28,19 @@ SHUTDOWN_TIMEOUT: Final = 15.0
 HTTP_LIMITS: Final[dict[str, Any]] = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 128}
 
 
+class ClientFaults(logging.Filter):
+    """aiohttp logs a malformed request (a header over the limit) at ERROR with a traceback quoting the request's
+    bytes (an Authorization header among them). It is the client's fault: one INFO line with the status instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "malformed_request_refused status=%s", (exc.code,)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def serve(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
     """Run one API process until SIGINT/SIGTERM.
 
@@ -33,6 +48,7 @@ def serve(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
     are closed, requests in flight get ``SHUTDOWN_TIMEOUT`` seconds to finish, and then the pools are closed.
     """
     configure_logging(settings, "api")
+    logging.getLogger("aiohttp.server").addFilter(ClientFaults())
     get_logger("api").info("api_starting", host=host, port=port, pid=os.getpid())
     uvloop.install()
     web.run_app(
