@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from api.app import create_app
 from api.keys import READ_STATS, SETTINGS
 from shared.settings import Settings
 from tests.support.api import category, record
-from tests.support.processes import api_process, free_port
+from tests.support.processes import ROOT, api_process, env_for, free_port
 
 
 def samples(text: str) -> list[Sample]:
@@ -188,3 +191,64 @@ async def test_with_several_processes_the_numbers_are_the_sum_of_all(settings: S
     for text in scrapes:
         assert value(text, "stockroom_http_requests_total", route="/api/categories", status="200") == 40
     assert "process_cpu_seconds_total" not in scrapes[0]
+
+
+async def _scrape_when_up(url: str, needle: str, within: float = 30.0) -> str:
+    deadline = time.monotonic() + within
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(url) as r:
+                    text = await r.text()
+                    if r.status == 200 and needle in text:
+                        return text
+            except (aiohttp.ClientError, OSError):
+                pass
+            assert time.monotonic() < deadline, f"no {needle} on {url}"
+            await asyncio.sleep(0.2)
+
+
+@pytest.mark.slow
+async def test_the_relay_and_the_workers_expose_their_own_metrics(
+    settings: Settings, rabbitmq_url: str, tmp_path: Path, pg
+) -> None:
+    # Given the relay with its metrics port, and a cache worker with dramatiq's Prometheus middleware
+    relay_port, worker_port = free_port(), free_port()
+    procs = []
+    for args, env in (
+        (("relay",), {"RELAY_METRICS_PORT": str(relay_port)}),
+        (
+            ("cache", "--processes", "1", "--threads", "1"),
+            {"dramatiq_prom_port": str(worker_port), "dramatiq_prom_db": str(tmp_path / "prom")},
+        ),
+    ):
+        with (tmp_path / f"{args[0]}.log").open("wb") as out:
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    *("-m", "worker", *args),
+                    cwd=ROOT,
+                    env=env_for(settings, RABBITMQ_URL=rabbitmq_url, **env),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    try:
+        # When an event goes through the relay to the worker
+        await pg.execute(
+            """INSERT INTO outbox (type, aggregate, aggregate_id, version, payload, request_id)
+               VALUES ('record.created', 'record', '424242', 1, '{}', 'req-metrics')"""
+        )
+        # Then each answers a scrape: the relay with its published events, the worker with dramatiq's counters
+        relay_text = await _scrape_when_up(
+            f"http://127.0.0.1:{relay_port}/metrics", needle="stockroom_relay_events_published_total{"
+        )
+        assert "stockroom_relay_outbox_backlog" in relay_text
+        worker_text = await _scrape_when_up(f"http://127.0.0.1:{worker_port}/", needle="dramatiq_messages_total{")
+        assert 'actor_name="project_record"' in worker_text
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        codes = [await asyncio.wait_for(proc.wait(), 30) for proc in procs]
+    # And both stop cleanly on SIGTERM
+    assert codes == [0, 0]
