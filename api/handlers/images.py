@@ -13,6 +13,7 @@ from typing import Final
 
 import asyncpg
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from api import commands
 from api.auth import requires
@@ -44,6 +45,10 @@ MULTIPART_OVERHEAD: Final = 64 * 1024
 #: What a refused upload is told.
 ACCEPTED: Final = "JPEG, PNG, WebP or GIF"
 
+#: What aiohttp's multipart reader raises on a malformed body: ValueError, or (for a part's headers, e.g. a
+#: control character in a field name) its HTTP parser's errors. Both are the client's fault: 400, not 500.
+MALFORMED_MULTIPART: Final = (ValueError, HttpProcessingError)
+
 Read = Callable[[], Awaitable[bytes]]
 
 
@@ -58,6 +63,16 @@ def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"the image is larger than {limit} bytes ({limit // (1024 * 1024)} MiB)")
 
 
+def _field_reader(field: BodyPartReader) -> Read:
+    async def read() -> bytes:
+        try:
+            return await field.read_chunk(BodyPartReader.chunk_size * 8)
+        except MALFORMED_MULTIPART as exc:
+            raise BadRequest(f"the multipart body is malformed: {exc}") from exc
+
+    return read
+
+
 async def _source(request: web.Request, settings: Settings) -> Read:
     """How to read the image's bytes: the raw body, or the multipart field ``image``."""
     limit = settings.image_max_bytes
@@ -70,10 +85,9 @@ async def _source(request: web.Request, settings: Settings) -> Read:
             reader = await request.multipart()
             while (part := await reader.next()) is not None:
                 if isinstance(part, BodyPartReader) and part.name == "image":
-                    field = part
-                    return lambda: field.read_chunk(BodyPartReader.chunk_size * 8)
+                    return _field_reader(part)
                 await part.release()
-        except ValueError as exc:
+        except MALFORMED_MULTIPART as exc:
             raise BadRequest(f"the multipart body is malformed: {exc}") from exc
         raise BadRequest("the multipart body has no field named 'image'")
     if ctype.startswith("image/"):
