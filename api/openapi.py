@@ -139,6 +139,19 @@ HEADERS: Final[dict[str, Schema]] = {
         "description": "`true` when this is the stored answer to an earlier request with the same `Idempotency-Key`.",
         "schema": {"type": "string", "enum": ["true"]},
     },
+    "RateLimit-Limit": {
+        "description": "The burst this client may send at once (rate limits: reads per client address, writes "
+        "per API key).",
+        "schema": {"type": "string", "pattern": r"^[0-9]+$"},
+    },
+    "RateLimit-Remaining": {
+        "description": "Requests this client may still send at once.",
+        "schema": {"type": "string", "pattern": r"^[0-9]+$"},
+    },
+    "RateLimit-Reset": {
+        "description": "Seconds until the whole burst is available again.",
+        "schema": {"type": "string", "pattern": r"^[0-9]+$"},
+    },
     "WWW-Authenticate": {"description": "The authentication scheme: `Bearer`.", "schema": {"type": "string"}},
     "Cache-Control": {"description": "How long the response may be cached.", "schema": {"type": "string"}},
     "X-Request-ID": {
@@ -188,6 +201,8 @@ ERRORS: Final[dict[int, str]] = {
 }
 _TITLES: Final = dict(STATUS.values())
 _ERROR_HEADERS: Final = {401: ("WWW-Authenticate",), 429: ("Retry-After",), 503: ("Retry-After",)}
+#: Sent on every rate-limited answer while Redis answers (the limiter fails open without it).
+RATE_LIMIT_HEADERS: Final = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
 WRITTEN = Ok(200, schemas.WriteResult, "Written: the id, slug and new version.", {"Location": True})
 CREATED = Ok(201, schemas.WriteResult, "Created: the id, slug and version.", {"Location": True})
@@ -613,6 +628,8 @@ def _operation(method: str, path: str, handler: Handler, op: Op, b: _Builder, op
         success = b.success(ok)
         if op.idempotent and ok.status < 300:
             success["headers"]["Idempotent-Replayed"] = {"$ref": "#/components/headers/Idempotent-Replayed"}
+        if op.rate_limited:
+            success["headers"].update({name: {"$ref": f"#/components/headers/{name}"} for name in RATE_LIMIT_HEADERS})
         responses[str(ok.status)] = success
     if op.conditional:
         responses["304"] = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import os
 import re
 import shutil
 import socket
@@ -25,7 +26,10 @@ from api.app import create_app
 from api.handlers.docs import CSP
 from shared.settings import Settings
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+#: Debian's chromium (scripts/services.sh); GitHub's Ubuntu runners have Google Chrome instead. CHROMIUM overrides.
+CHROMIUM = os.environ.get("CHROMIUM") or next(
+    (path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None
+)
 
 
 def free_port() -> int:
