@@ -2,7 +2,8 @@
 content type, headers, body) is one the document lists for its operation.
 
 Bounded: a fixed number of examples per operation, a fixed seed (the same cases every run; set
-``SCHEMATHESIS_SEED`` to explore others), one worker. Seeded data matches the document's examples
+``SCHEMATHESIS_SEED`` to explore others, ``SCHEMATHESIS_MAX_EXAMPLES``, ``SCHEMATHESIS_CHECKS`` (e.g. ``all``) and
+``SCHEMATHESIS_ARGS`` for more of ``st run``'s options), one worker. Seeded data matches the document's examples
 (``garden-tools``, ``steel-spade``, record 1, user Ann), so the examples phase reaches real resources.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -79,6 +81,7 @@ async def test_the_api_does_what_its_openapi_document_says(aiohttp_client, setti
         "10",
         "--suppress-health-check",
         "all",
+        *shlex.split(os.environ.get("SCHEMATHESIS_ARGS", "")),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         cwd=tmp_path,
