@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from typing import Final
+from typing import Any, Final
 
 import asyncpg
 from aiohttp import web
@@ -208,6 +209,11 @@ def observe(metrics: Metrics | None) -> Middleware:
     throughput. It carries the request id (bound by the request id middleware, which runs outside this one).
     """
 
+    # Labelled children looked up once per (route, method, status), not on every request: .labels() is costly.
+    counters: dict[tuple[str, str, str], Any] = {}
+    timers: dict[tuple[str, str], Any] = {}
+    root = logging.getLogger()
+
     @web.middleware
     async def observed(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
@@ -228,16 +234,24 @@ def observe(metrics: Metrics | None) -> Middleware:
             route = route_of(request)
             method = request.method if request.method in METHODS else "other"
             if metrics is not None:
-                metrics.requests.labels(route, method, str(status)).inc()
-                metrics.latency.labels(route, method).observe(elapsed)
-            (log.info if status >= 400 else log.debug)(
-                "request",
-                method=method,
-                route=route,
-                path=request.path,
-                status=status,
-                ms=round(elapsed * 1000, 2),
-            )
+                key = (route, method, str(status))
+                counter = counters.get(key)
+                if counter is None:
+                    counter = counters[key] = metrics.requests.labels(*key)
+                counter.inc()
+                timer = timers.get(key[:2])
+                if timer is None:
+                    timer = timers[key[:2]] = metrics.latency.labels(route, method)
+                timer.observe(elapsed)
+            if status >= 400 or root.isEnabledFor(logging.DEBUG):
+                (log.info if status >= 400 else log.debug)(
+                    "request",
+                    method=method,
+                    route=route,
+                    path=request.path,
+                    status=status,
+                    ms=round(elapsed * 1000, 2),
+                )
 
     return observed
 

@@ -188,12 +188,14 @@ async def products(r: Reads, filters: prod_repo.Filters, sort: str, limit: int, 
             after = prod_repo.parse_sort_key(sort, cursors.decode(kind, cursor))
         except (ValueError, TypeError, ArithmeticError) as exc:
             raise cursors.malformed() from exc
-    if _indexed(filters, sort):
-        page = await _indexed_page(r, filters, sort, after, limit)
-        if page is not None:
-            return page
+    indexed = _indexed(filters, sort)
 
     async def build() -> bytes:
+        # The common listings come from the sorted sets; the rest (and a Redis that cannot answer) from PostgreSQL.
+        if indexed:
+            page = await _indexed_page(r, filters, sort, after, limit)
+            if page is not None:
+                return page
         async with connection(r.pool, r.wait) as conn:
             rows = await prod_repo.list_page(conn, filters, sort, after, limit + 1)
         more = len(rows) > limit

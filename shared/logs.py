@@ -6,6 +6,7 @@ handling a message that carries one) names it.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import sys
@@ -28,6 +29,17 @@ def redact(text: str) -> str:
     return _BEARER.sub(r"\1***", _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", text))
 
 
+#: The request (or message) being served; set once per request, read by every log line.
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+
+def _request_id_processor(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    rid = REQUEST_ID.get()
+    if rid is not None:
+        event_dict.setdefault("request_id", rid)
+    return event_dict
+
+
 def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for k, v in list(event_dict.items()):
         if k.lower() in _SECRET_KEYS:
@@ -42,6 +54,7 @@ def configure_logging(settings: Settings, process: str) -> None:
     level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
     shared_processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _request_id_processor,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact_processor,

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     #: Seconds a write may take in all (connect, statements, commit) before it answers 503: a PostgreSQL that
     #: hangs costs a client this long, never more. Retry with the same Idempotency-Key to be safe.
     write_deadline: float = Field(default=1.9, gt=0)
+    #: After a write commits, the API projects it into Redis itself (read-your-writes). Off, only the cache
+    #: worker projects: the benchmark turns it off to time the event pipeline alone.
+    read_model_write_through: bool = True
     #: Seconds a client should wait before retrying after a 503.
     retry_after_seconds: int = 2
 

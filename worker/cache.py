@@ -39,7 +39,7 @@ async def resources() -> Resources:
     async with _lock:
         if _resources is None:
             settings = _settings or Settings()
-            pool = await create_pool(settings, max_size=4)
+            pool = await create_pool(settings, max_size=16)
             client = aioredis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
             _resources = Resources(pool, readmodel.redis_runner(client), settings.media_url)
     return _resources

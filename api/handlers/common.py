@@ -41,7 +41,7 @@ def reads(request: web.Request) -> Reads:
 
 async def finish(request: web.Request, outcome: Outcome) -> web.Response:
     """Project what the write committed into Redis (read-your-writes), then answer."""
-    if outcome.written is not None and not outcome.replayed:
+    if outcome.written is not None and not outcome.replayed and request.app[SETTINGS].read_model_write_through:
         await project(reads(request), outcome.written)
     return respond(outcome)
 

@@ -1,0 +1,158 @@
+"""An auto-pipelining Redis connection for the API's hot path.
+
+Every command issued during one turn of the event loop goes out in one write, and replies are matched to
+callers in order (Redis answers in order on one connection). hiredis packs commands and parses replies.
+DESIGN.md measured it: one GET per request over such a connection reaches ~15,600 req/s against ~5,600 with
+redis-py's pooled client on the same core, because most of redis-py's cost is per-command Python.
+
+It raises redis-py's exception classes, so callers treat both clients alike. A dead Redis costs a caller at
+most ``timeout``; after a failed connect, calls fail at once for ``retry_after`` seconds (reads then go
+straight to PostgreSQL) instead of each paying a connect attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import hiredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, owner: FastRedis) -> None:
+        self.owner = owner
+        self.reader = hiredis.Reader()
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        waiters = self.owner.waiters
+        while (reply := self.reader.gets()) is not False:
+            if not waiters:
+                break
+            fut, _ = waiters.popleft()
+            if fut.done():
+                continue
+            if isinstance(reply, hiredis.ReplyError):
+                fut.set_exception(ResponseError(str(reply)))
+            else:
+                fut.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.owner.lost(exc)
+
+
+class FastRedis:
+    """One pipelined connection; safe for any number of concurrent callers on one event loop."""
+
+    def __init__(self, url: str, timeout: float = 0.25, retry_after: float = 1.0) -> None:
+        parts = urlsplit(url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 6379
+        self.db = int(parts.path.lstrip("/") or 0)
+        self.password = unquote(parts.password) if parts.password else None
+        self.username = unquote(parts.username) if parts.username else None
+        self.timeout = timeout
+        self.retry_after = retry_after
+        self.waiters: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        self._transport: asyncio.Transport | None = None
+        self._connecting: asyncio.Future[None] | None = None
+        self._down_until = 0.0
+        self._buffer: list[bytes] = []
+        self._flush_scheduled = False
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._shas: dict[str, str] = {}
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.timeout):
+                transport, _ = await loop.create_connection(lambda: _Protocol(self), self.host, self.port)
+        except (OSError, TimeoutError) as exc:
+            self._down_until = time.monotonic() + self.retry_after
+            raise RedisConnectionError(f"Redis at {self.host}:{self.port} is unreachable: {exc!r}") from exc
+        self._transport = transport
+        # Queued ahead of any caller's command on the new connection; their replies are awaited and dropped.
+        setup: list[list[Any]] = []
+        if self.password is not None:
+            setup.append(["AUTH", *([self.username] if self.username else []), self.password])
+        if self.db:
+            setup.append(["SELECT", self.db])
+        for cmd in setup:
+            # Nobody awaits these replies; a failed AUTH shows up as the callers' own errors.
+            self._send(cmd).add_done_callback(lambda f: f.exception())
+        self._watchdog = loop.call_later(self.timeout, self._check)
+
+    def _check(self) -> None:
+        """Abort a connection whose oldest reply is overdue: every waiter fails, the next call reconnects."""
+        self._watchdog = None
+        if self._transport is None:
+            return
+        if self.waiters and time.monotonic() - self.waiters[0][1] > self.timeout:
+            self._transport.abort()
+            return
+        self._watchdog = asyncio.get_running_loop().call_later(self.timeout / 2, self._check)
+
+    def lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._down_until = time.monotonic() + self.retry_after
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        self._buffer.clear()
+        while self.waiters:
+            fut, _ = self.waiters.popleft()
+            if not fut.done():
+                fut.set_exception(RedisTimeoutError("Redis connection lost or timed out"))
+
+    def _send(self, args: Sequence[Any]) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._buffer.append(hiredis.pack_command(tuple(args)))
+        self.waiters.append((fut, time.monotonic()))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._transport is not None and self._buffer:
+            self._transport.write(b"".join(self._buffer))
+        self._buffer.clear()
+
+    async def execute(self, *args: Any) -> Any:
+        if self._transport is None:
+            if time.monotonic() < self._down_until:
+                raise RedisConnectionError("Redis was unreachable a moment ago")
+            if self._connecting is None:
+                self._connecting = asyncio.ensure_future(self._connect())
+            try:
+                await asyncio.shield(self._connecting)
+            finally:
+                if self._connecting is not None and self._connecting.done():
+                    self._connecting = None
+        return await self._send(args)
+
+    async def run_script(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """EVALSHA, loading the script on the server the first time (or after a SCRIPT FLUSH)."""
+        sha = self._shas.get(script)
+        if sha is None:
+            sha = self._shas[script] = hashlib.sha1(script.encode()).hexdigest()
+        try:
+            return await self.execute("EVALSHA", sha, len(keys), *keys, *args)
+        except ResponseError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        await self.execute("SCRIPT", "LOAD", script)
+        return await self.execute("EVALSHA", sha, len(keys), *keys, *args)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
