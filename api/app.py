@@ -12,8 +12,9 @@ from redis.retry import Retry
 from api import middleware, ratelimit
 from api.auth import KeyCache
 from api.health import Readiness
-from api.keys import KEY_CACHE, METRICS, PG_POOL, READ_STATS, READINESS, REDIS, REDIS_RUN, SETTINGS
+from api.keys import KEY_CACHE, METRICS, PG_POOL, READ_STATS, READINESS, READS, REDIS, REDIS_RUN, SETTINGS
 from api.metrics import Metrics, observe, setup_metrics
+from api.queries import Reads
 from api.routes import setup_routes
 from shared.db import create_pool
 from shared.fastredis import FastRedis
@@ -61,7 +62,9 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _readiness(app: web.Application) -> AsyncIterator[None]:
-    app[READINESS] = Readiness(app[PG_POOL], app[REDIS], app[SETTINGS].rabbitmq_url)
+    settings = app[SETTINGS]
+    app[READINESS] = Readiness(app[PG_POOL], app[REDIS], settings.rabbitmq_url)
+    app[READS] = Reads(app[PG_POOL], settings.pg_connect_timeout, app[REDIS_RUN], settings.media_url, app[READ_STATS])
     yield
 
 
@@ -75,8 +78,8 @@ def create_app(settings: Settings) -> web.Application:
             observe(metrics if settings.metrics_enabled else None),
             middleware.errors,
             middleware.authorization,
-            # After authorization: writes are limited per API key.
-            ratelimit.rate_limit,
+            # After authorization: writes are limited per API key. Left out when off: every layer costs.
+            *([ratelimit.rate_limit] if settings.rate_limit_enabled else []),
         ],
     )
     app[SETTINGS] = settings

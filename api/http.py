@@ -24,10 +24,13 @@ _ETAG_VERSION = re.compile(r'^(?:W/)?"(\d{1,9})(?:\.\d+)?"$')
 def json_response(
     body: bytes, status: int = 200, headers: dict[str, str] | None = None, etag: str | None = None
 ) -> web.Response:
-    resp = web.Response(body=body, status=status, content_type=JSON, headers=headers)
+    # One plain dict of headers: cheaper than the content_type/charset machinery, on the hottest path there is.
+    all_headers = {"Content-Type": JSON}
+    if headers:
+        all_headers.update(headers)
     if etag is not None:
-        resp.headers["ETag"] = etag
-    return resp
+        all_headers["ETag"] = etag
+    return web.Response(body=body, status=status, headers=all_headers)
 
 
 def conditional(request: web.Request, body: bytes, etag: str) -> web.Response:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from api.auth import KeyCache, Principal
     from api.health import Readiness
     from api.metrics import Metrics
-    from api.queries import Stats
+    from api.queries import Reads, Stats
     from api.ratelimit import RateLimiter
     from shared.readmodel import Runner
 
@@ -24,6 +24,8 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 KEY_CACHE: web.AppKey[KeyCache] = web.AppKey("key_cache")
 READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
 REDIS_RUN: web.AppKey[Runner] = web.AppKey("redis_run")
+#: The read context every query takes, made once the pools exist.
+READS: web.AppKey[Reads] = web.AppKey("reads")
 READ_STATS: web.AppKey[Stats] = web.AppKey("read_stats")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")

@@ -7,7 +7,7 @@ from aiohttp import web
 from api.auth import Principal
 from api.commands import Ctx, Outcome, request_hash
 from api.http import JSON
-from api.keys import PG_POOL, PRINCIPAL, READ_STATS, REDIS_RUN, REQUEST_ID, SETTINGS
+from api.keys import PG_POOL, PRINCIPAL, READS, REQUEST_ID, SETTINGS
 from api.queries import Reads, project
 from shared.errors import BadRequest, NotFound
 
@@ -34,9 +34,7 @@ def ctx(request: web.Request, body: bytes = b"") -> Ctx:
 
 def reads(request: web.Request) -> Reads:
     """The read context: PostgreSQL, Redis (through the read model's scripts) and the media URL."""
-    app = request.app
-    settings = app[SETTINGS]
-    return Reads(app[PG_POOL], settings.pg_connect_timeout, app[REDIS_RUN], settings.media_url, app[READ_STATS])
+    return request.app[READS]
 
 
 async def finish(request: web.Request, outcome: Outcome) -> web.Response:
