@@ -139,9 +139,8 @@ def _script(name: str, path: str = "/api/products") -> str:
     text = (BENCH / "wrk" / f"{name}.lua").read_text() if name else ""
     text = text.replace("BENCH_KEY", KEY).replace("BENCH_PATH", path)
     text += (BENCH / "wrk" / "report.lua").read_text()
-    f = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-    f.write(text)
-    f.close()
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(text)
     return f.name
 
 
@@ -186,9 +185,8 @@ def _write_results(rows: list[tuple[str, Result, str, float | None, float | None
     for label, r, ceiling, ratio, goal in rows:
         ratio_s = f"{ratio:.0%}" if ratio is not None else ""
         goal_s = f">= {goal:.0%} {'met' if ratio is not None and ratio >= goal else 'MISSED'}" if goal else ""
-        lines.append(
-            f"| {label} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {ceiling} | {ratio_s} | {goal_s} |"
-        )
+        cells = [label, f"{r.rps:,.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}", str(r.errors), ceiling, ratio_s, goal_s]
+        lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "Event latency, API 201 (committed) -> projection in Redis, through relay, RabbitMQ and the cache "

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from decimal import Decimal
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import asyncpg
 import orjson

@@ -29,7 +29,6 @@ class Settings(BaseSettings):
     docs_enabled: bool = True
 
     #: PostgreSQL pool bounds per API process.
-    pg_pool_min: int = Field(default=2, ge=0)
     pg_pool_max: int = Field(default=10, ge=1)
     #: Seconds to connect to PostgreSQL / to run one statement before a write answers 503.
     pg_connect_timeout: float = Field(default=1.5, gt=0)
