@@ -12,7 +12,7 @@ from redis.retry import Retry
 from api import middleware, ratelimit
 from api.auth import KeyCache
 from api.health import Readiness
-from api.keys import KEY_CACHE, METRICS, PG_POOL, READ_STATS, READINESS, READS, REDIS, REDIS_RUN, SETTINGS
+from api.keys import KEY_CACHE, METRICS, PG_POOL, READ_STATS, READINESS, READS, REDIS, REDIS_GET, REDIS_RUN, SETTINGS
 from api.metrics import Metrics, observe, setup_metrics
 from api.queries import Reads
 from api.routes import setup_routes
@@ -54,6 +54,10 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     # The read model's scripts (every read, every write-through) go over one auto-pipelined connection.
     fast = FastRedis(app[SETTINGS].redis_url, timeout=0.25)
     app[REDIS_RUN] = fast.run_script
+    async def get(key: str) -> object:
+        return await fast.execute("GET", key)
+
+    app[REDIS_GET] = get
     try:
         yield
     finally:
@@ -64,7 +68,9 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 async def _readiness(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[READINESS] = Readiness(app[PG_POOL], app[REDIS], settings.rabbitmq_url)
-    app[READS] = Reads(app[PG_POOL], settings.pg_connect_timeout, app[REDIS_RUN], settings.media_url, app[READ_STATS])
+    app[READS] = Reads(
+        app[PG_POOL], settings.pg_connect_timeout, app[REDIS_RUN], settings.media_url, app[READ_STATS], app[REDIS_GET]
+    )
     yield
 
 

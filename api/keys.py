@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -24,6 +25,7 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 KEY_CACHE: web.AppKey[KeyCache] = web.AppKey("key_cache")
 READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
 REDIS_RUN: web.AppKey[Runner] = web.AppKey("redis_run")
+REDIS_GET: web.AppKey[Callable[[str], Awaitable[Any]]] = web.AppKey("redis_get")
 #: The read context every query takes, made once the pools exist.
 READS: web.AppKey[Reads] = web.AppKey("reads")
 READ_STATS: web.AppKey[Stats] = web.AppKey("read_stats")

@@ -50,6 +50,8 @@ class Reads:
     run: readmodel.Runner | None
     media_url: str
     stats: Stats
+    #: A plain GET over the same connection (None without Redis): the read by slug needs no script.
+    get: Callable[[str], Awaitable[bytes | None]] | None = None
 
 
 async def _redis(r: Reads, call: Callable[[readmodel.Runner], Awaitable[T]]) -> T | None:
@@ -149,7 +151,11 @@ async def categories(r: Reads, limit: int, cursor: str | None) -> bytes:
 
 
 async def product(r: Reads, slug: str) -> tuple[bytes, str]:
-    hit = await _redis(r, lambda run: readmodel.product_by_slug(run, slug))
+    get = r.get
+    if get is not None:
+        hit = await _redis(r, lambda _: _copy(get, slug))
+    else:
+        hit = await _redis(r, lambda run: readmodel.product_by_slug(run, slug))
     if hit is not None:
         return hit
     async with connection(r.pool, r.wait) as conn:
@@ -158,6 +164,10 @@ async def product(r: Reads, slug: str) -> tuple[bytes, str]:
         raise NotFound(f"no product {slug!r}")
     await _fill(r, lambda run: readmodel.project_product(run, p, r.media_url))
     return views.dumps(views.product(p, r.media_url)), views.etag(p.version)
+
+
+async def _copy(get: Callable[[str], Awaitable[bytes | None]], slug: str) -> tuple[bytes, str] | None:
+    return readmodel.split_copy(await get(readmodel.product_copy_key(slug)))
 
 
 def _indexed(filters: prod_repo.Filters, sort: str) -> bool:

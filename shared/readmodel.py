@@ -66,11 +66,13 @@ if old[2] and (old[2] ~= ARGV[8] or not live) then
 end
 if old[1] and (old[1] ~= ARGV[7] or not live) and redis.call('GET', p .. 'ps:' .. old[1]) == m then
   redis.call('DEL', p .. 'ps:' .. old[1])
+  redis.call('DEL', p .. 'pj:' .. old[1])
 end
 redis.call('HSET', KEYS[1], 'v', ARGV[3], 'l', ARGV[4], 'e', ARGV[5], 'b', ARGV[6], 's', ARGV[7], 'c', ARGV[8])
 local cat = p .. 'idx:c:' .. ARGV[8]
 if live then
   redis.call('SET', p .. 'ps:' .. ARGV[7], m)
+  redis.call('SET', p .. 'pj:' .. ARGV[7], ARGV[5] .. '\\n' .. ARGV[6])
   redis.call('ZADD', p .. 'idx:p:created', ARGV[9], m)
   redis.call('ZADD', p .. 'idx:p:price', ARGV[10], m)
   redis.call('ZADD', cat .. ':created', ARGV[9], m)
@@ -305,6 +307,19 @@ def _pair(found: Any) -> tuple[bytes, str] | None:
         return None
     body, etag = found
     return bytes(body), etag.decode() if isinstance(etag, bytes) else str(etag)
+
+
+def product_copy_key(slug: str) -> str:
+    """The slug-keyed copy of a live product's projection (``<etag>\\n<body>``), kept by PROJECT_PRODUCT in the
+    same compare-and-set: a read by slug is then one plain GET, no script (products are never fenced)."""
+    return PREFIX + "pj:" + slug
+
+
+def split_copy(value: bytes | None) -> tuple[bytes, str] | None:
+    if not value:
+        return None
+    cut = value.index(b"\n")
+    return value[cut + 1 :], value[:cut].decode()
 
 
 async def product_by_slug(run: Runner, slug: str) -> tuple[bytes, str] | None:

@@ -178,3 +178,17 @@ async def test_redis_down_reads_come_from_postgresql_without_stalling(aiohttp_cl
     assert ready.status == 503
     assert (await ready.json())["checks"]["redis"].startswith("down")
     await proxy.stop()
+
+
+async def test_a_renamed_product_is_404_under_its_old_slug_and_read_from_redis_under_its_new(client, pg) -> None:
+    # Given a product read once (so its projection and slug copy are in Redis)
+    await _seed(client, 1)
+    assert (await client.get("/api/products/item-0")).status == 200
+    # When its slug changes
+    r = await client.patch("/api/products/item-0", json={"slug": "renamed"}, headers=ADMIN)
+    assert r.status == 200
+    # Then the old slug is gone at once, and the new one is answered from Redis (even with PostgreSQL emptied)
+    assert (await client.get("/api/products/item-0")).status == 404
+    await pg.execute("DELETE FROM outbox; DELETE FROM products")
+    body = await (await client.get("/api/products/renamed")).json()
+    assert (body["slug"], body["version"]) == ("renamed", 2)
