@@ -54,6 +54,7 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     # The read model's scripts (every read, every write-through) go over one auto-pipelined connection.
     fast = FastRedis(app[SETTINGS].redis_url, timeout=0.25)
     app[REDIS_RUN] = fast.run_script
+
     async def get(key: str) -> object:
         return await fast.execute("GET", key)
 
