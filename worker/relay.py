@@ -364,7 +364,8 @@ async def relay_batch(pool: asyncpg.Pool, publisher: Publisher, settings: Settin
         await mark_sent(conn, [e.row_id for e in events])
     for e in events:
         EVENTS_PUBLISHED.labels(e.type).inc()
-        log.debug("event published", event_id=e.event_id, type=e.type, request_id=e.request_id)
+        # At INFO: with the API's write line and the worker's line, it shows each event's way under its request id.
+        log.info("event published", event_id=e.event_id, type=e.type, request_id=e.request_id)
     log.info(
         "outbox batch published",
         count=len(events),

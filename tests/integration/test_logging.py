@@ -81,12 +81,17 @@ async def test_the_api_logs_json_lines_with_the_request_id_and_no_secret(
     records = lines(text)
     by_rid = {r.get("request_id"): r for r in records if r.get("event") == "request"}
     # And each request has one access line: its request id (given or made), route template, status and duration,
-    # at INFO for 4xx and 5xx and at DEBUG for the rest
+    # at INFO for writes, 4xx and 5xx, and at DEBUG for the rest (successful reads)
     write = by_rid["req-log-write"]
-    assert (write["route"], write["status"], write["level"]) == ("/api/records", 201, "debug")
+    assert (write["route"], write["status"], write["level"]) == ("/api/records", 201, "info")
     assert write["ms"] >= 0
     assert (by_rid["req-log-401"]["status"], by_rid["req-log-401"]["level"]) == (401, "info")
     assert (by_rid[made]["route"], by_rid[made]["status"]) == ("/api/records/{id}", 404)
+    assert all(
+        r["level"] == "debug"
+        for r in records
+        if r.get("event") == "request" and r["status"] < 400 and r["method"] == "GET"
+    )
     assert all(r["process"] == "api" and "timestamp" in r for r in records)
     # And the outbox row carries the request id to the relay
     assert await pg.fetchval("SELECT request_id FROM outbox") == "req-log-write"
