@@ -109,6 +109,25 @@ def _management(method: str, path: str, body: dict[str, str] | None = None) -> N
     urllib.request.urlopen(req, timeout=30).close()
 
 
+def set_policy(name: str, pattern: str, definition: dict[str, object]) -> None:
+    """A queue policy on this session's vhost (rabbitmqctl, or the management API where it is missing)."""
+    import json
+
+    if shutil.which("rabbitmqctl"):
+        args = ["set_policy", "-p", RABBITMQ_VHOST, "--apply-to", "queues", name, pattern, json.dumps(definition)]
+        _rabbitmqctl(*args)
+    else:
+        body = {"pattern": pattern, "definition": definition, "apply-to": "queues"}
+        _management("PUT", f"policies/{RABBITMQ_VHOST}/{name}", body)  # type: ignore[arg-type]
+
+
+def clear_policy(name: str) -> None:
+    if shutil.which("rabbitmqctl"):
+        _rabbitmqctl("clear_policy", "-p", RABBITMQ_VHOST, name)
+    else:
+        _management("DELETE", f"policies/{RABBITMQ_VHOST}/{name}")
+
+
 @pytest.fixture(scope="session")
 def rabbitmq_url(services: None) -> Iterator[str]:
     """A RabbitMQ vhost of this session's own, with full rights for the test user."""

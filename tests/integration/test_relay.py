@@ -1,20 +1,18 @@
 """The outbox relay against real PostgreSQL and RabbitMQ (and real dramatiq on the other side).
 
 The relay's queues have fixed names (``cache-warming``, ``thumbnails``), so these tests run in a RabbitMQ vhost of
-their own (made with rabbitmqctl for this module, deleted after it); every test deletes the queues it uses first.
+the session's own (tests/conftest.py); every test deletes the queues it uses first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import aio_pika
 import asyncpg
@@ -28,27 +26,19 @@ from prometheus_client import REGISTRY
 
 from shared.events import CACHE_QUEUE, EXCHANGE, THUMBNAILS_QUEUE, actor_args, message_id
 from shared.settings import Settings
-from tests.conftest import RABBITMQ_BASE
+from tests.conftest import clear_policy, set_policy
 from tests.support.tcp_proxy import TcpProxy
 from worker import relay
 from worker.queues import AUDIT_QUEUE, DRAMATIQ_QUEUES, declare_topology, dramatiq_declarations
 
-VHOST = f"stockroom-relay-test-{os.getpid()}"
 #: A queue of the test's own, bound to every integration event.
 EVENTS_TAP = "relay-test.events"
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=30)
-
-
 @pytest.fixture(scope="module")
-def amqp_url(services: None) -> Iterator[str]:
-    user = unquote(urlsplit(RABBITMQ_BASE).username or "guest")
-    _rabbitmqctl("add_vhost", VHOST)
-    _rabbitmqctl("set_permissions", "-p", VHOST, user, ".*", ".*", ".*")
-    yield RABBITMQ_BASE.rstrip("/") + "/" + VHOST
-    _rabbitmqctl("delete_vhost", VHOST)
+def amqp_url(rabbitmq_url: str) -> str:
+    """The session's own vhost (tests/conftest.py); each test deletes the queues it uses first."""
+    return rabbitmq_url
 
 
 @pytest.fixture
@@ -239,10 +229,7 @@ async def test_a_nacked_publish_leaves_the_rows_unsent_until_the_broker_accepts(
     relay_settings: Settings, pg: asyncpg.Connection, channel: AbstractChannel, tap: AbstractQueue
 ) -> None:
     # Given a broker that nacks every message for cache-warming (a policy: length 0, reject-publish)
-    _rabbitmqctl(
-        "set_policy", "-p", VHOST, "--apply-to", "queues", "reject-all", f"^{CACHE_QUEUE}$",
-        '{"max-length": 0, "overflow": "reject-publish"}',
-    )  # fmt: skip
+    set_policy("reject-all", f"^{CACHE_QUEUE}$", {"max-length": 0, "overflow": "reject-publish"})
     failures_before = relay.PUBLISH_FAILURES._value.get()
     ids = await insert_events(pg, 5)
     try:
@@ -253,11 +240,11 @@ async def test_a_nacked_publish_leaves_the_rows_unsent_until_the_broker_accepts(
             assert await pg.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL") == 0
             assert relay.PUBLISH_FAILURES._value.get() > failures_before
             # And once the broker accepts again, every row is sent
-            _rabbitmqctl("clear_policy", "-p", VHOST, "reject-all")
+            clear_policy("reject-all")
             await wait_sent(pg, 5, within=15)
     finally:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            _rabbitmqctl("clear_policy", "-p", VHOST, "reject-all")
+        with contextlib.suppress(Exception):
+            clear_policy("reject-all")
     assert await message_count(channel, CACHE_QUEUE) == 5
     # (integration messages of the failed attempts were confirmed and are published again: at least once)
     assert {m.message_id for m in await drain(tap, 5)} == set(ids)
