@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     relay_poll_interval: float = Field(default=1.0, gt=0)
     #: Outbox relay: seconds to wait for every publisher confirm of a batch before rolling it back.
     relay_publish_timeout: float = Field(default=5.0, gt=0)
+    #: Relay passes in flight at once in one relay process (each holds one PostgreSQL connection).
+    relay_concurrency: int = Field(default=4, ge=1, le=32)
     #: Outbox relay: sent rows are deleted after this many hours.
     outbox_retention_hours: float = Field(default=168, ge=0)
     #: Outbox relay: Prometheus metrics port (0 = no metrics server).

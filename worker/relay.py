@@ -25,7 +25,7 @@ import contextlib
 import random
 import signal
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -350,14 +350,23 @@ async def wait_any(events: Iterable[asyncio.Event], seconds: float | None) -> No
         await asyncio.gather(*waiters, return_exceptions=True)
 
 
-async def relay_batch(pool: asyncpg.Pool, publisher: Publisher, settings: Settings) -> int:
-    """One pass: claim, publish, await confirms, mark sent, commit. Returns the number of events sent."""
+async def relay_batch(
+    pool: asyncpg.Pool, publisher: Publisher, settings: Settings, on_claimed: Callable[[], None] | None = None
+) -> int:
+    """One pass: claim, publish, await confirms, mark sent, commit. Returns the number of events sent.
+
+    ``on_claimed`` is called once the batch's rows are locked (or none were found): from then on another pass may
+    claim the next rows (SKIP LOCKED) while this one waits for its confirms."""
     # No row is locked while RabbitMQ is unreachable.
     async with asyncio.timeout(settings.relay_publish_timeout):
         await publisher.ready()
     started = time.perf_counter()
     async with connection(pool, settings.pg_connect_timeout) as conn, conn.transaction():
-        events = await claim_batch(conn, settings.relay_batch_size)
+        try:
+            events = await claim_batch(conn, settings.relay_batch_size)
+        finally:
+            if on_claimed is not None:
+                on_claimed()
         if not events:
             return 0
         messages = await publish_batch(publisher, events, settings.relay_publish_timeout)
@@ -428,54 +437,96 @@ async def refresh_metrics(pool: asyncpg.Pool, settings: Settings) -> None:
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    """Relay until ``stop`` is set; the batch in flight is finished first. Survives PostgreSQL and RabbitMQ outages."""
+    """Relay until ``stop`` is set; batches in flight are finished first. Survives PostgreSQL and RabbitMQ outages.
+
+    ``relay_concurrency`` passes overlap: a batch waiting for its confirms (RabbitMQ writes persistent messages to
+    disk first: tens of milliseconds) no longer holds back the events committed meanwhile.
+    """
     wake, attempted = asyncio.Event(), asyncio.Event()
-    pool = await create_pool(settings, max_size=2)
+    pool = await create_pool(settings, max_size=settings.relay_concurrency + 1)
     publisher = Publisher(settings.rabbitmq_url)
     listener = asyncio.create_task(listen(settings, wake, stop, attempted))
-    backoff = Backoff()
-    next_housekeeping = next_metrics = time.monotonic()
-    log.info("relay started", batch_size=settings.relay_batch_size, poll_interval=settings.relay_poll_interval)
+    # Held by the one pass that waits for work and claims; released as soon as its rows are locked.
+    claiming = asyncio.Lock()
+    log.info(
+        "relay started",
+        batch_size=settings.relay_batch_size,
+        poll_interval=settings.relay_poll_interval,
+        concurrency=settings.relay_concurrency,
+    )
+    metrics = asyncio.create_task(_metrics_loop(pool, settings, stop))
     try:
         await wait_any([attempted, stop], settings.pg_connect_timeout + 1)
-        while not stop.is_set():
-            # Cleared before the claim: a NOTIFY arriving during the pass triggers another one.
-            wake.clear()
-            failed = False
-            try:
-                sent = await relay_batch(pool, publisher, settings)
-            except Exception as exc:
-                # Whatever went wrong (RabbitMQ or PostgreSQL away, a nack, a timeout, a bug), the transaction was
-                # rolled back and the rows are still unsent: log, back off, declare again, retry.
-                failed, sent = True, 0
-                PUBLISH_FAILURES.inc()
-                publisher.invalidate()
-                log.warning("relay pass failed; retrying", error=repr(exc), exc_info=not isinstance(exc, TRANSIENT))
-            now = time.monotonic()
-            # Refreshed after failed passes too: the backlog matters most while RabbitMQ is away.
-            if now >= next_metrics:
-                next_metrics = now + METRICS_INTERVAL
-                with contextlib.suppress(Exception):
-                    await refresh_metrics(pool, settings)
-            if failed:
-                await wait_any([stop], backoff.delay())
-                continue
-            backoff.reset()
-            if now >= next_housekeeping:
-                next_housekeeping = now + HOUSEKEEPING_INTERVAL
-                try:
-                    await housekeeping(pool, settings)
-                except Exception as exc:
-                    log.warning("housekeeping failed", error=repr(exc))
-            if sent < settings.relay_batch_size:
-                await wait_any([wake, stop], settings.relay_poll_interval)
+        await asyncio.gather(
+            *(_passes(i, pool, publisher, settings, wake, stop, claiming) for i in range(settings.relay_concurrency))
+        )
     finally:
         stop.set()
         await listener
+        await metrics
         await publisher.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(pool.close(), 5)
         log.info("relay stopped")
+
+
+async def _metrics_loop(pool: asyncpg.Pool, settings: Settings, stop: asyncio.Event) -> None:
+    """Backlog and oldest-unsent age, refreshed on their own clock: they matter most while passes are failing."""
+    while not stop.is_set():
+        with contextlib.suppress(Exception):
+            await refresh_metrics(pool, settings)
+        await wait_any([stop], METRICS_INTERVAL)
+
+
+async def _passes(
+    index: int,
+    pool: asyncpg.Pool,
+    publisher: Publisher,
+    settings: Settings,
+    wake: asyncio.Event,
+    stop: asyncio.Event,
+    claiming: asyncio.Lock,
+) -> None:
+    """One pass loop. The first one also keeps house."""
+    backoff = Backoff()
+    next_housekeeping = time.monotonic()
+    idle = False
+    while not stop.is_set():
+        claimed = asyncio.Event()
+        async with claiming:
+            if idle:
+                await wait_any([wake, stop], settings.relay_poll_interval)
+            if stop.is_set():
+                break
+            # Cleared before the claim: a NOTIFY arriving during the pass triggers another one.
+            wake.clear()
+            task = asyncio.create_task(relay_batch(pool, publisher, settings, on_claimed=claimed.set))
+            waiter = asyncio.create_task(claimed.wait())
+            await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+        failed = False
+        try:
+            sent = await task
+        except Exception as exc:
+            # Whatever went wrong (RabbitMQ or PostgreSQL away, a nack, a timeout, a bug), the transaction was
+            # rolled back and the rows are still unsent: log, back off, declare again, retry.
+            failed, sent = True, 0
+            PUBLISH_FAILURES.inc()
+            publisher.invalidate()
+            log.warning("relay pass failed; retrying", error=repr(exc), exc_info=not isinstance(exc, TRANSIENT))
+        now = time.monotonic()
+        if failed:
+            await wait_any([stop], backoff.delay())
+            idle = False
+            continue
+        backoff.reset()
+        if index == 0 and now >= next_housekeeping:
+            next_housekeeping = now + HOUSEKEEPING_INTERVAL
+            try:
+                await housekeeping(pool, settings)
+            except Exception as exc:
+                log.warning("housekeeping failed", error=repr(exc))
+        idle = sent < settings.relay_batch_size
 
 
 async def _serve(settings: Settings) -> None:
