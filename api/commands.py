@@ -9,12 +9,13 @@ import datetime as dt
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from decimal import Decimal
+from typing import Any, TypeVar
 
 import asyncpg
 
 from api.http import validate
-from api.schemas import CATEGORY_FIELDS, PRODUCT_FIELDS, CategoryIn, ProductIn
+from api.schemas import CategoryIn, ProductIn
 from shared import slugs
 from shared.db import connection
 from shared.errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable, ValidationFailed
@@ -26,6 +27,8 @@ from shared.repo import idempotency
 from shared.repo import products as prod_repo
 from shared.repo import records as rec_repo
 from shared.repo import users as user_repo
+
+M = TypeVar("M", CategoryIn, ProductIn)
 
 #: How often an automatic slug or a PATCH without If-Match is retried after losing a race. Each round has a
 #: winner, so the k-th of k simultaneous requests needs k attempts: the bound must exceed any plausible burst
@@ -224,21 +227,43 @@ async def restore_category(conn: asyncpg.Connection, ctx: Ctx, slug: str, expect
     raise Conflict(f"category {slug!r} cannot be restored")
 
 
-async def patch_category(conn: asyncpg.Connection, ctx: Ctx, slug: str, patch: Any, expected: int | None) -> Written:
-    """JSON merge patch: applied to the current fields, validated whole, written at the version read."""
+def _as_sent(value: Any) -> Any:
+    return str(value) if isinstance(value, Decimal) else value
+
+
+async def _merge_patch(
+    conn: asyncpg.Connection,
+    ctx: Ctx,
+    slug: str,
+    patch: Any,
+    expected: int | None,
+    kind: str,
+    load: Callable[[asyncpg.Connection, str], Awaitable[Any]],
+    model: type[M],
+    replace: Callable[[asyncpg.Connection, Ctx, str, M, int | None], Awaitable[Written]],
+) -> Written:
+    """JSON merge patch: applied to the current fields, validated whole, written at the version read (re-read and
+    tried again if another write won meanwhile, unless the client named the version with If-Match)."""
     for _ in range(RETRIES):
-        current = await cat_repo.get_by_slug(conn, slug)
+        current = await load(conn, slug)
         if current is None:
-            raise NotFound(f"no category {slug!r}")
+            raise NotFound(f"no {kind} {slug!r}")
         _check_version(expected, current.version)
-        doc = {f: getattr(current, f) for f in CATEGORY_FIELDS}
-        body = validate(CategoryIn, merge(doc, patch))
+        # The model's fields as a client would send them (a price as its decimal string).
+        doc = {f: _as_sent(getattr(current, f)) for f in model.model_fields}
+        body = validate(model, merge(doc, patch))
         try:
-            return await replace_category(conn, ctx, slug, body, current.version)
+            return await replace(conn, ctx, slug, body, current.version)
         except PreconditionFailed:
             if expected is not None:
                 raise
-    raise Conflict(f"category {slug!r} kept changing; try again")
+    raise Conflict(f"{kind} {slug!r} kept changing; try again")
+
+
+async def patch_category(conn: asyncpg.Connection, ctx: Ctx, slug: str, patch: Any, expected: int | None) -> Written:
+    return await _merge_patch(
+        conn, ctx, slug, patch, expected, "category", cat_repo.get_by_slug, CategoryIn, replace_category
+    )
 
 
 # -- products ------------------------------------------------------------------------------------
@@ -320,21 +345,9 @@ async def restore_product(conn: asyncpg.Connection, ctx: Ctx, slug: str, expecte
 
 
 async def patch_product(conn: asyncpg.Connection, ctx: Ctx, slug: str, patch: Any, expected: int | None) -> Written:
-    """JSON merge patch: applied to the current fields, validated whole, written at the version read."""
-    for _ in range(RETRIES):
-        current = await prod_repo.get_by_slug(conn, slug)
-        if current is None:
-            raise NotFound(f"no product {slug!r}")
-        _check_version(expected, current.version)
-        doc = {f: getattr(current, f) for f in PRODUCT_FIELDS}
-        doc["price"] = str(current.price)
-        body = validate(ProductIn, merge(doc, patch))
-        try:
-            return await replace_product(conn, ctx, slug, body, current.version)
-        except PreconditionFailed:
-            if expected is not None:
-                raise
-    raise Conflict(f"product {slug!r} kept changing; try again")
+    return await _merge_patch(
+        conn, ctx, slug, patch, expected, "product", prod_repo.get_by_slug, ProductIn, replace_product
+    )
 
 
 # -- records -------------------------------------------------------------------------------------

@@ -84,9 +84,6 @@ class RecordIn(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-#: Fields a PATCH may touch, per resource (a merge patch is applied to these, then validated whole).
-CATEGORY_FIELDS = tuple(CategoryIn.model_fields)
-PRODUCT_FIELDS = tuple(ProductIn.model_fields)
 
 
 # -- responses: every representation the API sends (shared/views.py builds them; a test holds the two together) --
