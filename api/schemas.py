@@ -84,8 +84,6 @@ class RecordIn(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-
-
 # -- responses: every representation the API sends (shared/views.py builds them; a test holds the two together) --
 
 
