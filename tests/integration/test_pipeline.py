@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
@@ -141,6 +143,10 @@ async def test_a_write_reaches_redis_through_relay_and_worker(
     await proxy.stop()
 
 
+def _tail_all(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
 def _tail(path: Path) -> str:
     return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
@@ -148,3 +154,67 @@ def _tail(path: Path) -> str:
 async def _read_when(path: Path, needle: str) -> str:
     text = _tail(path)
     return text if needle in text else ""
+
+
+def _start_cache_worker(settings: Settings, log_path: Path, threads: int = 4) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "RABBITMQ_URL": settings.rabbitmq_url,
+        "LOG_FORMAT": "json",
+        "dramatiq_prom_port": str(_free_port()),
+    }
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "worker", "cache", "--processes", "1", "--threads", str(threads)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@pytest.mark.slow
+async def test_a_worker_stopped_with_sigterm_mid_burst_loses_no_event(
+    pipeline_settings: Settings, relay: None, pg: asyncpg.Connection, tmp_path: Path
+) -> None:
+    # Given a burst of 3,000 committed record writes (row and outbox row, as the API writes them)
+    ids = await pg.fetch(
+        """WITH w AS (INSERT INTO records (data) SELECT jsonb_build_object('n', g) FROM generate_series(1, 3000) g
+                      RETURNING id, version)
+           INSERT INTO outbox (type, aggregate, aggregate_id, version)
+           SELECT 'record.created', 'record', id::text, version FROM w RETURNING aggregate_id::bigint AS id"""
+    )
+    ids = [r["id"] for r in ids]
+    redis_client = aioredis.from_url(pipeline_settings.redis_url)
+    run = readmodel.redis_runner(redis_client)
+    first_log = tmp_path / "first.log"
+    first = _start_cache_worker(pipeline_settings, first_log, threads=1)
+
+    # When the worker gets SIGTERM as soon as it has projected some (watched in Redis: its log arrives late), and
+    # a new worker takes over
+    async def started() -> bool:
+        return await readmodel.record_by_id(run, ids[20]) is not None
+
+    assert await _eventually(started, 30)
+    first.send_signal(signal.SIGTERM)
+    code = await asyncio.to_thread(first.wait, 40)
+    done_by_first = _tail_all(first_log).count('"event": "projected"')
+    second = _start_cache_worker(pipeline_settings, tmp_path / "second.log")
+    try:
+        # Then the first stopped mid-burst and exited cleanly, and every record is projected: nothing was lost
+        assert code == 0
+        assert 0 < done_by_first < len(ids), done_by_first
+
+        async def all_projected() -> bool:
+            for rid in ids:
+                if await readmodel.record_by_id(run, rid) is None:
+                    return False
+            return True
+
+        assert await _eventually(all_projected, 60)
+    finally:
+        second.terminate()
+        await asyncio.to_thread(second.wait, 20)
+        await redis_client.aclose()
