@@ -1,13 +1,16 @@
 # The README's commands. Everything runs inside .venv, built from uv.lock.
 SHELL := /bin/bash
 PY := .venv/bin/python
-UV ?= uv
+UV_VERSION := 0.13.9
+# uv from PATH, else the one `make install` puts in Python's user site (python3 -m pip install uv).
+UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
 .PHONY: install services migrate run test lint format bench clean
 
 install: .venv/.synced
 
 .venv/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
 	$(UV) sync --frozen --python 3.11
 	@touch $@
 
@@ -36,7 +39,8 @@ format: install
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-bench: install services
+bench: install
+	bash scripts/services.sh --bench
 	$(PY) -m bench
 
 clean:

@@ -54,4 +54,8 @@ fi
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "services: installing nginx (binary only)"; apt_install nginx-light; }
 # Chromium (Debian's): the tests render /api/docs and /api/redoc in it, headless.
 command -v chromium >/dev/null || { echo "services: installing Chromium"; apt_install chromium; }
+# wrk (Debian's): the load generator of `make bench` (scripts/services.sh --bench).
+if [ "${1:-}" = "--bench" ]; then
+  command -v wrk >/dev/null || { echo "services: installing wrk"; apt_install wrk; }
+fi
 echo "services: PostgreSQL, Redis and RabbitMQ answer"
