@@ -12,7 +12,7 @@ from shared.models import Category, Written
 _SELECT = """
 SELECT c.id, c.slug, c.name, c.description, p.slug AS parent, c.version, c.created_at, c.updated_at,
        (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn,
-       (SELECT count(*) FROM products pr WHERE pr.category_id = c.id AND pr.deleted_at IS NULL) AS product_count
+       category_product_count(c.id) AS product_count
 FROM categories c LEFT JOIN categories p ON p.id = c.parent_id
 """
 
@@ -26,7 +26,7 @@ ev AS (
     FROM w)
 SELECT w.id, w.slug, w.name, w.description, w.version, w.created_at, w.updated_at,
        (SELECT slug FROM categories WHERE id = w.parent_id) AS parent,
-       (SELECT count(*) FROM products pr WHERE pr.category_id = w.id AND pr.deleted_at IS NULL) AS product_count,
+       category_product_count(w.id) AS product_count,
        (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn
 FROM w
 """
@@ -228,7 +228,7 @@ async def state(conn: asyncpg.Connection, slug: str) -> dict[str, Any] | None:
     row = await conn.fetchrow(
         """
 SELECT c.id, c.version, c.deleted_at IS NOT NULL AS deleted,
-       (SELECT count(*) FROM products p WHERE p.category_id = c.id AND p.deleted_at IS NULL) AS live_products
+       category_product_count(c.id) AS live_products
 FROM categories c WHERE c.slug = $1
 ORDER BY c.deleted_at IS NULL DESC, c.deleted_at DESC, c.id DESC LIMIT 1""",
         slug,
