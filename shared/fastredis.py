@@ -1,4 +1,4 @@
-"""An auto-pipelining Redis connection for the API's hot path.
+"""An auto-pipelining Redis connection for the hot paths: the API's reads and the cache worker's projections.
 
 Every command issued during one turn of the event loop goes out in one write, and replies are matched to
 callers in order (Redis answers in order on one connection). hiredis packs commands and parses replies.

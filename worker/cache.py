@@ -10,12 +10,11 @@ import asyncio
 from typing import Any
 
 import dramatiq
-import redis.asyncio as aioredis
 import structlog
 
-from shared import readmodel
 from shared.db import create_pool
 from shared.events import CACHE_QUEUE
+from shared.fastredis import FastRedis
 from shared.logs import get_logger
 from shared.settings import Settings
 from worker.broker import MAX_BACKOFF_MS, MAX_RETRIES
@@ -40,8 +39,10 @@ async def resources() -> Resources:
         if _resources is None:
             settings = _settings or Settings()
             pool = await create_pool(settings, max_size=16)
-            client = aioredis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
-            _resources = Resources(pool, readmodel.redis_runner(client), settings.media_url)
+            # The API's auto-pipelined connection: most of redis-py's cost is per-command Python (DESIGN.md).
+            # A slow or lost Redis fails the message after 5 s, and dramatiq retries it.
+            client = FastRedis(settings.redis_url, timeout=5.0, retry_after=0.5)
+            _resources = Resources(pool, client.run_script, settings.media_url)
     return _resources
 
 
