@@ -29,7 +29,7 @@ async def _write(
 
 
 async def _watch(redis: aioredis.Redis, pending: dict[str, float], seen: list[float], stop: asyncio.Event) -> None:
-    """One poller for every pending slug: a pipeline of EXISTS per turn, every half millisecond."""
+    """One poller for every pending slug: a pipeline of EXISTS per turn, every millisecond."""
     while not (stop.is_set() and not pending):
         slugs = list(pending)
         if slugs:
@@ -43,7 +43,7 @@ async def _watch(redis: aioredis.Redis, pending: dict[str, float], seen: list[fl
                     seen.append(now - pending.pop(slug))
                 elif now - pending[slug] > 10:
                     pending.pop(slug)
-        await asyncio.sleep(0.0005)
+        await asyncio.sleep(0.001)
 
 
 async def measure(url: str, redis_url: str, key: str, rate: float, seconds: float) -> dict[str, float]:
