@@ -13,7 +13,7 @@ from api import middleware, ratelimit
 from api.auth import KeyCache
 from api.health import Readiness
 from api.keys import KEY_CACHE, METRICS, PG_POOL, READ_STATS, READINESS, READS, REDIS, REDIS_GET, REDIS_RUN, SETTINGS
-from api.metrics import Metrics, observe, setup_metrics
+from api.metrics import Metrics, recorder, setup_metrics
 from api.queries import Reads
 from api.routes import setup_routes
 from shared.db import create_pool
@@ -80,13 +80,11 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=JSON_MAX_BYTES,
         middlewares=[
-            middleware.request_id,
-            # Outside the error middleware, so it sees the statuses clients see.
-            observe(metrics if settings.metrics_enabled else None),
-            middleware.errors,
-            middleware.authorization,
-            # After authorization: writes are limited per API key. Left out when off: every layer costs.
-            *([ratelimit.rate_limit] if settings.rate_limit_enabled else []),
+            middleware.edge(
+                recorder(metrics if settings.metrics_enabled else None),
+                # After authorization: writes are limited per API key. Left out when off: every call costs.
+                ratelimit.rate_limit if settings.rate_limit_enabled else None,
+            )
         ],
     )
     app[SETTINGS] = settings

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the API (``GET /metrics``) and the access log, both from one middleware.
+"""Prometheus metrics of the API (``GET /metrics``) and the access log, both recorded by the edge middleware.
 
 One process: the app's own registry. Several processes (``python -m api --workers N``): prometheus_client's
 multiprocess mode. ``api.server`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory before it spawns the
@@ -17,13 +17,11 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, Final
 
 import asyncpg
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -202,11 +200,12 @@ def route_of(request: web.Request) -> str:
     return resource.canonical.rstrip("/") or "/"
 
 
-def observe(metrics: Metrics | None) -> Middleware:
-    """A middleware counting and timing every request (when ``metrics`` is given) and logging it.
+def recorder(metrics: Metrics | None) -> Callable[[web.Request, int, float], None]:
+    """``record(request, status, seconds)``: count and time one answered request (when ``metrics`` is given) and
+    write its access log line. Called by the edge middleware (``api.middleware.edge``) for every request.
 
-    The access log line is at INFO for 4xx and 5xx and at DEBUG for the rest: an access log at INFO costs half the
-    throughput. It carries the request id (bound by the request id middleware, which runs outside this one).
+    The access log line is at INFO for writes, 4xx and 5xx and at DEBUG for the rest: an access log at INFO costs
+    half the read throughput. It carries the request id (set by the edge middleware before the handler runs).
     """
 
     # Labelled children looked up once per (route, method, status), not on every request: .labels() is costly.
@@ -214,49 +213,32 @@ def observe(metrics: Metrics | None) -> Middleware:
     timers: dict[tuple[str, str], Any] = {}
     root = logging.getLogger()
 
-    @web.middleware
-    async def observed(request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        except asyncio.CancelledError:
-            # The client went away before the answer (nginx's 499).
-            status = 499
-            raise
-        finally:
-            elapsed = time.perf_counter() - started
-            route = route_of(request)
-            method = request.method if request.method in METHODS else "other"
-            if metrics is not None:
-                key = (route, method, str(status))
-                counter = counters.get(key)
-                if counter is None:
-                    counter = counters[key] = metrics.requests.labels(*key)
-                counter.inc()
-                timer = timers.get(key[:2])
-                if timer is None:
-                    timer = timers[key[:2]] = metrics.latency.labels(route, method)
-                timer.observe(elapsed)
-            # Writes and failures at INFO (a write's line starts its event's trail); reads at DEBUG: an access log
-            # at INFO would halve read throughput.
-            loud = status >= 400 or method not in ("GET", "HEAD")
-            if loud or root.isEnabledFor(logging.DEBUG):
-                (log.info if loud else log.debug)(
-                    "request",
-                    method=method,
-                    route=route,
-                    path=request.path,
-                    status=status,
-                    ms=round(elapsed * 1000, 2),
-                )
+    def record(request: web.Request, status: int, elapsed: float) -> None:
+        route = route_of(request)
+        method = request.method if request.method in METHODS else "other"
+        if metrics is not None:
+            key = (route, method, str(status))
+            counter = counters.get(key)
+            if counter is None:
+                counter = counters[key] = metrics.requests.labels(*key)
+            counter.inc()
+            timer = timers.get(key[:2])
+            if timer is None:
+                timer = timers[key[:2]] = metrics.latency.labels(route, method)
+            timer.observe(elapsed)
+        # Writes and failures at INFO (a write's line starts its event's trail); reads at DEBUG.
+        loud = status >= 400 or method not in ("GET", "HEAD")
+        if loud or root.isEnabledFor(logging.DEBUG):
+            (log.info if loud else log.debug)(
+                "request",
+                method=method,
+                route=route,
+                path=request.path,
+                status=status,
+                ms=round(elapsed * 1000, 2),
+            )
 
-    return observed
+    return record
 
 
 # -- the scrape ----------------------------------------------------------------------------------------------------
