@@ -34,6 +34,10 @@ SELECT id, slug, version FROM w
 """
 
 
+async def _keep_session(_: asyncpg.Connection) -> None:
+    return None
+
+
 async def constant(_: web.Request) -> web.Response:
     return web.Response(body=CONSTANT, content_type="application/json")
 
@@ -53,7 +57,9 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     async def pool(app: web.Application) -> AsyncIterator[None]:
-        app[POOL] = await asyncpg.create_pool(args.dsn, min_size=2, max_size=10)
+        # No reset query on release, as the API's pool (shared.db.keep_session): the ceiling pays no round trip
+        # the API does not.
+        app[POOL] = await asyncpg.create_pool(args.dsn, min_size=2, max_size=10, reset=_keep_session)
         yield
         await app[POOL].close()
 
