@@ -186,20 +186,27 @@ SELECT EXISTS (SELECT 1 FROM anc WHERE id = $2)""",
 async def soft_delete(
     conn: asyncpg.Connection, slug: str, expected_version: int | None, request_id: str
 ) -> Written | None:
-    """Soft-delete a live category without live products; ``None`` if that is not possible."""
-    row = await conn.fetchrow(
-        """
+    """Soft-delete a live category without live products; ``None`` if that is not possible.
+
+    A product insert holds the category row FOR SHARE until it commits, and one statement cannot see a row
+    committed after it began. So the row is locked FOR UPDATE first, which waits for such inserts, and the
+    product check runs in a second statement, whose snapshot includes them.
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT 1 FROM categories WHERE slug = $1 AND deleted_at IS NULL FOR UPDATE", slug)
+        row = await conn.fetchrow(
+            """
 WITH w AS (
     UPDATE categories SET deleted_at = now(), version = version + 1, updated_at = now()
     WHERE slug = $1 AND deleted_at IS NULL AND ($2::int IS NULL OR version = $2)
       AND NOT EXISTS (SELECT 1 FROM products p WHERE p.category_id = categories.id AND p.deleted_at IS NULL)
     RETURNING id, slug, name, description, parent_id, version, created_at, updated_at),
 """
-        + _event("category.deleted", 3),
-        slug,
-        expected_version,
-        request_id,
-    )
+            + _event("category.deleted", 3),
+            slug,
+            expected_version,
+            request_id,
+        )
     written = _written(row)
     return None if written is None else dataclasses.replace(written, deleted=True)
 

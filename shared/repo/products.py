@@ -268,15 +268,20 @@ WITH w AS (
 
 
 async def restore(conn: asyncpg.Connection, slug: str, expected_version: int | None, request_id: str) -> Written | None:
-    """Restore the most recently deleted product with that slug, if its category is live."""
+    """Restore the most recently deleted product with that slug, if its category is live.
+
+    The category row is locked FOR SHARE, as for an insert, so a concurrent delete of the category waits.
+    """
     row = await conn.fetchrow(
         """
 WITH target AS (
-    SELECT id FROM products WHERE slug = $1 AND deleted_at IS NOT NULL ORDER BY deleted_at DESC, id DESC LIMIT 1),
+    SELECT id, category_id FROM products WHERE slug = $1 AND deleted_at IS NOT NULL
+    ORDER BY deleted_at DESC, id DESC LIMIT 1),
+cat AS (
+    SELECT c.id FROM categories c WHERE c.id = (SELECT category_id FROM target) AND c.deleted_at IS NULL FOR SHARE),
 w AS (
     UPDATE products SET deleted_at = NULL, version = version + 1, updated_at = now()
-    WHERE id = (SELECT id FROM target) AND ($2::int IS NULL OR version = $2)
-      AND EXISTS (SELECT 1 FROM categories c WHERE c.id = products.category_id AND c.deleted_at IS NULL)
+    WHERE id = (SELECT id FROM target) AND ($2::int IS NULL OR version = $2) AND EXISTS (SELECT 1 FROM cat)
     """
         + _RETURNING
         + "),"

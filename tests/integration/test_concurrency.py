@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from decimal import Decimal
 
+from aiohttp import ClientResponse
+
+from shared.repo import categories as cat_repo
+from shared.repo import products as prod_repo
 from tests.conftest import ADMIN
 from tests.support.api import category, outbox, product, record
+
+
+async def deleted_spade(client) -> None:
+    """A live category "garden-tools" with a deleted product "spade" in it."""
+    await category(client, "Garden Tools")
+    await product(client, "Spade")
+    assert (await client.delete("/api/products/spade", headers=ADMIN)).status == 204
 
 
 def at(version: str) -> dict[str, str]:
@@ -100,3 +113,71 @@ async def test_product_create_racing_category_delete_leaves_no_orphan(client, pg
            WHERE p.deleted_at IS NULL AND c.deleted_at IS NOT NULL"""
     )
     assert orphans == 0
+
+
+async def while_uncommitted(pg, write: Awaitable[object], request: Awaitable[ClientResponse]) -> ClientResponse:
+    """Run ``write`` on ``pg`` in a transaction, send ``request`` meanwhile, commit, then return its response.
+
+    The request must wait for the commit (it needs a row the write has locked).
+    """
+    tx = pg.transaction()
+    await tx.start()
+    assert await write is not None
+    sent = asyncio.ensure_future(request)
+    await asyncio.sleep(0.3)
+    assert not sent.done()  # it waits for the uncommitted write
+    await tx.commit()
+    return await sent
+
+
+async def test_category_delete_waiting_on_an_uncommitted_product_insert_refuses(client, pg) -> None:
+    # Given a category
+    await category(client, "Garden Tools")
+    fields = {
+        "slug": "spade",
+        "name": "Spade",
+        "description": None,
+        "price": Decimal("1"),
+        "currency": "EUR",
+        "category": "garden-tools",
+        "stock": 0,
+        "attributes": {},
+        "is_active": True,
+    }
+    # When it is deleted while a product insert into it has not yet committed
+    deleted = await while_uncommitted(
+        pg,
+        prod_repo.insert(pg, fields=fields, request_id="r"),
+        client.delete("/api/categories/garden-tools", headers=ADMIN),
+    )
+    # Then the delete sees the product and refuses: no live product sits in a deleted category
+    assert deleted.status == 409
+    assert "1 live product" in (await deleted.json())["detail"]
+    assert await pg.fetchval("SELECT deleted_at FROM categories WHERE slug = 'garden-tools'") is None
+
+
+async def test_category_delete_waiting_on_an_uncommitted_product_restore_refuses(client, pg) -> None:
+    # Given a category with a deleted product
+    await deleted_spade(client)
+    # When the category is deleted while a restore of the product has not yet committed
+    deleted = await while_uncommitted(
+        pg, prod_repo.restore(pg, "spade", None, "r"), client.delete("/api/categories/garden-tools", headers=ADMIN)
+    )
+    # Then the delete sees the restored product and refuses
+    assert deleted.status == 409
+    assert await pg.fetchval("SELECT deleted_at FROM categories WHERE slug = 'garden-tools'") is None
+
+
+async def test_product_restore_after_a_concurrent_category_delete_is_refused(client, pg) -> None:
+    # Given a category with a deleted product
+    await deleted_spade(client)
+    # When the product is restored while a delete of the category has not yet committed
+    restored = await while_uncommitted(
+        pg,
+        cat_repo.soft_delete(pg, "garden-tools", None, "r"),
+        client.post("/api/products/spade/restore", headers=ADMIN),
+    )
+    # Then the restore is refused: its category is gone
+    assert restored.status == 409
+    assert "category" in (await restored.json())["detail"]
+    assert await pg.fetchval("SELECT deleted_at FROM products WHERE slug = 'spade'") is not None
