@@ -69,9 +69,11 @@ class FastRedis:
         self._flush_scheduled = False
         self._watchdog: asyncio.TimerHandle | None = None
         self._shas: dict[str, str] = {}
+        #: The loop of the current connection. CPython 3.11's get_running_loop() makes a getpid() system call.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def _connect(self) -> None:
-        loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.timeout):
                 transport, _ = await loop.create_connection(lambda: _Protocol(self), self.host, self.port)
@@ -113,12 +115,14 @@ class FastRedis:
                 fut.set_exception(RedisTimeoutError("Redis connection lost or timed out"))
 
     def _send(self, args: Sequence[Any]) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        assert loop is not None  # set by _connect, before any command is sent
+        fut: asyncio.Future[Any] = loop.create_future()
         self._buffer.append(hiredis.pack_command(tuple(args)))
         self.waiters.append((fut, time.monotonic()))
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
         return fut
 
     def _flush(self) -> None:
