@@ -77,23 +77,20 @@ async def _readiness(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     metrics = Metrics()
-    app = web.Application(
-        client_max_size=JSON_MAX_BYTES,
-        middlewares=[
-            middleware.edge(
-                recorder(metrics if settings.metrics_enabled else None),
-                # After authorization: writes are limited per API key. Left out when off: every call costs.
-                ratelimit.rate_limit if settings.rate_limit_enabled else None,
-            )
-        ],
+    app = web.Application(client_max_size=JSON_MAX_BYTES)
+    wrap = middleware.edge(
+        recorder(metrics if settings.metrics_enabled else None),
+        # After authorization: writes are limited per API key. Left out when off: every call costs.
+        ratelimit.rate_limit if settings.rate_limit_enabled else None,
     )
     app[SETTINGS] = settings
     app[KEY_CACHE] = KeyCache()
     app[METRICS] = metrics
     app[READ_STATS] = metrics.stats()
     app.cleanup_ctx.extend([_postgres, _redis, _readiness, ratelimit.limiter_context])
-    setup_routes(app)
-    setup_metrics(app)
+    setup_routes(app, wrap)
+    setup_metrics(app, wrap)
+    middleware.add_fallback(app, wrap)
     if settings.auth_disabled:
         log.warning("auth_disabled", message="AUTH_DISABLED=true: writes need no API key. Local development only!")
     return app

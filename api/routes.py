@@ -55,9 +55,11 @@ ROUTES: list[tuple[str, str, Handler]] = [
 ]
 
 
-def setup_routes(app: web.Application) -> None:
+def setup_routes(app: web.Application, wrap: Callable[[Handler], Handler]) -> None:
+    """Register every route, its handler wrapped by ``wrap`` (the edge: :func:`api.middleware.edge`)."""
     for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)
-        app.router.add_route(method, path + "/", handler)
+        wrapped = wrap(handler)
+        app.router.add_route(method, path, wrapped)
+        app.router.add_route(method, path + "/", wrapped)
     # The image storage the image and media routes use (an S3 client lives on the app's loop).
     app.cleanup_ctx.append(images.storage_context)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import orjson
@@ -111,12 +112,43 @@ async def test_writes_answer_with_a_trailing_slash(client) -> None:
 
 async def test_unknown_path_is_404_problem_json(client) -> None:
     await problem(await client.get("/api/nothing-here"), 404)
+    # Encoded control characters too (a regular expression's "." stops at a newline)
+    await problem(await client.get("/media/%C2%8F%0A%0B%F0%BB%92%99"), 404)
+
+
+async def test_a_request_target_without_a_path_is_404_problem_json(client) -> None:
+    # Given a raw connection (HTTP clients send no asterisk-form target)
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    # When the target is "*" (OPTIONS *: the server as a whole)
+    writer.write(b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    answer = await reader.read()
+    writer.close()
+    # Then it is an ordinary problem+json 404 with a request id
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404 ")
+    assert b"Content-Type: application/problem+json" in head
+    assert b"X-Request-ID: " in head
+    assert orjson.loads(body)["status"] == 404
 
 
 async def test_wrong_method_is_405_problem_json_with_allow(client) -> None:
     r = await client.request("PATCH", "/api/categories", headers=ADMIN)
     await problem(r, 405)
-    assert "POST" in r.headers["Allow"]
+    assert r.headers["Allow"] == "GET,POST"
+
+
+async def test_wrong_method_on_a_templated_path_lists_that_paths_methods(client) -> None:
+    r = await client.post("/api/products/spade/", headers=ADMIN)
+    await problem(r, 405)
+    assert r.headers["Allow"] == "DELETE,GET,PATCH,PUT"
+    # A path no route has for any method stays 404 whatever the method
+    await problem(await client.request("PUT", "/api/products/spade/no-such-part", headers=ADMIN), 404)
+
+
+async def test_unmatched_requests_carry_a_request_id_too(client) -> None:
+    missing = await client.get("/api/nothing-here", headers={"X-Request-ID": "abc-404"})
+    wrong = await client.request("PATCH", "/api/categories", headers={"X-Request-ID": "abc-405"})
+    assert (missing.headers["X-Request-ID"], wrong.headers["X-Request-ID"]) == ("abc-404", "abc-405")
 
 
 async def test_request_id_is_echoed_or_made(client) -> None:
