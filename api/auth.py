@@ -23,6 +23,9 @@ H = TypeVar("H", bound=Callable[[web.Request], Awaitable[web.StreamResponse]])
 GRANTS: Final = {"admin": frozenset({"admin", "write"}), "write": frozenset({"write"})}
 #: A verified key is trusted this long before PostgreSQL is asked again (revocation takes effect within it).
 KEY_TTL_SECONDS = 30.0
+#: A key PostgreSQL did not know is refused this long without asking again: a client stuck on a wrong or revoked
+#: key costs one lookup per interval, not one per request. (A new key is random: nobody sends it before it exists.)
+REJECTED_TTL_SECONDS = 10.0
 _ATTR = "required_scope"
 
 
@@ -54,10 +57,11 @@ def required_scope(handler: object) -> str | None:
 
 
 class KeyCache:
-    """Verified keys by SHA-256, each with the time it expires from this cache."""
+    """Verified keys by SHA-256, each with the time it expires from this cache; and recently rejected ones."""
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[float, Principal]] = {}
+        self._rejected: dict[str, float] = {}
 
     def get(self, digest: str) -> Principal | None:
         entry = self._entries.get(digest)
@@ -69,6 +73,16 @@ class KeyCache:
         if len(self._entries) > 10_000:
             self._entries.clear()
         self._entries[digest] = (time.monotonic() + KEY_TTL_SECONDS, principal)
+
+    def rejected(self, digest: str) -> bool:
+        """Whether PostgreSQL refused this key within the last ``REJECTED_TTL_SECONDS``."""
+        until = self._rejected.get(digest)
+        return until is not None and until >= time.monotonic()
+
+    def reject(self, digest: str) -> None:
+        if len(self._rejected) > 10_000:  # random keys in a flood: forget them all rather than grow
+            self._rejected.clear()
+        self._rejected[digest] = time.monotonic() + REJECTED_TTL_SECONDS
 
 
 def bearer(request: web.Request) -> str | None:
@@ -98,10 +112,12 @@ async def authenticate(
     else:
         digest = hashlib.sha256(key.encode()).hexdigest()
         principal = cache.get(digest)
-        if principal is None:
+        if principal is None and not cache.rejected(digest):
             async with connection(pool, settings.pg_connect_timeout) as conn:
                 found = await apikeys.scope_of(conn, key)
-            if found is not None:
+            if found is None:
+                cache.reject(digest)
+            else:
                 principal = Principal(f"key:{found[0]}", found[1])
                 cache.put(digest, principal)
     if principal is None:

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from api import auth
 from api.app import create_app
 from api.health import CACHE_SECONDS
 from shared.repo import apikeys
@@ -165,3 +166,32 @@ async def test_write_to_a_hung_postgres_is_503_within_2_s_and_recovers(aiohttp_c
     after, _ = await _timed_write(client, "After")
     assert after.status == 201
     assert await pg.fetchval("SELECT count(*) FROM categories WHERE name = 'After'") == 1
+
+
+async def test_a_rejected_key_is_refused_again_without_asking_postgresql(aiohttp_client, proxied, proxy) -> None:
+    # Given a key PostgreSQL does not know, refused once
+    client = await aiohttp_client(create_app(proxied))
+    bad = {"Authorization": "Bearer not-a-key"}
+    first, _ = await _timed_write(client, "X", headers=bad)
+    await problem(first, 401)
+    # When PostgreSQL is cut off and the same key comes again
+    await proxy.cut()
+    again, _ = await _timed_write(client, "X", headers=bad)
+    # Then it is refused from memory (401 at once, not a 503 from a failed lookup)
+    await problem(again, 401)
+    # While a key it has not seen still needs PostgreSQL: 503
+    other, _ = await _timed_write(client, "X", headers={"Authorization": "Bearer another-key"})
+    await problem(other, 503)
+
+
+async def test_a_rejection_is_forgotten_after_its_interval(aiohttp_client, proxied, proxy, monkeypatch) -> None:
+    # Given rejections remembered for a moment only, and a key refused once
+    monkeypatch.setattr(auth, "REJECTED_TTL_SECONDS", 0.2)
+    client = await aiohttp_client(create_app(proxied))
+    bad = {"Authorization": "Bearer not-a-key"}
+    await problem((await _timed_write(client, "X", headers=bad))[0], 401)
+    # When the moment has passed and PostgreSQL is cut off
+    await asyncio.sleep(0.3)
+    await proxy.cut()
+    # Then the key is looked up again (and the lookup fails: 503)
+    await problem((await _timed_write(client, "X", headers=bad))[0], 503)
