@@ -34,6 +34,8 @@ from pathlib import Path
 import asyncpg
 import redis
 
+from bench import cpu
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 PY = sys.executable
@@ -220,7 +222,7 @@ def _cpu() -> str:
 Row = tuple[str, Result, str, float | None, list[float] | None, float | None]
 
 
-def _write_results(rows: list[Row], latency: dict[str, float]) -> str:
+def _write_results(rows: list[Row], latency: dict[str, float], cpu_ms: dict[str, float]) -> str:
     lines = [
         MARK_START,
         f"## HTTP and event pipeline ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC)",
@@ -256,6 +258,14 @@ def _write_results(rows: list[Row], latency: dict[str, float]) -> str:
         )
     else:
         lines.append(f"no event was projected: {latency}")
+    if cpu_ms:
+        cores = sum(cpu_ms.values()) * 200 / 1000
+        lines += [
+            "",
+            "CPU per event in that phase (CPU time of each over the phase / events; the shared servers' every "
+            f"process): {', '.join(f'{k} {v:.2f} ms' for k, v in cpu_ms.items())}; together {cores:.2f} of the "
+            f"{os.cpu_count()} cores at 200 writes/s (the latency probe's own CPU not counted).",
+        ]
     lines.append(MARK_END)
     section = "\n".join(lines)
     path = BENCH / "RESULTS.md"
@@ -331,6 +341,9 @@ def main() -> int:
         procs += [relay, worker, api2]
         _wait_http(lurl + "/health/live")
         time.sleep(3)  # the worker and the relay connect and declare their queues
+        roots = {"relay": relay.p.pid, "cache worker": worker.p.pid, "API": api2.p.pid}
+        shared_servers = {"PostgreSQL": ["postgres"], "RabbitMQ": ["beam.smp"], "Redis": ["redis-server"]}
+        before = cpu.snapshot(roots, shared_servers)
         out = subprocess.run(
             ["taskset", "-c", "1", PY, "-m", "bench.latency", "--url", lurl, "--redis-url", redis_url, "--key", KEY],
             cwd=ROOT,
@@ -342,7 +355,10 @@ def main() -> int:
         if out.returncode != 0:
             raise SystemExit(f"bench: the latency probe failed:\n{out.stderr[-3000:]}")
         latency = json.loads(next(x for x in out.stdout.splitlines() if x.startswith("BENCHJSON "))[10:])
+        after = cpu.snapshot(roots, shared_servers)
+        cpu_ms = {k: (after[k] - before[k]) * 1000 / max(1, latency.get("count", 0)) for k in before}
         print(f"  {latency}")
+        print("  CPU per event: " + ", ".join(f"{k} {v:.2f} ms" for k, v in cpu_ms.items()))
     finally:
         for p in reversed(procs):
             p.stop()
@@ -372,7 +388,7 @@ def main() -> int:
         ),
     ]
     print()
-    print(_write_results(rows, latency))
+    print(_write_results(rows, latency, cpu_ms))
     print(f"\nbench: logs in {logs}; results in bench/RESULTS.md")
     return 0
 

@@ -1,0 +1,53 @@
+"""CPU time of processes and their descendants, read from /proc (Linux): where an event's CPU goes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> tuple[str, int, float] | None:
+    """(command name, parent pid, CPU seconds) of one process, or None if it is gone. The seconds are its own user
+    and system time plus that of its children it has reaped: a worker process or a PostgreSQL backend that
+    ended during the measurement still counts, in its parent."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The name is in parentheses and may hold spaces; the fields after it are numbers.
+    name = text[text.index("(") + 1 : text.rindex(")")]
+    fields = text[text.rindex(")") + 2 :].split()
+    return name, int(fields[1]), sum(int(x) for x in fields[11:15]) / _TICK
+
+
+def _table() -> dict[int, tuple[str, int, float]]:
+    table = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and (st := _stat(int(entry.name))) is not None:
+            table[int(entry.name)] = st
+    return table
+
+
+def snapshot(roots: Mapping[str, int], names: Mapping[str, Iterable[str]]) -> dict[str, float]:
+    """CPU seconds so far, per label: of each root pid with all its descendants (``roots``), and of every
+    process whose command name is one of the given ones (``names``: e.g. all of PostgreSQL's processes)."""
+    table = _table()
+    children: dict[int, list[int]] = {}
+    for pid, (_, ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    out: dict[str, float] = {}
+    for label, root in roots.items():
+        total, todo = 0.0, [root]
+        while todo:
+            pid = todo.pop()
+            if pid in table:
+                total += table[pid][2]
+            todo.extend(children.get(pid, ()))
+        out[label] = total
+    for label, commands in names.items():
+        wanted = set(commands)
+        out[label] = sum(seconds for name, _, seconds in table.values() if name in wanted)
+    return out
