@@ -9,7 +9,7 @@ from aiohttp import web
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from api import middleware, ratelimit
+from api import edge, ratelimit
 from api.auth import KeyCache
 from api.health import Readiness
 from api.keys import KEY_CACHE, METRICS, PG_POOL, READ_STATS, READINESS, READS, REDIS, REDIS_GET, REDIS_RUN, SETTINGS
@@ -78,7 +78,7 @@ async def _readiness(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     metrics = Metrics()
     app = web.Application(client_max_size=JSON_MAX_BYTES)
-    wrap = middleware.edge(
+    wrap = edge.edge(
         recorder(metrics if settings.metrics_enabled else None),
         # After authorization: writes are limited per API key. Left out when off: every call costs.
         ratelimit.rate_limit if settings.rate_limit_enabled else None,
@@ -90,7 +90,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend([_postgres, _redis, _readiness, ratelimit.limiter_context])
     setup_routes(app, wrap)
     setup_metrics(app, wrap)
-    middleware.add_fallback(app, wrap)
+    edge.add_fallback(app, wrap)
     if settings.auth_disabled:
         log.warning("auth_disabled", message="AUTH_DISABLED=true: writes need no API key. Local development only!")
     return app

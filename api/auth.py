@@ -42,7 +42,7 @@ DEV = Principal("auth-disabled", "admin")
 
 
 def requires(scope: str) -> Callable[[H], H]:
-    """Mark a handler as needing ``scope``; the auth middleware enforces it."""
+    """Mark a handler as needing ``scope``; the edge (:func:`api.edge.edge`) enforces it."""
 
     def mark(handler: H) -> H:
         setattr(handler, _ATTR, scope)

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the API (``GET /metrics``) and the access log, both recorded by the edge middleware.
+"""Prometheus metrics of the API (``GET /metrics``) and the access log, both recorded by the edge
+(:func:`api.edge.edge`).
 
 One process: the app's own registry. Several processes (``python -m api --workers N``): prometheus_client's
 multiprocess mode. ``api.server`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory before it spawns the
@@ -79,27 +80,24 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
-        #: One process: the request series as plain integers (RequestTally); several: the library's metrics, whose
-        #: samples every process writes to the shared files as they happen (a scrape merges them).
+        #: One process: the request series and the cache outcomes are plain integers (RequestTally, and the
+        #: :class:`api.queries.Stats` the reads count in), read at scrape time. Several: the library's metrics,
+        #: whose samples every process writes to the shared files as they happen (a scrape merges them).
         self.tally: RequestTally | None = None
         self.requests: Counter | None = None
         self.latency: Histogram | None = None
+        self._stats: Stats
         if multiprocess():
             self.requests = Counter(REQUESTS_NAME, REQUESTS_DOC, ["route", "method", "status"], registry=r)
             self.latency = Histogram(
                 LATENCY_NAME, LATENCY_DOC, ["route", "method"], buckets=LATENCY_BUCKETS, registry=r
             )
-        else:
-            self.tally = RequestTally()
-            r.register(self.tally)
-        #: Cache outcomes: the same split. One process: the plain counts of :class:`api.queries.Stats`, read at
-        #: scrape time; several: counters moved as they happen (:class:`CountedStats`).
-        self._stats: Stats
-        if multiprocess():
             self._stats = CountedStats(
                 {name: Counter(f"stockroom_cache_{name}_total", doc, registry=r) for name, doc in CACHE_SERIES.items()}
             )
         else:
+            self.tally = RequestTally()
+            r.register(self.tally)
             self._stats = Stats()
             r.register(_StatsCollector(self._stats))
         self.rate_limited = Counter(
@@ -257,17 +255,17 @@ class CountedStats(Stats):
 def route_of(request: web.Request) -> str:
     """The template of the route ``request`` matched (``/api/products/{slug}``), without its trailing slash."""
     resource = request.match_info.route.resource
-    if resource is None or resource.name == UNMATCHED:  # the fallback route (api.middleware.FALLBACK_NAME)
+    if resource is None or resource.name == UNMATCHED:  # the fallback route (api.edge.FALLBACK_NAME)
         return UNMATCHED
     return resource.canonical.rstrip("/") or "/"
 
 
 def recorder(metrics: Metrics | None) -> Callable[[web.Request, int, float], None]:
     """``record(request, status, seconds)``: count and time one answered request (when ``metrics`` is given) and
-    write its access log line. Called by the edge middleware (``api.middleware.edge``) for every request.
+    write its access log line. Called by the edge (``api.edge.edge``) for every request.
 
     The access log line is at INFO for writes, 4xx and 5xx and at DEBUG for the rest: an access log at INFO costs
-    half the read throughput. It carries the request id (set by the edge middleware before the handler runs).
+    half the read throughput. It carries the request id (set by the edge before the handler runs).
     """
 
     # Multiprocess mode: labelled children looked up once per (route, method, status), not on every request.

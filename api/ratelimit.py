@@ -162,7 +162,6 @@ async def limiter_context(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-@web.middleware
 async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Runs after authorization: writes are counted against the principal, reads against the client address."""
     limiter = request.app.get(RATE_LIMITER)

@@ -56,7 +56,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
 
 
 def setup_routes(app: web.Application, wrap: Callable[[Handler], Handler]) -> None:
-    """Register every route, its handler wrapped by ``wrap`` (the edge: :func:`api.middleware.edge`)."""
+    """Register every route, its handler wrapped by ``wrap`` (the edge: :func:`api.edge.edge`)."""
     for method, path, handler in ROUTES:
         wrapped = wrap(handler)
         app.router.add_route(method, path, wrapped)

@@ -49,6 +49,8 @@ RABBITMQ = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
 CONNECTIONS, WARMUP, SECONDS = 64, int(os.environ.get("BENCH_WARMUP", 2)), int(os.environ.get("BENCH_SECONDS", 2))
 #: Rounds per scenario: each is one window of the scenario, then one of its ceiling.
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 7))
+#: The latency phase: product creations per second, at a steady pace.
+WRITE_RATE = 200
 GOALS = {"read": 0.55, "page": 0.35, "page_cat": 0.35, "create": 0.75}
 MARK_START, MARK_END = "<!-- http-bench:start -->", "<!-- http-bench:end -->"
 
@@ -247,7 +249,7 @@ def _write_results(rows: list[Row], latency: dict[str, float], cpu_ms: dict[str,
     lines += [
         "",
         "Event latency, API 201 (committed) -> projection in Redis, through relay, RabbitMQ and the cache "
-        "worker (write-through off), at a steady 200 writes/s:",
+        f"worker (write-through off), at a steady {WRITE_RATE} writes/s:",
         "",
     ]
     if latency.get("count"):
@@ -259,12 +261,12 @@ def _write_results(rows: list[Row], latency: dict[str, float], cpu_ms: dict[str,
     else:
         lines.append(f"no event was projected: {latency}")
     if cpu_ms:
-        cores = sum(cpu_ms.values()) * 200 / 1000
+        cores = sum(cpu_ms.values()) * WRITE_RATE / 1000
         lines += [
             "",
             "CPU per event in that phase (CPU time of each over the phase / events; the shared servers' every "
             f"process): {', '.join(f'{k} {v:.2f} ms' for k, v in cpu_ms.items())}; together {cores:.2f} of the "
-            f"{os.cpu_count()} cores at 200 writes/s (the latency probe's own CPU not counted).",
+            f"{os.cpu_count()} cores at {WRITE_RATE} writes/s (the latency probe's own CPU not counted).",
         ]
     lines.append(MARK_END)
     section = "\n".join(lines)
@@ -324,7 +326,7 @@ def main() -> int:
         api.stop()
         ceiling.stop()
 
-        print("bench: event latency at 200 writes/s (relay + cache worker, write-through off)")
+        print(f"bench: event latency at {WRITE_RATE} writes/s (relay + cache worker, write-through off)")
         # The create scenario left its events unsent (no relay ran): they are not what is timed here, and a
         # backlog would make every latency a queueing delay. Mark them sent, so the pipeline starts idle.
         asyncio.run(_mark_outbox_sent())
@@ -344,8 +346,9 @@ def main() -> int:
         roots = {"relay": relay.p.pid, "cache worker": worker.p.pid, "API": api2.p.pid}
         shared_servers = {"PostgreSQL": ["postgres"], "RabbitMQ": ["beam.smp"], "Redis": ["redis-server"]}
         before = cpu.snapshot(roots, shared_servers)
+        probe = ["-m", "bench.latency", "--url", lurl, "--redis-url", redis_url, "--key", KEY]
         out = subprocess.run(
-            ["taskset", "-c", "1", PY, "-m", "bench.latency", "--url", lurl, "--redis-url", redis_url, "--key", KEY],
+            ["taskset", "-c", "1", PY, *probe, "--rate", str(WRITE_RATE)],
             cwd=ROOT,
             env=env,
             capture_output=True,

@@ -9,10 +9,9 @@ import re
 from collections.abc import Awaitable, Callable
 from random import getrandbits
 from time import perf_counter
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 from yarl import URL
 
 from api import auth
@@ -26,6 +25,14 @@ from shared.views import dumps
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Wrap = Callable[[Handler], Handler]
+
+
+class Guard(Protocol):
+    """The rate limit's check (:func:`api.ratelimit.rate_limit`): the request, and the handler it lets it on to."""
+
+    def __call__(self, request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]: ...
+
+
 log = get_logger("api")
 
 PROBLEM = "application/problem+json"
@@ -46,7 +53,7 @@ def problem_response(status: int, title: str, detail: str, errors=(), headers=No
 FALLBACK_NAME: Final = UNMATCHED
 
 
-def edge(record: Callable[[web.Request, int, float], None], rate_limit: Middleware | None = None) -> Wrap:
+def edge(record: Callable[[web.Request, int, float], None], rate_limit: Guard | None = None) -> Wrap:
     """What every request passes through, wrapped around each route's handler when it is registered:
 
     1. request id: the client's ``X-Request-ID`` if it looks like one, else a new one; on the response, in logs;
