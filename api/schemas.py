@@ -13,7 +13,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 SLUG_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN, min_length=1, max_length=100)]
 ATTRIBUTES_MAX_BYTES = 16 * 1024
-USERNAME_PATTERN = r"^[A-Za-z]{1,64}$"
+#: A username: letters only (the Python form, for ``re.fullmatch``; the pattern is the document's, ECMA-262's
+#: ``$`` matching at the very end only).
+USERNAME_LETTERS = r"[A-Za-z]{1,64}"
+USERNAME_PATTERN = f"^{USERNAME_LETTERS}$"
 
 
 def _no_bool(value: Any) -> Any:

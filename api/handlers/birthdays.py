@@ -13,11 +13,18 @@ from api.auth import requires
 from api.commands import Outcome
 from api.handlers.common import ctx, finish, reads
 from api.http import json_response, loads, read_body, validate
-from api.schemas import USERNAME_PATTERN, BirthdayIn
-from shared.errors import FieldError, NotFound, ValidationFailed
+from api.schemas import USERNAME_LETTERS, BirthdayIn
+from shared.errors import FieldError, ValidationFailed
 from shared.models import Written
 
-_USERNAME = re.compile(USERNAME_PATTERN)
+#: Letters only, the whole path segment: ``fullmatch``, since ``$`` also matches before a final newline
+#: (``Ann%0A`` passed ``re.match`` and made a second user named "Ann\n").
+_USERNAME = re.compile(USERNAME_LETTERS)
+_USERNAME_FAULT = "must be 1 to 64 letters (A-Z, a-z)"
+
+
+def _bad_username(username: str) -> FieldError | None:
+    return None if _USERNAME.fullmatch(username) else FieldError(loc=["path", "username"], msg=_USERNAME_FAULT)
 
 
 def today() -> dt.date:
@@ -27,9 +34,7 @@ def today() -> dt.date:
 @requires("write")
 async def put(request: web.Request) -> web.Response:
     username = request.match_info["username"]
-    faults = []
-    if not _USERNAME.match(username):
-        faults.append(FieldError(loc=["path", "username"], msg="must be 1 to 64 letters (A-Z, a-z)"))
+    faults = [fault] if (fault := _bad_username(username)) is not None else []
     try:
         body = validate(BirthdayIn, loads(await read_body(request)))
     except ValidationFailed as exc:
@@ -50,8 +55,8 @@ async def put(request: web.Request) -> web.Response:
 
 async def get(request: web.Request) -> web.Response:
     username = request.match_info["username"]
-    if not _USERNAME.match(username):
-        raise NotFound(f"no user {username!r}")
+    if (fault := _bad_username(username)) is not None:
+        raise ValidationFailed(f"{username!r} is no username", errors=[fault])
     return json_response(await queries.greeting(reads(request), username, today()))
 
 

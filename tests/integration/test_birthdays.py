@@ -128,6 +128,34 @@ async def test_username_that_is_not_1_to_64_letters_is_422(client, pg, today) ->
     assert await outbox(pg) == []
 
 
+@pytest.mark.parametrize("username", ["Ann%0A", "Ann%0D%0A", "%0AAnn", "Ann%20", "Ann%09"])
+async def test_a_username_with_a_newline_or_space_around_its_letters_is_422_and_makes_no_user(
+    client, pg, today, username: str
+) -> None:
+    # Given Ann's birthday
+    today(dt.date(2025, 6, 1))
+    assert (await _put(client, "Ann", "1990-06-11")).status == 204
+
+    # When the same letters come with a newline (or blank) before or after them, on PUT and on GET
+    put = await _put(client, username, "1991-01-01")
+    got = await client.get(f"/hello/{username}")
+
+    # Then both are 422 naming the path, and Ann is the only user, unchanged
+    for r in (put, got):
+        body = await problem(r, 422)
+        assert locs(body) == [["path", "username"]], body
+    assert [(u["username"], u["date_of_birth"]) for u in await pg.fetch("SELECT * FROM users")] == [
+        ("ann", dt.date(1990, 6, 11))
+    ]
+    assert len(await outbox(pg)) == 1
+
+
+async def test_a_username_that_is_not_letters_is_422_on_get(client) -> None:
+    for username in ("bob1", "x" * 65, "J%C3%BCrgen"):
+        body = await problem(await client.get(f"/hello/{username}"), 422)
+        assert locs(body) == [["path", "username"]]
+
+
 async def test_username_of_64_letters_is_accepted(client, today) -> None:
     today(dt.date(2025, 6, 1))
     assert (await _put(client, "a" * 64, "1990-06-11")).status == 204
