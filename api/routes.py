@@ -10,7 +10,9 @@ from api.handlers import birthdays, categories, docs, health, images, products, 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-#: (method, path, handler); the OpenAPI document is generated from this table too.
+#: (method, path, handler); the OpenAPI document is generated from this table too. Every ``GET`` answers
+#: ``HEAD`` as well (:func:`setup_routes`). A record's ``{id}`` is digits only, so ``/picus/list`` and
+#: ``/picus/put`` are no record's path: ``DELETE`` there is a 405 naming what they take, not a 404.
 ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/health/live", health.live),
     ("GET", "/health/ready", health.ready),
@@ -34,13 +36,13 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/media/{key:.+}", images.media),
     ("GET", "/api/records", records.list_),
     ("POST", "/api/records", records.create),
-    ("GET", "/api/records/{id}", records.get),
-    ("PUT", "/api/records/{id}", records.replace),
-    ("DELETE", "/api/records/{id}", records.delete),
+    ("GET", "/api/records/{id:[0-9]+}", records.get),
+    ("PUT", "/api/records/{id:[0-9]+}", records.replace),
+    ("DELETE", "/api/records/{id:[0-9]+}", records.delete),
     ("POST", "/picus/put", records.picus_put),
     ("GET", "/picus/list", records.picus_list),
-    ("GET", "/picus/get/{id}", records.picus_get),
-    ("DELETE", "/picus/{id}", records.delete),
+    ("GET", "/picus/get/{id:[0-9]+}", records.picus_get),
+    ("DELETE", "/picus/{id:[0-9]+}", records.delete),
     ("POST", "/data", records.data_post),
     ("GET", "/data", records.data_list),
     ("PUT", "/hello/{username}", birthdays.put),
@@ -59,7 +61,9 @@ def setup_routes(app: web.Application, wrap: Callable[[Handler], Handler]) -> No
     """Register every route, its handler wrapped by ``wrap`` (the edge: :func:`api.edge.edge`)."""
     for method, path, handler in ROUTES:
         wrapped = wrap(handler)
-        app.router.add_route(method, path, wrapped)
-        app.router.add_route(method, path + "/", wrapped)
+        # HEAD runs the GET handler; aiohttp sends its status and headers (Content-Length too), never the body.
+        for verb in ("GET", "HEAD") if method == "GET" else (method,):
+            app.router.add_route(verb, path, wrapped)
+            app.router.add_route(verb, path + "/", wrapped)
     # The image storage the image and media routes use (an S3 client lives on the app's loop).
     app.cleanup_ctx.append(images.storage_context)

@@ -134,13 +134,13 @@ async def test_a_request_target_without_a_path_is_404_problem_json(client) -> No
 async def test_wrong_method_is_405_problem_json_with_allow(client) -> None:
     r = await client.request("PATCH", "/api/categories", headers=ADMIN)
     await problem(r, 405)
-    assert r.headers["Allow"] == "GET,POST"
+    assert r.headers["Allow"] == "GET,HEAD,POST"
 
 
 async def test_wrong_method_on_a_templated_path_lists_that_paths_methods(client) -> None:
     r = await client.post("/api/products/spade/", headers=ADMIN)
     await problem(r, 405)
-    assert r.headers["Allow"] == "DELETE,GET,PATCH,PUT"
+    assert r.headers["Allow"] == "DELETE,GET,HEAD,PATCH,PUT"
     # A path no route has for any method stays 404 whatever the method
     await problem(await client.request("PUT", "/api/products/spade/no-such-part", headers=ADMIN), 404)
 
