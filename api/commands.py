@@ -21,7 +21,7 @@ from shared.db import connection
 from shared.errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable, ValidationFailed
 from shared.errors import FieldError as FE
 from shared.merge_patch import apply as merge
-from shared.models import User, Written
+from shared.models import User, Versions, Written
 from shared.repo import categories as cat_repo
 from shared.repo import idempotency
 from shared.repo import products as prod_repo
@@ -133,9 +133,15 @@ async def _renamed(attempt: Awaitable[Written | None], new_slug: str) -> Written
         raise Conflict(f"slug {new_slug!r} is already taken") from exc
 
 
-def _check_version(expected: int | None, actual: int) -> None:
-    if expected is not None and expected != actual:
-        raise PreconditionFailed(f"the resource is at version {actual}, not {expected}")
+def _check_version(expected: Versions | None, actual: int) -> None:
+    if expected is not None and actual not in expected:
+        raise PreconditionFailed(precondition_failed(expected, actual))
+
+
+def precondition_failed(expected: Versions, actual: int) -> str:
+    """Why an ``If-Match`` did not match, for the 412's detail."""
+    named = ", ".join(str(v) for v in expected) or "no version of it (a weak or unknown entity tag)"
+    return f"the resource is at version {actual}; If-Match named {named}"
 
 
 # -- categories ----------------------------------------------------------------------------------
@@ -166,7 +172,7 @@ def _no_parent(parent: str | None) -> ValidationFailed:
 
 
 async def replace_category(
-    conn: asyncpg.Connection, ctx: Ctx, slug: str, body: CategoryIn, expected: int | None
+    conn: asyncpg.Connection, ctx: Ctx, slug: str, body: CategoryIn, expected: Versions | None
 ) -> Written:
     new_slug = body.slug or slug
     if body.parent is not None:
@@ -200,7 +206,7 @@ async def replace_category(
     raise _no_parent(body.parent)
 
 
-async def delete_category(conn: asyncpg.Connection, ctx: Ctx, slug: str, expected: int | None) -> Written:
+async def delete_category(conn: asyncpg.Connection, ctx: Ctx, slug: str, expected: Versions | None) -> Written:
     written = await cat_repo.soft_delete(conn, slug, expected, ctx.request_id)
     if written is not None:
         return written
@@ -211,7 +217,7 @@ async def delete_category(conn: asyncpg.Connection, ctx: Ctx, slug: str, expecte
     raise Conflict(f"category {slug!r} still has {state['live_products']} live product(s)")
 
 
-async def restore_category(conn: asyncpg.Connection, ctx: Ctx, slug: str, expected: int | None) -> Written:
+async def restore_category(conn: asyncpg.Connection, ctx: Ctx, slug: str, expected: Versions | None) -> Written:
     try:
         written = await cat_repo.restore(conn, slug, expected, ctx.request_id)
     except asyncpg.UniqueViolationError as exc:
@@ -236,11 +242,11 @@ async def _merge_patch(
     ctx: Ctx,
     slug: str,
     patch: Any,
-    expected: int | None,
+    expected: Versions | None,
     kind: str,
     load: Callable[[asyncpg.Connection, str], Awaitable[Any]],
     model: type[M],
-    replace: Callable[[asyncpg.Connection, Ctx, str, M, int | None], Awaitable[Written]],
+    replace: Callable[[asyncpg.Connection, Ctx, str, M, Versions | None], Awaitable[Written]],
 ) -> Written:
     """JSON merge patch: applied to the current fields, validated whole, written at the version read (re-read and
     tried again if another write won meanwhile, unless the client named the version with If-Match)."""
@@ -253,14 +259,16 @@ async def _merge_patch(
         doc = {f: _as_sent(getattr(current, f)) for f in model.model_fields}
         body = validate(model, merge(doc, patch))
         try:
-            return await replace(conn, ctx, slug, body, current.version)
+            return await replace(conn, ctx, slug, body, (current.version,))
         except PreconditionFailed:
             if expected is not None:
                 raise
     raise Conflict(f"{kind} {slug!r} kept changing; try again")
 
 
-async def patch_category(conn: asyncpg.Connection, ctx: Ctx, slug: str, patch: Any, expected: int | None) -> Written:
+async def patch_category(
+    conn: asyncpg.Connection, ctx: Ctx, slug: str, patch: Any, expected: Versions | None
+) -> Written:
     return await _merge_patch(
         conn, ctx, slug, patch, expected, "category", cat_repo.get_by_slug, CategoryIn, replace_category
     )
@@ -293,7 +301,7 @@ async def create_product(conn: asyncpg.Connection, ctx: Ctx, body: ProductIn) ->
 
 
 async def replace_product(
-    conn: asyncpg.Connection, ctx: Ctx, slug: str, body: ProductIn, expected: int | None
+    conn: asyncpg.Connection, ctx: Ctx, slug: str, body: ProductIn, expected: Versions | None
 ) -> Written:
     new_slug = body.slug or slug
     written = await _renamed(
@@ -315,7 +323,7 @@ async def replace_product(
     raise _no_category(body.category)
 
 
-async def delete_product(conn: asyncpg.Connection, ctx: Ctx, slug: str, expected: int | None) -> Written:
+async def delete_product(conn: asyncpg.Connection, ctx: Ctx, slug: str, expected: Versions | None) -> Written:
     written = await prod_repo.soft_delete(conn, slug, expected, ctx.request_id)
     if written is not None:
         return written
@@ -326,7 +334,7 @@ async def delete_product(conn: asyncpg.Connection, ctx: Ctx, slug: str, expected
     raise Conflict(f"product {slug!r} cannot be deleted")
 
 
-async def restore_product(conn: asyncpg.Connection, ctx: Ctx, slug: str, expected: int | None) -> Written:
+async def restore_product(conn: asyncpg.Connection, ctx: Ctx, slug: str, expected: Versions | None) -> Written:
     try:
         written = await prod_repo.restore(conn, slug, expected, ctx.request_id)
     except asyncpg.UniqueViolationError as exc:
@@ -344,7 +352,9 @@ async def restore_product(conn: asyncpg.Connection, ctx: Ctx, slug: str, expecte
     raise Conflict(f"product {slug!r} cannot be restored")
 
 
-async def patch_product(conn: asyncpg.Connection, ctx: Ctx, slug: str, patch: Any, expected: int | None) -> Written:
+async def patch_product(
+    conn: asyncpg.Connection, ctx: Ctx, slug: str, patch: Any, expected: Versions | None
+) -> Written:
     return await _merge_patch(
         conn, ctx, slug, patch, expected, "product", prod_repo.get_by_slug, ProductIn, replace_product
     )
@@ -358,7 +368,7 @@ async def create_record(conn: asyncpg.Connection, ctx: Ctx, data: dict[str, Any]
 
 
 async def replace_record(
-    conn: asyncpg.Connection, ctx: Ctx, record_id: int, data: dict[str, Any], expected: int | None
+    conn: asyncpg.Connection, ctx: Ctx, record_id: int, data: dict[str, Any], expected: Versions | None
 ) -> Written:
     written = await rec_repo.update(conn, record_id, data, expected, ctx.request_id)
     if written is not None:
@@ -370,7 +380,7 @@ async def replace_record(
     raise Conflict(f"record {record_id} changed meanwhile")
 
 
-async def delete_record(conn: asyncpg.Connection, ctx: Ctx, record_id: int, expected: int | None) -> Written:
+async def delete_record(conn: asyncpg.Connection, ctx: Ctx, record_id: int, expected: Versions | None) -> Written:
     written = await rec_repo.soft_delete(conn, record_id, expected, ctx.request_id)
     if written is not None:
         return written

@@ -12,13 +12,13 @@ from pydantic import BaseModel, ValidationError
 
 from shared.errors import BadRequest, FieldError, NotFound, PayloadTooLarge, UnsupportedMediaType
 from shared.errors import ValidationFailed as Invalid
+from shared.models import Versions
 from shared.views import dumps
 
 M = TypeVar("M", bound=BaseModel)
 
 JSON = "application/json"
 _JSON_TYPES = frozenset({"application/json", "application/merge-patch+json"})
-_ETAG_VERSION = re.compile(r'^(?:W/)?"(\d{1,9})(?:\.\d+)?"$')
 
 
 def json_response(
@@ -37,7 +37,7 @@ def conditional(request: web.Request, body: bytes, etag: str) -> web.Response:
     """200 with the body and its ETag, or 304 if the client's ``If-None-Match`` names that ETag."""
     inm = request.headers.get("If-None-Match")
     # RFC 9110: If-None-Match compares weakly, so W/"3" matches "3" (caches and proxies may weaken ETags).
-    if inm is not None and (inm.strip() == "*" or etag in (t.strip().removeprefix("W/") for t in inm.split(","))):
+    if inm is not None and (inm.strip(" \t") == "*" or etag[1:-1] in (tag for _, tag in entity_tags(inm))):
         return web.Response(status=304, headers={"ETag": etag})
     return json_response(body, etag=etag)
 
@@ -120,15 +120,51 @@ async def parse(request: web.Request, model: type[M]) -> M:
     return validate(model, loads(await read_body(request)))
 
 
-def if_match(request: web.Request) -> int | None:
-    """The version an ``If-Match`` header names (``None`` when absent or ``*``); 400 when it is malformed."""
+def if_match(request: web.Request, *, counted: bool = False) -> Versions | None:
+    """The versions an ``If-Match`` header names, compared strongly (RFC 9110 13.1.1): ``None`` when it is absent
+    or ``*`` (a resource that is not there is a 404 anyway); 400 when it is no list of entity tags.
+
+    A weak tag (``W/"3"``) never matches, nor does a tag that is no version this service issues (``"1.5"``,
+    ``"03"``): such a header yields no version, and the write answers 412. With ``counted``, the tags of a
+    category (``"<version>.<live products>"``, see ``shared.views.category_etag``) name its version too: a write to
+    a category depends on its own fields, not on its products, so the count part is not compared.
+    """
     raw = request.headers.get("If-Match")
-    if raw is None or raw.strip() == "*":
+    if raw is None or raw.strip(" \t") == "*":
         return None
-    m = _ETAG_VERSION.match(raw.strip())
-    if m is None:
-        raise BadRequest('If-Match must be an ETag such as "3"')
-    return int(m.group(1))
+    tags = entity_tags(raw)
+    if not tags:
+        raise BadRequest(
+            'If-Match must be "*" or a list of entity tags such as "3"',
+            errors=[FieldError(loc=["header", "If-Match"], msg='must be "*" or a list of entity tags such as "3"')],
+        )
+    pattern = _COUNTED_VERSION_TAG if counted else _VERSION_TAG
+    found = {int(m.group(1)) for weak, tag in tags if not weak and (m := pattern.fullmatch(tag))}
+    return tuple(sorted(found))
+
+
+#: A version as this service writes it in an ETag: no sign, no leading zero, within PostgreSQL's integer.
+_VERSION_TAG = re.compile(r"([1-9][0-9]{0,8})")
+_COUNTED_VERSION_TAG = re.compile(r"([1-9][0-9]{0,8})(?:\.(?:0|[1-9][0-9]{0,17}))?")
+#: One entity tag (RFC 9110 8.8.3): an optional weak mark, then DQUOTE *etagc DQUOTE.
+_ENTITY_TAG = re.compile(r'[ \t]*(W/)?"([\x21\x23-\x7e\x80-\U0010ffff]*)"[ \t]*')
+
+
+def entity_tags(raw: str) -> list[tuple[bool, str]]:
+    """``(weak, opaque tag)`` for each entity tag of a list header (``If-Match``, ``If-None-Match``); empty when
+    the value is no such list. Empty list elements are ignored, as RFC 9110 5.6.1 says; a tag may hold a comma."""
+    tags: list[tuple[bool, str]] = []
+    pos, end = 0, len(raw)
+    while pos < end:
+        if raw[pos] in " \t,":
+            pos += 1
+            continue
+        m = _ENTITY_TAG.match(raw, pos)
+        if m is None or (m.end() < end and raw[m.end()] != ","):
+            return []
+        tags.append((m.group(1) is not None, m.group(2)))
+        pos = m.end()
+    return tags
 
 
 def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:

@@ -127,7 +127,8 @@ PRODUCT_FILTERS = (
 HEADERS: Final[dict[str, Schema]] = {
     "ETag": {
         "description": "The representation's version, a strong entity tag: send it back in `If-None-Match` (reads) "
-        "or `If-Match` (writes).",
+        "or `If-Match` (writes). Every write that leaves a representation answers with its new ETag (not a replay "
+        "of an `Idempotency-Key`), so conditional writes chain without a GET.",
         "schema": {"type": "string", "examples": ['"3"']},
     },
     "Location": {"description": "The URL of the resource written.", "schema": {"type": "string"}},
@@ -172,8 +173,14 @@ REQUEST_HEADERS: Final[dict[str, Schema]] = {
     "IfMatch": {
         "name": "If-Match",
         "in": "header",
-        "description": 'Write only if the resource is at this version (its `ETag`, e.g. `"3"`); 412 otherwise.',
-        "schema": {"type": "string", "pattern": r'^(\*|(W/)?"[0-9]{1,9}(\.[0-9]+)?")$', "examples": ['"3"']},
+        "description": 'Write only if the resource is at this version (its `ETag`, e.g. `"3"`), or at one of a '
+        'comma-separated list; 412 otherwise. Compared strongly (RFC 9110): a weak tag (`W/"3"`) or a tag that is '
+        "no ETag of the resource never matches. `*`: any current version.",
+        "schema": {
+            "type": "string",
+            "pattern": r'^(\*|(W/)?"[^"]*"([ \t]*,[ \t]*(W/)?"[^"]*")*)$',
+            "examples": ['"3"'],
+        },
     },
     "IdempotencyKey": {
         "name": "Idempotency-Key",
@@ -204,10 +211,12 @@ _ERROR_HEADERS: Final = {401: ("WWW-Authenticate",), 429: ("Retry-After",), 503:
 #: Sent on every rate-limited answer while Redis answers (the limiter fails open without it).
 RATE_LIMIT_HEADERS: Final = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
-WRITTEN = Ok(200, schemas.WriteResult, "Written: the id, slug and new version.", {"Location": True})
-CREATED = Ok(201, schemas.WriteResult, "Created: the id, slug and version.", {"Location": True})
+#: What a write answers besides its body: where the resource is, and its new ETag (absent on a replay).
+WRITE_HEADERS: Final = {"Location": True, "ETag": False}
+WRITTEN = Ok(200, schemas.WriteResult, "Written: the id, slug and new version.", WRITE_HEADERS)
+CREATED = Ok(201, schemas.WriteResult, "Created: the id, slug and version.", WRITE_HEADERS)
 NO_CONTENT = Ok(204, None, "Done.")
-RECORD_CREATED = Ok(201, schemas.RecordCreated, "Created.", {"Location": True})
+RECORD_CREATED = Ok(201, schemas.RecordCreated, "Created.", WRITE_HEADERS)
 
 _CATEGORY_EXAMPLE: Final = {"name": "Garden tools", "slug": "garden-tools", "description": "Spades, rakes, shears"}
 _PRODUCT_EXAMPLE: Final = {
@@ -330,7 +339,14 @@ def _specs() -> dict[Handler, Op]:
         images.put: Op(
             "Upload a product's image",
             "products",
-            (Ok(202, schemas.ImageAccepted, "Stored; thumbnails are made asynchronously (`pending`)."),),
+            (
+                Ok(
+                    202,
+                    schemas.ImageAccepted,
+                    "Stored; thumbnails are made asynchronously (`pending`).",
+                    {"ETag": False},
+                ),
+            ),
             description="The image as the raw body (`Content-Type: image/jpeg|png|webp|gif`) or as the "
             "`multipart/form-data` field `image`, at most 20 MiB. Its type is sniffed from its content: anything "
             "but JPEG, PNG, WebP or GIF is a 415.",
@@ -372,7 +388,7 @@ def _specs() -> dict[Handler, Op]:
         records.replace: Op(
             "Replace a record",
             "records",
-            (Ok(200, schemas.WriteResult, "Written: the id and new version."),),
+            (Ok(200, schemas.WriteResult, "Written: the id and new version.", {"ETag": False}),),
             body=_RECORD_BODY,
             body_example=_RECORD_EXAMPLE,
             errors=frozenset({409}),
@@ -382,7 +398,7 @@ def _specs() -> dict[Handler, Op]:
         records.picus_put: Op(
             "Create a record (legacy `/picus`)",
             "legacy",
-            (Ok(200, schemas.RecordCreated, "Created.", {"Location": True}),),
+            (Ok(200, schemas.RecordCreated, "Created.", WRITE_HEADERS),),
             body=_RECORD_BODY,
             body_example=_RECORD_EXAMPLE,
             errors=frozenset({409}),
@@ -513,6 +529,31 @@ def _patch_name(model: type[BaseModel]) -> str:
     return model.__name__.removesuffix("In") + "Patch"
 
 
+def _without_defaults(schema: Any) -> Any:
+    """``schema`` with every ``default`` removed, at any depth: a generated client sends a field's default whenever
+    its caller leaves the field out, which in a merge patch means "reset this field"."""
+    if isinstance(schema, list):
+        return [_without_defaults(v) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: Schema = {}
+    for key, value in schema.items():
+        if key == "default":
+            continue
+        if key in _NAMED_SCHEMAS and isinstance(value, dict):  # names, not keywords: a field may be called "default"
+            out[key] = {name: _without_defaults(sub) for name, sub in value.items()}
+        elif key in _VALUES:
+            out[key] = value
+        else:
+            out[key] = _without_defaults(value)
+    return out
+
+
+#: JSON Schema keywords whose keys are names (of properties, definitions), and those that hold plain values.
+_NAMED_SCHEMAS: Final = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
+_VALUES: Final = frozenset({"examples", "example", "enum", "const"})
+
+
 class _Builder:
     def __init__(self, ops: Iterable[Op]) -> None:
         models = _models(ops)
@@ -527,13 +568,15 @@ class _Builder:
             name = _patch_name(body.model)
             if name not in self.components:
                 whole = self.refs[(body.model, mode)]["$ref"].rsplit("/", 1)[-1]
-                patch = copy.deepcopy(self.components[whole])
+                patch = _without_defaults(copy.deepcopy(self.components[whole]))
                 patch.pop("required", None)
                 patch.pop("examples", None)
                 patch["title"] = name
                 patch["description"] = (
-                    f"A JSON merge patch (RFC 7396) of a {whole}: any of its fields; `null` removes a field "
-                    f"(back to its default). The patched whole must be a valid {whole}."
+                    f"A JSON merge patch (RFC 7396) of a {whole}: any of its fields; a field left out keeps its "
+                    f"value, `null` removes one (back to its default). No field has a default here: a client that "
+                    f"fills in defaults would reset what it did not mean to change. The patched whole must be a "
+                    f"valid {whole}."
                 )
                 self.components[name] = patch
             return {"$ref": REF.format(model=name)}

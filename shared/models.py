@@ -5,7 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeAlias
+
+#: The versions an ``If-Match`` header names: a write goes through if the resource is at any of them (RFC 9110),
+#: so an empty tuple never matches (412). ``None`` stands for no condition (no header, or ``*``).
+Versions: TypeAlias = tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,7 @@ async def create(request: web.Request) -> web.Response:
 @requires("write")
 async def replace(request: web.Request) -> web.Response:
     body = validate(CategoryIn, loads(await read_body(request)))
-    c, slug, expected = ctx(request), request.match_info["slug"], if_match(request)
+    c, slug, expected = ctx(request), request.match_info["slug"], if_match(request, counted=True)
 
     async def op(conn: asyncpg.Connection) -> Outcome:
         return _outcome(await commands.replace_category(conn, c, slug, body, expected))
@@ -61,7 +61,7 @@ async def replace(request: web.Request) -> web.Response:
 @requires("write")
 async def patch(request: web.Request) -> web.Response:
     doc = loads(await read_body(request))
-    c, slug, expected = ctx(request), request.match_info["slug"], if_match(request)
+    c, slug, expected = ctx(request), request.match_info["slug"], if_match(request, counted=True)
 
     async def op(conn: asyncpg.Connection) -> Outcome:
         return _outcome(await commands.patch_category(conn, c, slug, doc, expected))
@@ -71,7 +71,7 @@ async def patch(request: web.Request) -> web.Response:
 
 @requires("write")
 async def delete(request: web.Request) -> web.Response:
-    c, slug, expected = ctx(request), request.match_info["slug"], if_match(request)
+    c, slug, expected = ctx(request), request.match_info["slug"], if_match(request, counted=True)
 
     async def op(conn: asyncpg.Connection) -> Outcome:
         return Outcome(204, b"", written=await commands.delete_category(conn, c, slug, expected))
@@ -81,7 +81,7 @@ async def delete(request: web.Request) -> web.Response:
 
 @requires("admin")
 async def restore(request: web.Request) -> web.Response:
-    c, slug, expected = ctx(request), request.match_info["slug"], if_match(request)
+    c, slug, expected = ctx(request), request.match_info["slug"], if_match(request, counted=True)
 
     async def op(conn: asyncpg.Connection) -> Outcome:
         return _outcome(await commands.restore_category(conn, c, slug, expected))

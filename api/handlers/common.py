@@ -9,7 +9,9 @@ from api.commands import Ctx, Outcome, request_hash
 from api.http import JSON
 from api.keys import PG_POOL, PRINCIPAL, READS, REQUEST_ID, SETTINGS
 from api.queries import Reads, project
+from shared import views
 from shared.errors import BadRequest, NotFound
+from shared.models import Category
 
 MAX_IDEMPOTENCY_KEY = 255
 
@@ -48,9 +50,21 @@ def respond(outcome: Outcome) -> web.Response:
     headers = {"Location": outcome.location} if outcome.location else {}
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"
+    elif (tag := written_etag(outcome)) is not None:
+        headers["ETag"] = tag
     if outcome.status == 204:
         return web.Response(status=204, headers=headers)
     return web.Response(body=outcome.body, status=outcome.status, content_type=JSON, headers=headers)
+
+
+def written_etag(outcome: Outcome) -> str | None:
+    """The ETag of what a write left, as a read of it would answer: a client chains its next ``If-Match`` on it
+    without a GET. None for answers without a body (a delete leaves nothing to name) and for a replay, whose
+    stored answer may be older than the resource."""
+    w = outcome.written
+    if w is None or outcome.status == 204 or w.deleted:
+        return None
+    return views.category_etag(w.entity) if isinstance(w.entity, Category) else views.etag(w.version)
 
 
 def record_id(request: web.Request) -> int:

@@ -23,7 +23,7 @@ from api.http import if_match
 from api.keys import SETTINGS
 from shared.db import connection
 from shared.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, PreconditionFailed, UnsupportedMediaType
-from shared.models import Written
+from shared.models import Versions, Written
 from shared.repo import images as repo
 from shared.repo import products as prod_repo
 from shared.settings import Settings
@@ -163,12 +163,12 @@ async def delete(request: web.Request) -> web.Response:
     return await finish(request, await commands.run(c, op))
 
 
-async def _why_not(conn: asyncpg.Connection, slug: str, expected: int | None) -> None:
+async def _why_not(conn: asyncpg.Connection, slug: str, expected: Versions | None) -> None:
     state = await prod_repo.state(conn, slug)
     if state is None or state["deleted"]:
         raise NotFound(f"no product {slug!r}")
-    if expected is not None and expected != state["version"]:
-        raise PreconditionFailed(f"the resource is at version {state['version']}, not {expected}")
+    if expected is not None and state["version"] not in expected:
+        raise PreconditionFailed(commands.precondition_failed(expected, state["version"]))
 
 
 async def media(request: web.Request) -> web.StreamResponse:

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from shared.models import Category, Written
+from shared.models import Category, Versions, Written
 
 _SELECT = """
 SELECT c.id, c.slug, c.name, c.description, p.slug AS parent, c.version, c.created_at, c.updated_at,
@@ -142,7 +142,7 @@ async def update(
     name: str,
     description: str | None,
     parent: str | None,
-    expected_version: int | None,
+    expected_version: Versions | None,
     request_id: str,
 ) -> Written | None:
     """Replace a live category's fields; ``None`` if it is gone, the version differs or the parent is missing."""
@@ -152,7 +152,7 @@ WITH parent AS (SELECT id FROM categories WHERE slug = $5 AND deleted_at IS NULL
 w AS (
     UPDATE categories SET slug = $2, name = $3, description = $4, parent_id = (SELECT id FROM parent),
                           version = version + 1, updated_at = now()
-    WHERE slug = $1 AND deleted_at IS NULL AND ($6::int IS NULL OR version = $6)
+    WHERE slug = $1 AND deleted_at IS NULL AND ($6::int[] IS NULL OR version = ANY($6))
       AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM parent))
     RETURNING id, slug, name, description, parent_id, version, created_at, updated_at),
 """
@@ -184,7 +184,7 @@ SELECT EXISTS (SELECT 1 FROM anc WHERE id = $2)""",
 
 
 async def soft_delete(
-    conn: asyncpg.Connection, slug: str, expected_version: int | None, request_id: str
+    conn: asyncpg.Connection, slug: str, expected_version: Versions | None, request_id: str
 ) -> Written | None:
     """Soft-delete a live category without live products; ``None`` if that is not possible.
 
@@ -198,7 +198,7 @@ async def soft_delete(
             """
 WITH w AS (
     UPDATE categories SET deleted_at = now(), version = version + 1, updated_at = now()
-    WHERE slug = $1 AND deleted_at IS NULL AND ($2::int IS NULL OR version = $2)
+    WHERE slug = $1 AND deleted_at IS NULL AND ($2::int[] IS NULL OR version = ANY($2))
       AND NOT EXISTS (SELECT 1 FROM products p WHERE p.category_id = categories.id AND p.deleted_at IS NULL)
     RETURNING id, slug, name, description, parent_id, version, created_at, updated_at),
 """
@@ -211,7 +211,9 @@ WITH w AS (
     return None if written is None else dataclasses.replace(written, deleted=True)
 
 
-async def restore(conn: asyncpg.Connection, slug: str, expected_version: int | None, request_id: str) -> Written | None:
+async def restore(
+    conn: asyncpg.Connection, slug: str, expected_version: Versions | None, request_id: str
+) -> Written | None:
     """Restore the most recently deleted category with that slug (a live twin raises UniqueViolation)."""
     row = await conn.fetchrow(
         """
@@ -219,7 +221,7 @@ WITH target AS (
     SELECT id FROM categories WHERE slug = $1 AND deleted_at IS NOT NULL ORDER BY deleted_at DESC, id DESC LIMIT 1),
 w AS (
     UPDATE categories SET deleted_at = NULL, version = version + 1, updated_at = now()
-    WHERE id = (SELECT id FROM target) AND ($2::int IS NULL OR version = $2)
+    WHERE id = (SELECT id FROM target) AND ($2::int[] IS NULL OR version = ANY($2))
     RETURNING id, slug, name, description, parent_id, version, created_at, updated_at),
 """
         + _event("category.restored", 3),

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from shared.models import Written
+from shared.models import Versions, Written
 from shared.repo import products as prod_repo
 
 #: The product as written, with its category slug and the WAL position (what ``products`` writes return).
@@ -53,7 +53,7 @@ class ImageState:
 
 
 async def set_original(
-    conn: asyncpg.Connection, slug: str, key: str, expected_version: int | None, request_id: str
+    conn: asyncpg.Connection, slug: str, key: str, expected_version: Versions | None, request_id: str
 ) -> Written | None:
     """Make ``key`` the live product's original, ``pending``, and write ``product.image_uploaded``.
 
@@ -65,7 +65,7 @@ async def set_original(
 WITH w AS (
     UPDATE products SET image_status = 'pending', image_original = $2, image_thumbnails = '{}'::jsonb,
                         image_error = NULL, version = version + 1, updated_at = now()
-    WHERE slug = $1 AND deleted_at IS NULL AND ($3::int IS NULL OR version = $3)
+    WHERE slug = $1 AND deleted_at IS NULL AND ($3::int[] IS NULL OR version = ANY($3))
     """
         + prod_repo._RETURNING
         + ")"
@@ -79,7 +79,9 @@ WITH w AS (
     return _written(row)
 
 
-async def remove(conn: asyncpg.Connection, slug: str, expected_version: int | None, request_id: str) -> Written | None:
+async def remove(
+    conn: asyncpg.Connection, slug: str, expected_version: Versions | None, request_id: str
+) -> Written | None:
     """Remove the live product's image and write ``product.image_removed``; ``None`` if nothing was changed
     (no such product, another version, or no image to remove)."""
     row = await conn.fetchrow(
@@ -87,7 +89,7 @@ async def remove(conn: asyncpg.Connection, slug: str, expected_version: int | No
 WITH w AS (
     UPDATE products SET image_status = 'none', image_original = NULL, image_thumbnails = '{}'::jsonb,
                         image_error = NULL, version = version + 1, updated_at = now()
-    WHERE slug = $1 AND deleted_at IS NULL AND ($2::int IS NULL OR version = $2)
+    WHERE slug = $1 AND deleted_at IS NULL AND ($2::int[] IS NULL OR version = ANY($2))
       AND (image_status <> 'none' OR image_original IS NOT NULL)
     """
         + prod_repo._RETURNING

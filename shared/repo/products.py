@@ -10,7 +10,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from shared.models import Product, Written
+from shared.models import Product, Versions, Written
 
 _COLUMNS = """
 p.id, p.slug, p.name, p.description, p.price, p.currency, c.slug AS category, p.category_id, p.stock, p.attributes,
@@ -215,7 +215,7 @@ async def update(
     current_slug: str,
     *,
     fields: dict[str, Any],
-    expected_version: int | None,
+    expected_version: Versions | None,
     request_id: str,
 ) -> Written | None:
     """Replace a live product's fields; ``None`` if it is gone, the version differs or the category is missing."""
@@ -226,7 +226,7 @@ w AS (
     UPDATE products SET slug = $2, name = $3, description = $4, price = $5, currency = $6,
                         category_id = (SELECT id FROM cat), stock = $8, attributes = $9, is_active = $10,
                         version = version + 1, updated_at = now()
-    WHERE slug = $1 AND deleted_at IS NULL AND ($11::int IS NULL OR version = $11) AND EXISTS (SELECT 1 FROM cat)
+    WHERE slug = $1 AND deleted_at IS NULL AND ($11::int[] IS NULL OR version = ANY($11)) AND EXISTS (SELECT 1 FROM cat)
     """
         + _RETURNING
         + "),"
@@ -248,13 +248,13 @@ w AS (
 
 
 async def soft_delete(
-    conn: asyncpg.Connection, slug: str, expected_version: int | None, request_id: str
+    conn: asyncpg.Connection, slug: str, expected_version: Versions | None, request_id: str
 ) -> Written | None:
     row = await conn.fetchrow(
         """
 WITH w AS (
     UPDATE products SET deleted_at = now(), version = version + 1, updated_at = now()
-    WHERE slug = $1 AND deleted_at IS NULL AND ($2::int IS NULL OR version = $2)
+    WHERE slug = $1 AND deleted_at IS NULL AND ($2::int[] IS NULL OR version = ANY($2))
     """
         + _RETURNING
         + "),"
@@ -267,7 +267,9 @@ WITH w AS (
     return None if written is None else dataclasses.replace(written, deleted=True)
 
 
-async def restore(conn: asyncpg.Connection, slug: str, expected_version: int | None, request_id: str) -> Written | None:
+async def restore(
+    conn: asyncpg.Connection, slug: str, expected_version: Versions | None, request_id: str
+) -> Written | None:
     """Restore the most recently deleted product with that slug, if its category is live.
 
     The category row is locked FOR SHARE, as for an insert, so a concurrent delete of the category waits.
@@ -281,7 +283,7 @@ cat AS (
     SELECT c.id FROM categories c WHERE c.id = (SELECT category_id FROM target) AND c.deleted_at IS NULL FOR SHARE),
 w AS (
     UPDATE products SET deleted_at = NULL, version = version + 1, updated_at = now()
-    WHERE id = (SELECT id FROM target) AND ($2::int IS NULL OR version = $2) AND EXISTS (SELECT 1 FROM cat)
+    WHERE id = (SELECT id FROM target) AND ($2::int[] IS NULL OR version = ANY($2)) AND EXISTS (SELECT 1 FROM cat)
     """
         + _RETURNING
         + "),"

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from shared.models import Record, Written
+from shared.models import Record, Versions, Written
 
 _SELECT = (
     "SELECT id, data, created_at, updated_at, version, (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn"
@@ -85,13 +85,13 @@ async def insert(conn: asyncpg.Connection, data: Any, request_id: str) -> Writte
 
 
 async def update(
-    conn: asyncpg.Connection, record_id: int, data: Any, expected_version: int | None, request_id: str
+    conn: asyncpg.Connection, record_id: int, data: Any, expected_version: Versions | None, request_id: str
 ) -> Written | None:
     row = await conn.fetchrow(
         """
 WITH w AS (
     UPDATE records SET data = $2, version = version + 1, updated_at = now()
-    WHERE id = $1 AND deleted_at IS NULL AND ($3::int IS NULL OR version = $3)
+    WHERE id = $1 AND deleted_at IS NULL AND ($3::int[] IS NULL OR version = ANY($3))
     RETURNING id, data, created_at, updated_at, version),"""
         + _event("record.updated", 4),
         record_id,
@@ -103,13 +103,13 @@ WITH w AS (
 
 
 async def soft_delete(
-    conn: asyncpg.Connection, record_id: int, expected_version: int | None, request_id: str
+    conn: asyncpg.Connection, record_id: int, expected_version: Versions | None, request_id: str
 ) -> Written | None:
     row = await conn.fetchrow(
         """
 WITH w AS (
     UPDATE records SET deleted_at = now(), version = version + 1, updated_at = now()
-    WHERE id = $1 AND deleted_at IS NULL AND ($2::int IS NULL OR version = $2)
+    WHERE id = $1 AND deleted_at IS NULL AND ($2::int[] IS NULL OR version = ANY($2))
     RETURNING id, data, created_at, updated_at, version),"""
         + _event("record.deleted", 3),
         record_id,

@@ -209,3 +209,72 @@ def test_a_product_with_thumbnails_matches_its_model() -> None:
 
     assert out.image.thumbnails["small"].fallback is not None
     assert out.price == "19.90"
+
+
+def _defaults(node: Any, where: str, seen: set[str]) -> list[str]:
+    """Where ``default`` appears in ``node`` or in any schema it references."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        if "default" in node:
+            found.append(where)
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref not in seen:
+            seen.add(ref)
+            found += _defaults(_deref(ref), ref, seen)
+        for key, value in node.items():
+            if key not in ("examples", "example", "enum", "const"):
+                found += _defaults(value, f"{where}/{key}", seen)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _defaults(value, f"{where}/{i}", seen)
+    return found
+
+
+def test_no_merge_patch_schema_carries_a_default_so_a_generated_client_sends_only_what_it_sets() -> None:
+    # A client generated from the document (openapi-python-client) fills in every default the caller left out:
+    # in a merge patch that resets the field (a rename set stock to 0 and reactivated the product).
+    patches = {name: s for name, s in DOC["components"]["schemas"].items() if name.endswith("Patch")}
+    bodies = {
+        op["requestBody"]["content"][ctype]["schema"]["$ref"]
+        for _, method, op in OPERATIONS
+        if method == "patch"
+        for ctype in op["requestBody"]["content"]
+    }
+
+    assert set(patches) == {"CategoryPatch", "ProductPatch"}
+    assert bodies == {f"#/components/schemas/{name}" for name in patches}
+    for name, schema in patches.items():
+        assert _defaults(schema, name, set()) == []
+        assert "required" not in schema
+        assert "left out keeps its value" in schema["description"]
+    # The full bodies (POST, PUT) keep theirs: there, a field left out does mean its default.
+    assert DOC["components"]["schemas"]["ProductIn"]["properties"]["stock"]["default"] == 0
+
+
+def test_removing_defaults_keeps_fields_named_default_and_example_values() -> None:
+    schema = {
+        "properties": {"default": {"type": "string", "default": "x"}, "n": {"type": "integer", "default": 0}},
+        "examples": [{"default": 1}],
+        "anyOf": [{"default": None}],
+    }
+
+    assert openapi._without_defaults(schema) == {
+        "properties": {"default": {"type": "string"}, "n": {"type": "integer"}},
+        "examples": [{"default": 1}],
+        "anyOf": [{}],
+    }
+
+
+def test_every_write_that_leaves_a_representation_documents_its_new_etag() -> None:
+    writes = [
+        (path, method, op)
+        for path, method, op in OPERATIONS
+        if method in ("post", "put", "patch") and not path.startswith("/hello")
+    ]
+
+    assert len(writes) >= 12
+    for path, method, op in writes:
+        ok = [status for status in op["responses"] if status.startswith("2")]
+        assert ok, (method, path)
+        for status in ok:
+            assert "ETag" in op["responses"][status]["headers"], (method, path, status)
