@@ -443,6 +443,8 @@ def _specs() -> dict[Handler, Op]:
             "Greet a user",
             "birthdays",
             (Ok(200, schemas.Greeting, "`Hello, <username>! Your birthday is in N day(s)` or `... Happy birthday!`"),),
+            description="`username` is letters only (1-64, the whole path segment): anything else is a 422.",
+            errors=frozenset({422}),
         ),
         birthdays.today_list: Op(
             "Whose birthday is today (UTC)",
