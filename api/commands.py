@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from api.http import validate
+from api.http import validate, versions
 from api.schemas import CategoryIn, ProductIn
 from shared import slugs
 from shared.db import connection
@@ -204,6 +205,29 @@ async def replace_category(
         raise NotFound(f"no category {slug!r}")
     _check_version(expected, state["version"])
     raise _no_parent(body.parent)
+
+
+async def category_versions(conn: asyncpg.Connection, slug: str, tags: list[str] | None) -> Versions | None:
+    """The versions of category ``slug`` that the strong ``If-Match`` ``tags`` name (``None``: no condition).
+
+    A category's ETag is ``"<version>.<live products>"`` (``shared.views.category_etag``): such a tag matches only
+    while both are current. The version is then compared again by the write's own statement; the count, which
+    products change, is read here just before. A bare ``"<version>"`` names the version alone, as a write's
+    ``version`` field does.
+    """
+    if tags is None:
+        return None
+    named = set(versions(tags))
+    counted = {tuple(int(n) for n in tag.split(".")) for tag in tags if _COUNTED_TAG.fullmatch(tag)}
+    if counted:
+        state = await cat_repo.state(conn, slug)
+        if state is not None and (state["version"], state["live_products"]) in counted:
+            named.add(state["version"])
+    return tuple(sorted(named))
+
+
+#: A category's ETag as ``shared.views.category_etag`` writes it (no sign, no leading zeros).
+_COUNTED_TAG = re.compile(r"[1-9][0-9]{0,8}\.(?:0|[1-9][0-9]{0,17})")
 
 
 async def delete_category(conn: asyncpg.Connection, ctx: Ctx, slug: str, expected: Versions | None) -> Written:

@@ -120,15 +120,20 @@ async def parse(request: web.Request, model: type[M]) -> M:
     return validate(model, loads(await read_body(request)))
 
 
-def if_match(request: web.Request, *, counted: bool = False) -> Versions | None:
+def if_match(request: web.Request) -> Versions | None:
     """The versions an ``If-Match`` header names, compared strongly (RFC 9110 13.1.1): ``None`` when it is absent
     or ``*`` (a resource that is not there is a 404 anyway); 400 when it is no list of entity tags.
 
-    A weak tag (``W/"3"``) never matches, nor does a tag that is no version this service issues (``"1.5"``,
-    ``"03"``): such a header yields no version, and the write answers 412. With ``counted``, the tags of a
-    category (``"<version>.<live products>"``, see ``shared.views.category_etag``) name its version too: a write to
-    a category depends on its own fields, not on its products, so the count part is not compared.
+    A weak tag (``W/"3"``) never matches, nor does a tag that is no ETag this service issues for a version
+    (``"1.5"``, ``"03"``): such a header yields no version, and the write answers 412.
     """
+    tags = if_match_tags(request)
+    return None if tags is None else versions(tags)
+
+
+def if_match_tags(request: web.Request) -> list[str] | None:
+    """The strong entity tags of ``If-Match`` (weak ones never match a strong comparison: dropped); ``None`` when
+    the header is absent or ``*``; 400 when it is no list of entity tags."""
     raw = request.headers.get("If-Match")
     if raw is None or raw.strip(" \t") == "*":
         return None
@@ -138,14 +143,16 @@ def if_match(request: web.Request, *, counted: bool = False) -> Versions | None:
             'If-Match must be "*" or a list of entity tags such as "3"',
             errors=[FieldError(loc=["header", "If-Match"], msg='must be "*" or a list of entity tags such as "3"')],
         )
-    pattern = _COUNTED_VERSION_TAG if counted else _VERSION_TAG
-    found = {int(m.group(1)) for weak, tag in tags if not weak and (m := pattern.fullmatch(tag))}
-    return tuple(sorted(found))
+    return [tag for weak, tag in tags if not weak]
+
+
+def versions(tags: Iterable[str]) -> Versions:
+    """The versions that ``tags`` (opaque tags, without quotes) name exactly as the service writes them."""
+    return tuple(sorted({int(tag) for tag in tags if _VERSION_TAG.fullmatch(tag)}))
 
 
 #: A version as this service writes it in an ETag: no sign, no leading zero, within PostgreSQL's integer.
-_VERSION_TAG = re.compile(r"([1-9][0-9]{0,8})")
-_COUNTED_VERSION_TAG = re.compile(r"([1-9][0-9]{0,8})(?:\.(?:0|[1-9][0-9]{0,17}))?")
+_VERSION_TAG = re.compile(r"[1-9][0-9]{0,8}")
 #: One entity tag (RFC 9110 8.8.3): an optional weak mark, then DQUOTE *etagc DQUOTE.
 _ENTITY_TAG = re.compile(r'[ \t]*(W/)?"([\x21\x23-\x7e\x80-\U0010ffff]*)"[ \t]*')
 

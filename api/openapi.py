@@ -175,7 +175,8 @@ REQUEST_HEADERS: Final[dict[str, Schema]] = {
         "in": "header",
         "description": 'Write only if the resource is at this version (its `ETag`, e.g. `"3"`), or at one of a '
         'comma-separated list; 412 otherwise. Compared strongly (RFC 9110): a weak tag (`W/"3"`) or a tag that is '
-        "no ETag of the resource never matches. `*`: any current version.",
+        "no ETag of the resource never matches. `*`: any current version. A category's ETag "
+        '(`"<version>.<live products>"`) matches while both are current; `"<version>"` names its version.',
         "schema": {
             "type": "string",
             "pattern": r'^(\*|(W/)?"[^"]*"([ \t]*,[ \t]*(W/)?"[^"]*")*)$',

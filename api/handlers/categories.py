@@ -9,7 +9,7 @@ from api import commands, queries
 from api.auth import requires
 from api.commands import Outcome
 from api.handlers.common import ctx, finish, reads
-from api.http import conditional, if_match, json_response, loads, query_int, read_body, validate
+from api.http import conditional, if_match_tags, json_response, loads, query_int, read_body, validate
 from api.schemas import CategoryIn
 from shared.models import Written
 from shared.views import dumps
@@ -50,10 +50,12 @@ async def create(request: web.Request) -> web.Response:
 @requires("write")
 async def replace(request: web.Request) -> web.Response:
     body = validate(CategoryIn, loads(await read_body(request)))
-    c, slug, expected = ctx(request), request.match_info["slug"], if_match(request, counted=True)
+    c, slug, tags = ctx(request), request.match_info["slug"], if_match_tags(request)
 
     async def op(conn: asyncpg.Connection) -> Outcome:
-        return _outcome(await commands.replace_category(conn, c, slug, body, expected))
+        return _outcome(
+            await commands.replace_category(conn, c, slug, body, await commands.category_versions(conn, slug, tags))
+        )
 
     return await finish(request, await commands.run(c, op))
 
@@ -61,29 +63,37 @@ async def replace(request: web.Request) -> web.Response:
 @requires("write")
 async def patch(request: web.Request) -> web.Response:
     doc = loads(await read_body(request))
-    c, slug, expected = ctx(request), request.match_info["slug"], if_match(request, counted=True)
+    c, slug, tags = ctx(request), request.match_info["slug"], if_match_tags(request)
 
     async def op(conn: asyncpg.Connection) -> Outcome:
-        return _outcome(await commands.patch_category(conn, c, slug, doc, expected))
+        return _outcome(
+            await commands.patch_category(conn, c, slug, doc, await commands.category_versions(conn, slug, tags))
+        )
 
     return await finish(request, await commands.run(c, op))
 
 
 @requires("write")
 async def delete(request: web.Request) -> web.Response:
-    c, slug, expected = ctx(request), request.match_info["slug"], if_match(request, counted=True)
+    c, slug, tags = ctx(request), request.match_info["slug"], if_match_tags(request)
 
     async def op(conn: asyncpg.Connection) -> Outcome:
-        return Outcome(204, b"", written=await commands.delete_category(conn, c, slug, expected))
+        return Outcome(
+            204,
+            b"",
+            written=await commands.delete_category(conn, c, slug, await commands.category_versions(conn, slug, tags)),
+        )
 
     return await finish(request, await commands.run(c, op))
 
 
 @requires("admin")
 async def restore(request: web.Request) -> web.Response:
-    c, slug, expected = ctx(request), request.match_info["slug"], if_match(request, counted=True)
+    c, slug, tags = ctx(request), request.match_info["slug"], if_match_tags(request)
 
     async def op(conn: asyncpg.Connection) -> Outcome:
-        return _outcome(await commands.restore_category(conn, c, slug, expected))
+        return _outcome(
+            await commands.restore_category(conn, c, slug, await commands.category_versions(conn, slug, tags))
+        )
 
     return await finish(request, await commands.run(c, op))

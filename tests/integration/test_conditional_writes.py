@@ -142,9 +142,11 @@ async def test_if_match_naming_no_current_etag_is_412_and_changes_nothing(client
     assert (await (await client.get("/api/products/spade")).json())["stock"] == 7
 
 
-@pytest.mark.parametrize("tag", ['W/"1"', '"1.0.0"', '"01.0"', '"1.x"'])
-async def test_if_match_on_a_category_with_a_weak_or_foreign_tag_is_412(client: TestClient, tag: str) -> None:
+@pytest.mark.parametrize("tag", ['W/"1.0"', 'W/"1"', '"1.5"', '"2.0"', '"1.0.0"', '"01.0"', '"1.x"', '"1.00"'])
+async def test_if_match_on_a_category_naming_no_current_etag_is_412(client: TestClient, tag: str) -> None:
+    # Given a category at version 1 with no products: its ETag is "1.0"
     await category(client, "Tools")
+    assert await _etag_of(client, "/api/categories/tools") == '"1.0"'
 
     await problem(await client.put("/api/categories/tools", json={"name": "X"}, headers=at(tag)), 412)
     await problem(await client.delete("/api/categories/tools", headers=at(tag)), 412)
@@ -171,3 +173,19 @@ async def test_if_match_that_is_no_list_of_entity_tags_is_400(client: TestClient
 
     assert body["errors"] == [{"loc": ["header", "If-Match"], "msg": body["errors"][0]["msg"]}]
     assert len(await outbox(pg)) == 1
+
+
+async def test_a_category_etag_goes_stale_when_its_products_change(client: TestClient) -> None:
+    # Given a category's ETag, then a product added to it (which changes the representation, not the version)
+    await category(client, "Tools")
+    before = await _etag_of(client, "/api/categories/tools")
+    await product(client, category="tools")
+
+    # When the category is written with the ETag read before, and with the current one
+    stale = await client.patch("/api/categories/tools", json={"description": "x"}, headers=at(before))
+    now = await _etag_of(client, "/api/categories/tools")
+    current = await client.patch("/api/categories/tools", json={"description": "x"}, headers=at(now))
+
+    # Then the first is a 412 (strong comparison), the second goes through
+    assert (before, now, stale.status) == ('"1.0"', '"1.1"', 412)
+    assert current.status == 200, await current.text()
