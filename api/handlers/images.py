@@ -183,6 +183,15 @@ async def media(request: web.Request) -> web.StreamResponse:
         if not path.is_file():
             raise NotFound("no such media")
         return web.FileResponse(path, headers=headers)
+    if request.method == "HEAD":
+        # Status and headers only: aiohttp leaves a streamed body to the handler, and it would follow them onto
+        # the wire (the client then reads the image's bytes as the next response's status line).
+        if not await storage.exists(key):
+            raise NotFound("no such media")
+        head = web.StreamResponse(headers=headers)
+        await head.prepare(request)
+        await head.write_eof()
+        return head
     chunks = storage.open(key)
     try:
         first = await anext(chunks)

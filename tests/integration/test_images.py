@@ -279,3 +279,22 @@ async def test_with_s3_storage_uploads_go_to_the_bucket_and_are_served(
     assert r.headers["Content-Type"] == "image/png"
     assert r.headers["Cache-Control"] == CACHE_CONTROL
     assert await r.read() == data
+
+
+async def test_with_s3_storage_head_of_media_sends_no_body(aiohttp_client: Any, s3_settings: Settings) -> None:
+    # Given an image in the bucket
+    client = await aiohttp_client(create_app(s3_settings))
+    slug = (await make_product(client))["slug"]
+    data = gen.png_rgba()
+    url = (await (await put_image(client, slug, data, ctype="image/png")).json())["image"]["original"]
+
+    # When it is asked with HEAD, then with GET on the same connection
+    head = await client.head(url)
+    head_body = await head.read()
+    got = await client.get(url)
+
+    # Then HEAD had GET's status and headers and no body (the body would have corrupted the connection)
+    assert (head.status, head_body) == (200, b"")
+    assert head.headers["Content-Type"] == got.headers["Content-Type"] == "image/png"
+    assert got.status == 200
+    assert await got.read() == data
