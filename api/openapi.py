@@ -734,10 +734,11 @@ def build(routes: Iterable[tuple[str, str, Handler]] = ROUTES) -> dict[str, Any]
             "version": API_VERSION,
             "summary": "A product catalog and schemaless JSON records: writes answer from PostgreSQL, reads come "
             "from Redis.",
-            "description": "JSON everywhere. Paths are accepted with and without a trailing slash. Errors are RFC "
-            "9457 `application/problem+json`. Reads are public and return a strong `ETag`; writes need an API key "
-            "(`Authorization: Bearer <key>`, scopes `write` and `admin`) and accept `If-Match`; a `POST` accepts an "
-            "`Idempotency-Key`.",
+            "description": "JSON everywhere. Paths are accepted with and without a trailing slash; every `GET` "
+            "also answers `HEAD`. Errors are RFC 9457 `application/problem+json`. Reads are public and return a "
+            "strong `ETag`; writes need an API key (`Authorization: Bearer <key>`, scopes `write` and `admin`), "
+            "accept `If-Match` (strong comparison) and answer with the new `ETag`; a `POST` accepts an "
+            "`Idempotency-Key`. A `PATCH` is a JSON merge patch: a field left out keeps its value.",
         },
         "tags": _TAGS,
         "paths": paths,
