@@ -52,7 +52,11 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("--workers must be at least 1\n")
         return 2
     # Resolved once, before any worker process starts: they all sign cursors with this one key.
-    settings = with_cursor_secret(settings)
+    try:
+        settings = with_cursor_secret(settings)
+    except OSError as exc:
+        sys.stderr.write(f"CURSOR_SECRET is unset and {settings.cursor_secret_file} cannot be kept ({exc}): set it\n")
+        return 2
     if args.workers == 1:
         serve(settings, args.host, args.port, reuse_port=False)
         return 0
