@@ -103,15 +103,17 @@ def edge(record: Callable[[web.Request, int, float], None], rate_limit: Guard | 
                 except ConnectionResetError:
                     if request.transport is not None and not request.transport.is_closing():
                         raise  # the client is still there: not its disconnect (aiohttp logs it, answers 500)
-                    # The client went away mid-body (aiohttp's payload raises this): nobody reads an answer.
-                    log.info("client_disconnected", path=request.path, method=request.method)
-                    response = web.Response(status=499)
+                    response = web.Response(status=499)  # gone mid-body: aiohttp's payload raises this
                 except Exception:
                     log.exception("unhandled_error", path=request.path, method=request.method)
                     response = problem_response(
                         500, "Internal Server Error", "an unexpected error occurred; it was logged"
                     )
                 status = response.status
+                if request.transport is None:
+                    # The client went away before the answer (nginx's 499): nobody reads it.
+                    log.info("client_disconnected", path=request.path, method=request.method, answer=status)
+                    status = 499
                 response.headers["X-Request-ID"] = rid
                 return response
             except web.HTTPException as exc:  # redirects (3xx): aiohttp answers them

@@ -31,6 +31,7 @@ from shared.cursors import Cursors
 from shared.settings import Settings
 from tests.conftest import ADMIN, ADMIN_KEY
 from tests.support.processes import api_process
+from tests.support.tcp_proxy import TcpProxy
 
 SECRET = "hostile-suite-cursor-secret-0123456789"
 #: The same key as the app's: a cursor signed with it passes the MAC, so only the range checks stand between it
@@ -387,3 +388,44 @@ async def test_a_client_that_disconnects_mid_body_is_logged_and_counted_as_499(
     assert "Traceback" not in output
     assert not [r for r in records if r.get("level") in ("error", "critical")], output[-3000:]
     assert 'route="/api/records",status="499"' in metrics.replace('method="POST",', "")
+
+
+async def test_a_client_that_leaves_while_its_write_waits_is_counted_as_499(settings: Settings, tmp_path: Path) -> None:
+    # Given an API process (aiohttp does not cancel its handlers when a client goes) whose PostgreSQL hangs
+    proxy = TcpProxy("127.0.0.1", urlsplit(settings.database_url).port or 5432)
+    await proxy.start()
+    try:
+        stalled = settings.model_copy(update={"database_url": proxy.url_for(settings.database_url)})
+        async with api_process(stalled, tmp_path / "api.log") as api:
+            proxy.stall(True)
+            url = urlsplit(api.url)
+
+            # When a client sends a whole write, then gives up before the answer and closes the connection
+            _reader, writer = await asyncio.open_connection(url.hostname, url.port)
+            body = b'{"a": 1}'
+            writer.write(
+                b"POST /api/records HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Authorization: Bearer {ADMIN_KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+            await asyncio.sleep(0.3)
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            await asyncio.sleep(2.5)  # the write deadline (1.9 s) passes: the handler answers 503 to nobody
+            proxy.stall(False)
+            async with aiohttp.ClientSession() as session, session.get(api.url + "/metrics") as r:
+                metrics = await r.text()
+            output = api.output()
+    finally:
+        await proxy.stop()
+
+    # Then the request is logged and counted as the client's disconnect, not as the 503 nobody received
+    records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    access = [r["status"] for r in records if r.get("event") == "request" and r.get("route") == "/api/records"]
+    assert access == [499], output[-3000:]
+    assert [r.get("answer") for r in records if r.get("event") == "client_disconnected"] == [503]
+    counted = [line for line in metrics.splitlines() if 'route="/api/records"' in line and "_total{" in line]
+    assert any('status="499"' in line for line in counted), counted
+    assert not any('status="503"' in line for line in counted), counted
