@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from collections.abc import Iterable
@@ -71,12 +70,10 @@ def loads(body: bytes) -> Any:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         # orjson refuses a number that would be an infinite float: an integer of 310 digits or more is one.
-        if "infinity" in str(exc) and _LONG_DIGITS.search(body) and not _bracket_count(body) > MAX_JSON_DEPTH:
-            with contextlib.suppress(ValueError):
-                if (loc := _big_int_loc(json.loads(body, parse_int=_exact_int), ["body"])) is not None:
-                    raise Invalid(
-                        "the body holds an integer out of range", errors=[FieldError(loc=loc, msg=_INT_MSG)]
-                    ) from None
+        if "infinity" in str(exc) and _bracket_count(body) <= MAX_JSON_DEPTH and (loc := _big_int_loc(body)):
+            raise Invalid(
+                "the body holds an integer out of range", errors=[FieldError(loc=loc, msg=_INT_MSG)]
+            ) from None
         raise BadRequest(f"body is not valid JSON: {exc}") from exc
     # Each check starts with a byte search that almost always settles it; only then is the document walked.
     if _bracket_count(body) > MAX_JSON_DEPTH and _too_deep(doc):
@@ -84,10 +81,7 @@ def loads(body: bytes) -> Any:
         raise BadRequest(f"the body {msg}", errors=[FieldError(loc=["body"], msg=msg)])
     if b"\\u0000" in body and (loc := _nul_loc(doc, ["body"])) is not None:
         raise Invalid("the body holds a NUL character", errors=[FieldError(loc=loc, msg=_NUL_MSG)])
-    if (
-        _LONG_DIGITS.search(body)
-        and (loc := _big_int_loc(json.loads(body, parse_int=_exact_int), ["body"])) is not None
-    ):
+    if loc := _big_int_loc(body):
         raise Invalid("the body holds an integer out of range", errors=[FieldError(loc=loc, msg=_INT_MSG)])
     return doc
 
@@ -117,9 +111,20 @@ def _too_deep(doc: Any) -> bool:
     return False
 
 
-def _big_int_loc(value: Any, loc: list[str | int]) -> list[str | int] | None:
-    """Where in ``value`` (parsed by the standard library, which keeps integers exact) the first integer outside
-    the signed 64-bit range is, or ``None``."""
+def _big_int_loc(body: bytes) -> list[str | int] | None:
+    """Where in the JSON ``body`` the first integer outside the signed 64-bit range is, or ``None``. Only a body
+    with a run of 19 digits can hold one; that body is parsed again by the standard library, which keeps integers
+    exact (a body it cannot read is left to orjson's reading)."""
+    if not _LONG_DIGITS.search(body):
+        return None
+    try:
+        doc = json.loads(body, parse_int=_exact_int)
+    except (ValueError, RecursionError):
+        return None
+    return _out_of_range(doc, ["body"])
+
+
+def _out_of_range(value: Any, loc: list[str | int]) -> list[str | int] | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return None if numbers.INT64_MIN <= value <= numbers.INT64_MAX else loc
     items: Iterable[tuple[str | int, Any]]
@@ -130,7 +135,7 @@ def _big_int_loc(value: Any, loc: list[str | int]) -> list[str | int] | None:
     else:
         return None
     for key, item in items:
-        if (found := _big_int_loc(item, [*loc, key])) is not None:
+        if (found := _out_of_range(item, [*loc, key])) is not None:
             return found
     return None
 
