@@ -10,7 +10,7 @@ import sys
 from api.server import serve, serve_many
 from shared.db import connection, create_pool
 from shared.repo import apikeys
-from shared.settings import Settings
+from shared.settings import Settings, with_cursor_secret
 
 
 def _parser(settings: Settings) -> argparse.ArgumentParser:
@@ -50,6 +50,12 @@ def main(argv: list[str]) -> int:
     args = _parser(settings).parse_args(argv)
     if args.workers < 1:
         sys.stderr.write("--workers must be at least 1\n")
+        return 2
+    # Resolved once, before any worker process starts: they all sign cursors with this one key.
+    try:
+        settings = with_cursor_secret(settings)
+    except OSError as exc:
+        sys.stderr.write(f"CURSOR_SECRET is unset and {settings.cursor_secret_file} cannot be kept ({exc}): set it\n")
         return 2
     if args.workers == 1:
         serve(settings, args.host, args.port, reuse_port=False)

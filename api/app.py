@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
@@ -16,6 +17,7 @@ from api.keys import KEY_CACHE, METRICS, PG_POOL, READ_STATS, READINESS, READS, 
 from api.metrics import Metrics, recorder, setup_metrics
 from api.queries import Reads
 from api.routes import setup_routes
+from shared.cursors import Cursors
 from shared.db import create_pool
 from shared.fastredis import FastRedis
 from shared.logs import get_logger
@@ -70,9 +72,24 @@ async def _readiness(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[READINESS] = Readiness(app[PG_POOL], app[REDIS], settings.rabbitmq_url)
     app[READS] = Reads(
-        app[PG_POOL], settings.pg_connect_timeout, app[REDIS_RUN], settings.media_url, app[READ_STATS], app[REDIS_GET]
+        app[PG_POOL],
+        settings.pg_connect_timeout,
+        app[REDIS_RUN],
+        settings.media_url,
+        app[READ_STATS],
+        _cursors(settings),
+        app[REDIS_GET],
     )
     yield
+
+
+def _cursors(settings: Settings) -> Cursors:
+    if settings.cursor_secret is not None:
+        return Cursors(settings.cursor_secret.get_secret_value())
+    # ``python -m api`` always has one (shared.settings.with_cursor_secret); an app made otherwise (tests) gets
+    # a key of its own, so its cursors are valid for this process only.
+    log.warning("cursor_secret_unset", message="CURSOR_SECRET unset: cursors are valid in this process only")
+    return Cursors(secrets.token_bytes(32))
 
 
 def create_app(settings: Settings) -> web.Application:

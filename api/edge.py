@@ -15,7 +15,7 @@ from aiohttp import web
 from yarl import URL
 
 from api import auth
-from api.http import reject_nul
+from api.http import reject_nul, reject_undecodable_headers
 from api.keys import KEY_CACHE, PG_POOL, PRINCIPAL, REQUEST_ID, SETTINGS
 from api.metrics import UNMATCHED
 from shared.errors import STATUS, DomainError, ServiceUnavailable, problem
@@ -85,6 +85,7 @@ def edge(record: Callable[[web.Request, int, float], None], rate_limit: Guard | 
             try:
                 try:
                     reject_nul(request)
+                    reject_undecodable_headers(request)
                     if scope is None:
                         request[PRINCIPAL] = auth.ANONYMOUS
                     else:
@@ -99,12 +100,20 @@ def edge(record: Callable[[web.Request, int, float], None], rate_limit: Guard | 
                     if exc.status < 400:
                         raise
                     response = _http_problem(exc)
+                except ConnectionResetError:
+                    if request.transport is not None and not request.transport.is_closing():
+                        raise  # the client is still there: not its disconnect (aiohttp logs it, answers 500)
+                    response = web.Response(status=499)  # gone mid-body: aiohttp's payload raises this
                 except Exception:
                     log.exception("unhandled_error", path=request.path, method=request.method)
                     response = problem_response(
                         500, "Internal Server Error", "an unexpected error occurred; it was logged"
                     )
                 status = response.status
+                if request.transport is None:
+                    # The client went away before the answer (nginx's 499): nobody reads it.
+                    log.info("client_disconnected", path=request.path, method=request.method, answer=status)
+                    status = 499
                 response.headers["X-Request-ID"] = rid
                 return response
             except web.HTTPException as exc:  # redirects (3xx): aiohttp answers them

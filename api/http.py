@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from typing import Any, TypeVar
@@ -10,6 +11,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from shared import numbers
 from shared.errors import BadRequest, FieldError, NotFound, PayloadTooLarge, UnsupportedMediaType
 from shared.errors import ValidationFailed as Invalid
 from shared.models import Versions
@@ -53,16 +55,89 @@ async def read_body(request: web.Request) -> bytes:
         raise PayloadTooLarge(f"the body is larger than {request.client_max_size} bytes") from exc
 
 
+#: JSON bodies nest at most this many objects and arrays deep; deeper is 400. orjson reads 1,023 levels but writes
+#: only 254, and a recursive walk (merge patch, validation) must stay far from Python's recursion limit.
+MAX_JSON_DEPTH = 64
+#: A run of 19 digits: the shortest text of an integer outside the signed 64-bit range (or one at its edge).
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
 def loads(body: bytes) -> Any:
-    """Parsed JSON, or 400; 422 if a string holds ``\\u0000``, which PostgreSQL text and jsonb cannot store."""
+    """Parsed JSON, or 400 (not JSON, or nested deeper than :data:`MAX_JSON_DEPTH`); 422 if a string holds
+    ``\\u0000`` (PostgreSQL text and jsonb cannot store it) or an integer lies outside the signed 64-bit range
+    (orjson would read it as a float: refused, never rounded). Every JSON body is parsed here."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        # orjson refuses a number that would be an infinite float: an integer of 310 digits or more is one.
+        if "infinity" in str(exc) and _bracket_count(body) <= MAX_JSON_DEPTH and (loc := _big_int_loc(body)):
+            raise Invalid(
+                "the body holds an integer out of range", errors=[FieldError(loc=loc, msg=_INT_MSG)]
+            ) from None
         raise BadRequest(f"body is not valid JSON: {exc}") from exc
-    # The byte search is cheap and almost always misses; only then is the document walked.
+    # Each check starts with a byte search that almost always settles it; only then is the document walked.
+    if _bracket_count(body) > MAX_JSON_DEPTH and _too_deep(doc):
+        msg = f"must not nest objects and arrays more than {MAX_JSON_DEPTH} levels deep"
+        raise BadRequest(f"the body {msg}", errors=[FieldError(loc=["body"], msg=msg)])
     if b"\\u0000" in body and (loc := _nul_loc(doc, ["body"])) is not None:
         raise Invalid("the body holds a NUL character", errors=[FieldError(loc=loc, msg=_NUL_MSG)])
+    if loc := _big_int_loc(body):
+        raise Invalid("the body holds an integer out of range", errors=[FieldError(loc=loc, msg=_INT_MSG)])
     return doc
+
+
+def _bracket_count(body: bytes) -> int:
+    """At least the document's depth (brackets inside strings count too): below the limit, no walk is needed."""
+    return body.count(b"[") + body.count(b"{")
+
+
+def _exact_int(text: str) -> int:
+    # Beyond 4,300 digits int() refuses to parse (Python's guard against slow conversions): out of range anyway.
+    return int(text) if len(text) <= 40 else numbers.INT64_MAX + 1
+
+
+_INT_MSG = f"integers must lie from {numbers.INT64_MIN} to {numbers.INT64_MAX} (send larger numbers as strings)"
+
+
+def _too_deep(doc: Any) -> bool:
+    """Whether ``doc`` nests deeper than :data:`MAX_JSON_DEPTH` (walked with a stack: no recursion)."""
+    stack: list[tuple[Any, int]] = [(doc, 1)] if isinstance(doc, dict | list) else []
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _big_int_loc(body: bytes) -> list[str | int] | None:
+    """Where in the JSON ``body`` the first integer outside the signed 64-bit range is, or ``None``. Only a body
+    with a run of 19 digits can hold one; that body is parsed again by the standard library, which keeps integers
+    exact (a body it cannot read is left to orjson's reading)."""
+    if not _LONG_DIGITS.search(body):
+        return None
+    try:
+        doc = json.loads(body, parse_int=_exact_int)
+    except (ValueError, RecursionError):
+        return None
+    return _out_of_range(doc, ["body"])
+
+
+def _out_of_range(value: Any, loc: list[str | int]) -> list[str | int] | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None if numbers.INT64_MIN <= value <= numbers.INT64_MAX else loc
+    items: Iterable[tuple[str | int, Any]]
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if (found := _out_of_range(item, [*loc, key])) is not None:
+            return found
+    return None
 
 
 _NUL_MSG = "must not contain NUL characters (\\u0000)"
@@ -102,6 +177,22 @@ def reject_nul(request: web.Request) -> None:
                 f"query parameter {name!r} holds a NUL character",
                 errors=[FieldError(loc=["query", name], msg=_NUL_MSG)],
             )
+
+
+def reject_undecodable_headers(request: web.Request) -> None:
+    """400 for a header that is not UTF-8. aiohttp decodes header bytes with ``surrogateescape``: such a value
+    reaches handlers as a string that cannot be encoded again (for a hash, a log line or PostgreSQL)."""
+    for name, value in request.raw_headers:
+        if not (name.isascii() and value.isascii()):
+            try:
+                name.decode()
+                value.decode()
+            except UnicodeDecodeError:
+                shown = name.decode("ascii", "backslashreplace")
+                raise BadRequest(
+                    f"header {shown} is not valid UTF-8",
+                    errors=[FieldError(loc=["header", shown], msg="must be valid UTF-8")],
+                ) from None
 
 
 def field_errors(exc: ValidationError, prefix: str = "body") -> list[FieldError]:

@@ -111,13 +111,22 @@ LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": 100, "defaul
 CURSOR = Param(
     "cursor",
     {"type": "string", "minLength": 1},
-    "The `next_cursor` of the previous page (opaque; a cursor that was altered or made for another listing or "
-    "sort order is a 400).",
+    "The `next_cursor` of the previous page (opaque, signed with the service's `CURSOR_SECRET`; a cursor that "
+    "was altered, made with another key or for another listing or sort order, or whose values are out of range, "
+    "is a 400).",
 )
 PRODUCT_FILTERS = (
     Param("category", {"type": "string"}, "Only products of this category (slug)."),
-    Param("min_price", {"type": "number", "minimum": 0}, "Only products at this price or more."),
-    Param("max_price", {"type": "number", "minimum": 0}, "Only products at this price or less."),
+    Param(
+        "min_price",
+        {"type": "number", "minimum": 0, "maximum": 999_999_999_999.99},
+        "Only products at this price or more (a price as in a body: at most 2 decimal places, else 400).",
+    ),
+    Param(
+        "max_price",
+        {"type": "number", "minimum": 0, "maximum": 999_999_999_999.99},
+        "Only products at this price or less (a price as in a body: at most 2 decimal places, else 400).",
+    ),
     Param("in_stock", {"type": "boolean"}, "`true`: only products with stock > 0; `false`: only those without."),
     Param("q", {"type": "string", "maxLength": 200}, "Full-text search over name and description."),
     Param("sort", {"type": "string", "enum": list(SORTS), "default": "-created_at"}, "Order (`-` for descending)."),
@@ -194,7 +203,8 @@ REQUEST_HEADERS: Final[dict[str, Schema]] = {
 
 #: Why each error status happens: the problem responses in ``components.responses``.
 ERRORS: Final[dict[int, str]] = {
-    400: "The body is not valid JSON, or a query parameter or header is malformed (`errors` names it).",
+    400: "The body is not valid JSON or nests objects and arrays more than 64 levels deep, a header is not "
+    "UTF-8, or a query parameter or cursor is malformed or out of range (`errors` names it).",
     401: "No valid API key: send `Authorization: Bearer <key>`.",
     403: "The API key lacks the scope this operation needs.",
     404: "No such (live) resource.",
@@ -203,7 +213,8 @@ ERRORS: Final[dict[int, str]] = {
     412: "`If-Match` named another version than the current one.",
     413: "The body is larger than its limit (JSON 1 MiB, images 20 MiB).",
     415: "The body's content type is not one this operation takes.",
-    422: "The body is JSON but fails validation: `errors` lists every field at fault.",
+    422: "The body is JSON but fails validation: `errors` lists every field at fault. Integers outside the "
+    "signed 64-bit range and strings holding `\\u0000` are refused here, anywhere in the body.",
     429: "Too many requests: wait as `Retry-After` says.",
     503: "PostgreSQL is unreachable: retry after `Retry-After` seconds.",
 }

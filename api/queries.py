@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 import asyncpg
 from redis.exceptions import RedisError
 
-from shared import birthdays, cursors, readmodel, views
+from shared import birthdays, cursors, numbers, readmodel, views
+from shared.cursors import Cursors
 from shared.db import connection
 from shared.errors import BadRequest, FieldError, NotFound
 from shared.logs import get_logger
@@ -50,6 +51,8 @@ class Reads:
     run: readmodel.Runner | None
     media_url: str
     stats: Stats
+    #: Makes and checks the listings' cursors (``CURSOR_SECRET``).
+    cursors: Cursors
     #: A plain GET over the same connection (None without Redis): the read by slug needs no script.
     get: Callable[[str], Awaitable[bytes | None]] | None = None
 
@@ -93,13 +96,16 @@ async def project(r: Reads, written: Written) -> None:
         await _fill(r, lambda run: readmodel.project_user(run, e))
 
 
-def _after_id(kind: str, cursor: str | None) -> int | None:
+def _after_id(r: Reads, kind: str, cursor: str | None) -> int | None:
     if cursor is None:
         return None
-    key = cursors.decode(kind, cursor)
-    if len(key) != 1 or not isinstance(key[0], int) or isinstance(key[0], bool):
+    key = r.cursors.decode(kind, cursor)
+    if len(key) != 1:
         raise cursors.malformed()
-    return int(key[0])
+    try:
+        return numbers.row_id(key[0])
+    except ValueError as exc:
+        raise cursors.malformed() from exc
 
 
 def _page(items: list[Any], next_cursor: str | None) -> bytes:
@@ -134,14 +140,14 @@ async def category(r: Reads, slug: str) -> tuple[bytes, str]:
 
 
 async def categories(r: Reads, limit: int, cursor: str | None) -> bytes:
-    after = _after_id("categories", cursor)
+    after = _after_id(r, "categories", cursor)
 
     async def build() -> bytes:
         async with connection(r.pool, r.wait) as conn:
             rows = await cat_repo.list_page(conn, after, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
-        nxt = cursors.encode("categories", [rows[-1].id]) if more else None
+        nxt = r.cursors.encode("categories", [rows[-1].id]) if more else None
         return _page([views.category(c) for c in rows], nxt)
 
     return await _cached_listing(r, "categories", readmodel.page_hash(limit, after), build)
@@ -185,7 +191,7 @@ async def _indexed_page(r: Reads, filters: prod_repo.Filters, sort: str, after: 
     if len(rows) > limit:
         rows = rows[:limit]
         last_id, last_score, _ = rows[-1]
-        nxt = cursors.encode(f"products:{sort}", readmodel.sort_key_from_score(sort, last_id, last_score))
+        nxt = r.cursors.encode(f"products:{sort}", readmodel.sort_key_from_score(sort, last_id, last_score))
     # The stored bytes of each product go into the page as they are.
     return b'{"items":[' + b",".join(body for _, _, body in rows) + b'],"next_cursor":' + views.dumps(nxt) + b"}"
 
@@ -195,7 +201,7 @@ async def products(r: Reads, filters: prod_repo.Filters, sort: str, limit: int, 
     after = None
     if cursor is not None:
         try:
-            after = prod_repo.parse_sort_key(sort, cursors.decode(kind, cursor))
+            after = prod_repo.parse_sort_key(sort, r.cursors.decode(kind, cursor))
         except (ValueError, TypeError, ArithmeticError) as exc:
             raise cursors.malformed() from exc
     indexed = _indexed(filters, sort)
@@ -210,7 +216,7 @@ async def products(r: Reads, filters: prod_repo.Filters, sort: str, limit: int, 
             rows = await prod_repo.list_page(conn, filters, sort, after, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
-        nxt = cursors.encode(kind, prod_repo.sort_key(rows[-1], sort)) if more else None
+        nxt = r.cursors.encode(kind, prod_repo.sort_key(rows[-1], sort)) if more else None
         return _page([views.product(p, r.media_url) for p in rows], nxt)
 
     qhash = readmodel.page_hash(filters, sort, limit, cursor)
@@ -233,14 +239,14 @@ async def record(r: Reads, record_id: int) -> tuple[bytes, str]:
 
 
 async def records(r: Reads, limit: int, cursor: str | None) -> bytes:
-    after = _after_id("records", cursor)
+    after = _after_id(r, "records", cursor)
 
     async def build() -> bytes:
         async with connection(r.pool, r.wait) as conn:
             rows = await rec_repo.list_page(conn, after, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
-        nxt = cursors.encode("records", [rows[-1].id]) if more else None
+        nxt = r.cursors.encode("records", [rows[-1].id]) if more else None
         return _page([views.record(x) for x in rows], nxt)
 
     return await _cached_listing(r, "records", readmodel.page_hash("api", limit, after), build)
@@ -285,13 +291,11 @@ async def birthdays_today(r: Reads, today: dt.date) -> bytes:
 
 
 def parse_price(raw: str | None, name: str) -> Decimal | None:
+    """A price filter, by the same rule as a body's ``price`` (:func:`shared.numbers.price`); 400 otherwise."""
     if raw is None:
         return None
     try:
-        value = Decimal(raw)
-    except ArithmeticError:
-        value = Decimal("NaN")  # refused just below, like "NaN" itself
-    if not value.is_finite() or value < 0:
-        msg = "must be a decimal number >= 0"
-        raise BadRequest(f"{name} {msg}", errors=[FieldError(loc=["query", name], msg=msg)])
-    return value
+        return numbers.price(raw)
+    except ValueError as exc:
+        msg = f"must be a price (a decimal number >= 0 with at most 2 places): {exc}"
+        raise BadRequest(f"{name} {msg}", errors=[FieldError(loc=["query", name], msg=msg)]) from exc

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from shared.numbers import Price
 
 #: The contract's slug pattern.
 SLUG_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
@@ -17,22 +18,6 @@ ATTRIBUTES_MAX_BYTES = 16 * 1024
 #: ``$`` matching at the very end only).
 USERNAME_LETTERS = r"[A-Za-z]{1,64}"
 USERNAME_PATTERN = f"^{USERNAME_LETTERS}$"
-
-
-def _no_bool(value: Any) -> Any:
-    # JSON true is not a price: pydantic's lax mode would turn it into 1.
-    if isinstance(value, bool):
-        raise ValueError("must be a decimal number or a string holding one")
-    return value
-
-
-# The constraints come before the validator: after it, pydantic cannot put them into the JSON schema
-# (it wrote "ge" and "max_digits" there as they are, which no JSON Schema tool understands).
-Price = Annotated[
-    Decimal,
-    Field(ge=0, max_digits=14, decimal_places=2, allow_inf_nan=False, examples=["19.99"]),
-    BeforeValidator(_no_bool),
-]
 
 
 class _Body(BaseModel):

@@ -5,8 +5,15 @@ Built once in each process's ``__main__`` and passed down; never read at import 
 
 from __future__ import annotations
 
-from pydantic import Field
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: A cursor secret shorter than this is refused at start (a short one could be guessed offline from one cursor).
+CURSOR_SECRET_MIN_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -25,6 +32,10 @@ class Settings(BaseSettings):
     log_format: str = "json"
     auth_disabled: bool = False
     bootstrap_api_key: str | None = None
+    #: The key that signs pagination cursors; the same for every API process. Unset, ``python -m api`` reads it
+    #: from ``cursor_secret_file``, generating that file once (local runs).
+    cursor_secret: SecretStr | None = None
+    cursor_secret_file: str = "./var/cursor-secret"
     #: Serve ``/api/openapi.json``, ``/api/docs`` (Swagger UI) and ``/api/redoc``; when false they are 404.
     docs_enabled: bool = True
 
@@ -81,3 +92,36 @@ class Settings(BaseSettings):
     rate_limit_writes_burst: int = Field(default=100, ge=1)
     #: Comma-separated addresses or CIDR blocks of reverse proxies whose ``X-Forwarded-For`` names the client.
     trusted_proxies: str = ""
+
+    @field_validator("cursor_secret")
+    @classmethod
+    def _cursor_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < CURSOR_SECRET_MIN_LENGTH:
+            raise ValueError(f"CURSOR_SECRET must be at least {CURSOR_SECRET_MIN_LENGTH} characters")
+        return value
+
+
+def with_cursor_secret(settings: Settings) -> Settings:
+    """``settings`` with a cursor secret: ``CURSOR_SECRET`` if set, else the one kept in ``cursor_secret_file``,
+    which is made (mode 0600, a random 256-bit secret) by the first process that needs it. Every process that
+    starts in the same directory then signs with the same key, restart after restart."""
+    if settings.cursor_secret is not None:
+        return settings
+    path = Path(settings.cursor_secret_file)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written aside, then linked into place: a process starting at the same moment never reads half a file,
+        # and of two that race, one link wins and both read its secret.
+        aside = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, (secrets.token_urlsafe(32) + "\n").encode())
+        finally:
+            os.close(fd)
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            pass
+        finally:
+            aside.unlink()
+    return settings.model_copy(update={"cursor_secret": SecretStr(path.read_text(encoding="utf-8").strip())})

@@ -10,6 +10,7 @@ from typing import Any, Final
 
 import asyncpg
 
+from shared import numbers
 from shared.models import Product, Versions, Written
 
 _COLUMNS = """
@@ -90,22 +91,35 @@ def sort_key(product: Product, sort: str) -> list[Any]:
     return [first, product.id]
 
 
+#: The timestamps a cursor may carry: any the service can have written, a day clear of Python's and PostgreSQL's
+#: edges (an offset at 0001-01-01 or 9999-12-31 moves the instant out of range when it is turned into UTC).
+CURSOR_TIME_MIN: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+CURSOR_TIME_MAX: Final = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+#: A product name's longest (``ProductIn.name``): a cursor's name is one the listing returned.
+CURSOR_NAME_MAX: Final = 200
+
+
 def parse_sort_key(sort: str, key: list[Any]) -> tuple[Any, int]:
-    """Typed values of a cursor's key; ``ValueError`` / ``TypeError`` if the key does not fit the sort."""
-    if len(key) != 2 or not isinstance(key[1], int) or not isinstance(key[0], str):
+    """Typed values of a cursor's key, each in the range its column holds (:mod:`shared.numbers`); ``ValueError``
+    if the key does not fit the sort."""
+    if len(key) != 2 or not isinstance(key[0], str):
         raise ValueError("bad key")
+    product_id = numbers.row_id(key[1])
     first: Any
     if sort.endswith("created_at"):
         first = dt.datetime.fromisoformat(key[0])
         if first.tzinfo is None:
             raise ValueError("naive timestamp")
+        first = first.astimezone(dt.UTC)  # OverflowError (an ArithmeticError) at the edges of the calendar
+        if not CURSOR_TIME_MIN <= first < CURSOR_TIME_MAX:
+            raise ValueError("timestamp out of range")
     elif sort.endswith("price"):
-        first = Decimal(key[0])
-        if not first.is_finite():
-            raise ValueError("bad price")
+        first = numbers.price(key[0])
     else:
         first = key[0]
-    return first, key[1]
+        if len(first) > CURSOR_NAME_MAX or "\x00" in first:
+            raise ValueError("bad name")
+    return first, product_id
 
 
 @dataclass(frozen=True)

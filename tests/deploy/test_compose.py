@@ -36,6 +36,7 @@ ENV_KEYS = {
     "LOG_FORMAT",
     "AUTH_DISABLED",
     "BOOTSTRAP_API_KEY",
+    "CURSOR_SECRET",
     "POSTGRES_PASSWORD",
     "RABBITMQ_DEFAULT_USER",
     "RABBITMQ_DEFAULT_PASS",
@@ -219,6 +220,16 @@ def test_every_variable_resolves_from_the_env_example() -> None:
     assert not VARIABLE.search(str(resolved))
 
 
+def test_every_api_container_gets_one_cursor_secret_from_env() -> None:
+    # Replicas of the API must sign cursors alike; compose stops when .env lacks the secret.
+    raw = services()["api"]["environment"]["CURSOR_SECRET"]
+    resolved = interpolated(services(), env_example())["api"]["environment"]["CURSOR_SECRET"]
+
+    assert raw.startswith("${CURSOR_SECRET:?")
+    assert resolved == env_example()["CURSOR_SECRET"]
+    assert len(resolved) >= 16
+
+
 def test_application_urls_point_at_compose_services() -> None:
     resolved = interpolated(services(), env_example())
 
@@ -245,7 +256,7 @@ def test_rabbitmq_has_a_real_administrator_for_the_management_ui() -> None:
 def test_env_example_is_only_an_example() -> None:
     text = ENV_EXAMPLE.read_text(encoding="utf-8")
 
-    for key in ("POSTGRES_PASSWORD", "RABBITMQ_DEFAULT_PASS", "BOOTSTRAP_API_KEY"):
+    for key in ("POSTGRES_PASSWORD", "RABBITMQ_DEFAULT_PASS", "BOOTSTRAP_API_KEY", "CURSOR_SECRET"):
         assert "change-me" in env_example()[key], f"{key} in .env.example is a placeholder"
     assert "AUTH_DISABLED=false" in text
 

@@ -273,6 +273,15 @@ def test_pods_mount_what_they_reference(doc: K8sDoc) -> None:
             assert "ReadWriteMany" in claim.data["spec"]["accessModes"], "shared by several pods"
 
 
+def test_the_api_reads_its_cursor_secret_from_the_secret() -> None:
+    # Every API pod signs cursors with the one key the Secret holds (CURSOR_SECRET, at least 16 characters).
+    (secret,) = k8s_of_kind("Secret").values()
+    sources = containers(DEPLOYMENTS["api"])[0]["envFrom"]
+
+    assert len(secret.data["stringData"]["CURSOR_SECRET"]) >= 16
+    assert {"secretRef": {"name": secret.data["metadata"]["name"]}} in sources
+
+
 def test_settings_cover_the_contract() -> None:
     (config,) = k8s_of_kind("ConfigMap").values()
 

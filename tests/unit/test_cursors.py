@@ -8,8 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.cursors import decode, encode
+from shared.cursors import Cursors
 from shared.errors import BadRequest
+
+SECRET = "unit-test-cursor-secret-0123456789"
+_CURSORS = Cursors(SECRET)
+encode, decode = _CURSORS.encode, _CURSORS.decode
 
 keys = st.lists(
     st.one_of(st.integers(min_value=-(2**63), max_value=2**63 - 1), st.text(max_size=50), st.none()), max_size=4
@@ -70,9 +74,20 @@ def test_checksummed_body_that_is_not_a_pair_is_refused() -> None:
     import hashlib
     import hmac
 
-    from shared import cursors
-
     body = b'{"not": "a pair"}'
-    mac = hmac.new(cursors._KEY, body, hashlib.sha256).digest()[: cursors._MAC_LEN]
+    mac = hmac.new(SECRET.encode(), body, hashlib.sha256).digest()[:8]
     cursor = base64.urlsafe_b64encode(mac + body).rstrip(b"=").decode()
     _refused("records", cursor)
+
+
+def test_a_cursor_signed_with_another_secret_is_refused() -> None:
+    # Given a cursor made by a service with another CURSOR_SECRET (or by someone guessing one)
+    cursor = Cursors("some-other-secret-0123456789").encode("records", [1])
+
+    # Then this one refuses it
+    _refused("records", cursor)
+
+
+def test_the_same_secret_reads_another_process_cursor() -> None:
+    # Two codecs with one secret (two API processes) read each other's cursors.
+    assert Cursors(SECRET).decode("records", Cursors(SECRET).encode("records", [7])) == [7]
