@@ -16,6 +16,7 @@ from api.keys import KEY_CACHE, METRICS, PG_POOL, READ_STATS, READINESS, READS, 
 from api.metrics import Metrics, recorder, setup_metrics
 from api.queries import Reads
 from api.routes import setup_routes
+from migrations.runner import discover
 from shared.db import create_pool
 from shared.fastredis import FastRedis
 from shared.logs import get_logger
@@ -68,7 +69,8 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 
 async def _readiness(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    app[READINESS] = Readiness(app[PG_POOL], app[REDIS], settings.rabbitmq_url)
+    schema_version = max((m.version for m in discover()), default=0)
+    app[READINESS] = Readiness(app[PG_POOL], app[REDIS], settings.rabbitmq_url, schema_version)
     app[READS] = Reads(
         app[PG_POOL], settings.pg_connect_timeout, app[REDIS_RUN], settings.media_url, app[READ_STATS], app[REDIS_GET]
     )

@@ -25,6 +25,18 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.ConnectionFailureError,
 )
 
+#: The errors that mean "the schema is not (fully) migrated": PostgreSQL answers, but what a statement names is not
+#: there. With every migration applied none of them happens, so they say nothing else.
+SCHEMA_MISSING: tuple[type[BaseException], ...] = (
+    asyncpg.UndefinedTableError,
+    asyncpg.UndefinedColumnError,
+    asyncpg.UndefinedFunctionError,
+    asyncpg.UndefinedObjectError,
+    asyncpg.InvalidSchemaNameError,
+)
+#: What a client is told when one of :data:`SCHEMA_MISSING` happens.
+NOT_MIGRATED = "the database schema is not migrated (run python -m migrations)"
+
 
 async def init_connection(conn: asyncpg.Connection) -> None:
     """Register the jsonb/json codecs (orjson) on a new connection."""
