@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     outbox_retention_hours: float = Field(default=168, ge=0)
     #: Outbox relay: Prometheus metrics port (0 = no metrics server).
     relay_metrics_port: int = Field(default=9192, ge=0, le=65535)
+    #: Where the relay's and the dramatiq workers' Prometheus ports listen: loopback unless told otherwise
+    #: (compose and Kubernetes, where Prometheus scrapes them, set ``0.0.0.0``). dramatiq's own
+    #: ``dramatiq_prom_host``, when set, wins for the workers.
+    worker_metrics_host: str = "127.0.0.1"
 
     #: Image storage: S3-compatible when ``s3_bucket`` is set, else the local directory ``media_root``.
     s3_bucket: str | None = None

@@ -7,6 +7,7 @@ import os
 import sys
 
 from shared.events import CACHE_QUEUE, THUMBNAILS_QUEUE
+from shared.settings import Settings
 
 #: dramatiq entry modules: each sets up the broker, then imports its actors.
 ENTRIES = {"cache": ("worker.entry_cache", CACHE_QUEUE), "thumbnails": ("worker.entry_thumbnails", THUMBNAILS_QUEUE)}
@@ -18,6 +19,9 @@ def _dramatiq(kind: str, argv: list[str]) -> int:
     # idle; with a small prefetch that throttled the cache worker to seconds of lag at 200 events/s (measured in
     # bench/). 100 ms keeps it prompt at a negligible cost. Read at import, so set before it; the env wins.
     os.environ.setdefault("dramatiq_worker_timeout", "100")
+    # dramatiq's Prometheus middleware listens on dramatiq_prom_host (read at import, default 0.0.0.0): loopback
+    # here unless told otherwise, like the relay's port.
+    os.environ.setdefault("dramatiq_prom_host", Settings().worker_metrics_host)
     import dramatiq.cli
 
     parser = argparse.ArgumentParser(prog=f"python -m worker {kind}")
