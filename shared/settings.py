@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     image_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     #: Images with more pixels than this are a permanent failure, never decoded (decompression bombs).
     image_max_pixels: int = Field(default=50_000_000, ge=1)
+    #: ``python -m worker thumbnails collect`` removes originals and thumbnails that no product references only
+    #: once they are this many seconds old (an upload in flight has written its file but not yet committed).
+    media_gc_grace_seconds: float = Field(default=86_400.0, ge=0)
 
     #: ``GET /metrics`` (Prometheus); when false it is 404.
     metrics_enabled: bool = True

@@ -1,4 +1,4 @@
-"""``python -m worker relay | cache [rebuild] | thumbnails [regenerate ...]``."""
+"""``python -m worker relay | cache [rebuild] | thumbnails [regenerate ... | collect ...]``."""
 
 from __future__ import annotations
 
@@ -66,6 +66,10 @@ def main(argv: list[str]) -> int:
         from worker.regenerate import main as regenerate_main
 
         return regenerate_main(rest[1:])
+    if command == "thumbnails" and rest[:1] == ["collect"]:
+        from worker.collect import main as collect_main
+
+        return collect_main(rest[1:])
     if command in ENTRIES:
         return _dramatiq(command, rest)
     sys.stderr.write(f"unknown command {command!r}; expected relay, cache or thumbnails\n")
