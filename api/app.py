@@ -17,7 +17,7 @@ from api.metrics import Metrics, recorder, setup_metrics
 from api.queries import Reads
 from api.routes import setup_routes
 from migrations.runner import discover
-from shared.db import create_pool
+from shared.db import close_pool, create_pool
 from shared.fastredis import FastRedis
 from shared.logs import get_logger
 from shared.settings import Settings
@@ -46,7 +46,8 @@ async def _postgres(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await pool.close()
+        if not await close_pool(pool):
+            log.warning("postgres_pool_terminated", detail="PostgreSQL did not answer the close in time")
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
