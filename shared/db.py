@@ -81,12 +81,12 @@ async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
 POOL_CLOSE_TIMEOUT: Final = 2.0
 
 
-async def close_pool(pool: asyncpg.Pool, timeout: float = POOL_CLOSE_TIMEOUT) -> bool:
-    """Close ``pool`` politely within ``timeout`` seconds, else terminate it (a server that does not answer the
+async def close_pool(pool: asyncpg.Pool, within: float = POOL_CLOSE_TIMEOUT) -> bool:
+    """Close ``pool`` politely within ``within`` seconds, else terminate it (a server that does not answer the
     goodbye, or is gone, must not hold a shutdown up or fail it: asyncpg raises ``TimeoutError`` after its command
     timeout). Whether the close was polite."""
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             await pool.close()
     except UNAVAILABLE:
         pool.terminate()
