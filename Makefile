@@ -5,7 +5,7 @@ UV_VERSION := 0.13.9
 # uv from PATH, else the one `make install` puts in Python's user site (python3 -m pip install uv).
 UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
-.PHONY: install services migrate run test lint format bench clean
+.PHONY: install services migrate run test lint format bench clean FORCE
 
 install: .venv/.synced
 
@@ -21,9 +21,18 @@ migrate: install services
 	$(PY) -m migrations
 
 ## The whole stack, locally: services checked/started, migrations, then every process (Ctrl-C stops all).
-run: migrate
+run: var/stack.running
+
+# The runner (scripts/procs.py) keeps this file while the stack runs and stops the stack once it is gone. On
+# SIGINT, SIGTERM, SIGHUP or SIGQUIT, make deletes the target of a recipe still running, even when (a SIGINT sent
+# to make's pid alone) it passes the signal on to nobody: so every way of stopping make stops every process.
+PROCFILE ?= Procfile
+var/stack.running: migrate FORCE
 	mkdir -p var/media
-	$(PY) -m honcho start -f Procfile
+	$(PY) -m worker cache rebuild --if-missing
+	exec $(PY) scripts/procs.py --while $@ $(PROCFILE)
+
+FORCE:
 
 ## The whole test suite against the real PostgreSQL, Redis and RabbitMQ (exit 5, "no tests", fails too).
 test: install services

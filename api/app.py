@@ -17,8 +17,9 @@ from api.keys import KEY_CACHE, METRICS, PG_POOL, READ_STATS, READINESS, READS, 
 from api.metrics import Metrics, recorder, setup_metrics
 from api.queries import Reads
 from api.routes import setup_routes
+from migrations.runner import discover
 from shared.cursors import Cursors
-from shared.db import create_pool
+from shared.db import close_pool, create_pool
 from shared.fastredis import FastRedis
 from shared.logs import get_logger
 from shared.settings import Settings
@@ -47,7 +48,8 @@ async def _postgres(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await pool.close()
+        if not await close_pool(pool):
+            log.warning("postgres_pool_terminated", detail="PostgreSQL did not answer the close in time")
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
@@ -70,7 +72,8 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 
 async def _readiness(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    app[READINESS] = Readiness(app[PG_POOL], app[REDIS], settings.rabbitmq_url)
+    schema_version = max((m.version for m in discover()), default=0)
+    app[READINESS] = Readiness(app[PG_POOL], app[REDIS], settings.rabbitmq_url, schema_version)
     app[READS] = Reads(
         app[PG_POOL],
         settings.pg_connect_timeout,

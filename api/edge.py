@@ -18,7 +18,8 @@ from api import auth
 from api.http import reject_nul, reject_undecodable_headers
 from api.keys import KEY_CACHE, PG_POOL, PRINCIPAL, REQUEST_ID, SETTINGS
 from api.metrics import UNMATCHED
-from shared.errors import STATUS, DomainError, ServiceUnavailable, problem
+from shared.db import NOT_MIGRATED, SCHEMA_MISSING
+from shared.errors import STATUS, DomainError, SchemaNotMigrated, ServiceUnavailable, problem
 from shared.logs import REQUEST_ID as LOG_REQUEST_ID
 from shared.logs import get_logger
 from shared.views import dumps
@@ -38,6 +39,12 @@ log = get_logger("api")
 PROBLEM = "application/problem+json"
 #: A client's X-Request-ID is kept if it looks like an id; anything else is replaced (it goes into logs).
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+#: What the ``Server`` header says: the product, no versions.
+SERVER_NAME: Final = "stockroom"
+#: On every response the edge makes: no content sniffing (a JSON body is never rendered as HTML), and a
+#: ``Server`` that names no versions (aiohttp's own default names Python's and its own).
+SAFE_HEADERS: Final = {"X-Content-Type-Options": "nosniff", "Server": SERVER_NAME}
 
 
 def problem_response(status: int, title: str, detail: str, errors=(), headers=None) -> web.Response:  # type: ignore[no-untyped-def]
@@ -104,12 +111,15 @@ def edge(record: Callable[[web.Request, int, float], None], rate_limit: Guard | 
                     if request.transport is not None and not request.transport.is_closing():
                         raise  # the client is still there: not its disconnect (aiohttp logs it, answers 500)
                     response = web.Response(status=499)  # gone mid-body: aiohttp's payload raises this
+                except SCHEMA_MISSING:
+                    response = _domain_problem(request, SchemaNotMigrated(NOT_MIGRATED))
                 except Exception:
                     log.exception("unhandled_error", path=request.path, method=request.method)
                     response = problem_response(
                         500, "Internal Server Error", "an unexpected error occurred; it was logged"
                     )
                 status = response.status
+                response.headers.update(SAFE_HEADERS)
                 if request.transport is None:
                     # The client went away before the answer (nginx's 499): nobody reads it.
                     log.info("client_disconnected", path=request.path, method=request.method, answer=status)
@@ -118,6 +128,7 @@ def edge(record: Callable[[web.Request, int, float], None], rate_limit: Guard | 
                 return response
             except web.HTTPException as exc:  # redirects (3xx): aiohttp answers them
                 status = exc.status
+                exc.headers.update(SAFE_HEADERS)
                 exc.headers["X-Request-ID"] = rid
                 raise
             except asyncio.CancelledError:

@@ -10,16 +10,26 @@ from urllib.parse import urlsplit
 import asyncpg
 import redis.asyncio as aioredis
 
+from shared.db import SCHEMA_MISSING
+from shared.errors import SchemaNotMigrated
+
 #: How long one probe may take before the dependency counts as down.
 PROBE_TIMEOUT = 1.0
 #: Results are reused this long, so a busy prober does not multiply connections.
 CACHE_SECONDS = 1.0
 
 
-async def _postgres(pool: asyncpg.Pool) -> None:
+async def _postgres(pool: asyncpg.Pool, schema_version: int) -> None:
+    """PostgreSQL answers, and its schema is migrated at least as far as this code needs (a newer one is fine:
+    migrations only add, and a rolling upgrade migrates before the new code starts)."""
     async with asyncio.timeout(PROBE_TIMEOUT):
         async with pool.acquire() as conn:
-            await conn.fetchval("SELECT 1")
+            try:
+                applied = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
+            except SCHEMA_MISSING:
+                applied = 0
+    if applied < schema_version:
+        raise SchemaNotMigrated(f"schema not migrated (at version {applied}, needs {schema_version})")
 
 
 async def _redis(client: aioredis.Redis) -> None:
@@ -42,11 +52,21 @@ async def _rabbitmq(url: str) -> None:
         raise ConnectionError("not an AMQP 0-9-1 broker")
 
 
+def _state(result: BaseException | None) -> str:
+    if result is None:
+        return "ok"
+    if isinstance(result, SchemaNotMigrated):
+        return f"down: {result}"
+    return f"down: {type(result).__name__}"
+
+
 @dataclass
 class Readiness:
     pool: asyncpg.Pool
     redis: aioredis.Redis
     rabbitmq_url: str
+    #: The newest migration this code needs (``migrations/NNNN_*.sql``).
+    schema_version: int
     _at: float = 0.0
     _last: dict[str, str] = field(default_factory=dict)
 
@@ -55,13 +75,11 @@ class Readiness:
         if time.monotonic() - self._at < CACHE_SECONDS and self._last:
             return self._last
         probes = {
-            "postgres": _postgres(self.pool),
+            "postgres": _postgres(self.pool, self.schema_version),
             "redis": _redis(self.redis),
             "rabbitmq": _rabbitmq(self.rabbitmq_url),
         }
         results = await asyncio.gather(*probes.values(), return_exceptions=True)
-        self._last = {
-            name: "ok" if r is None else f"down: {type(r).__name__}" for name, r in zip(probes, results, strict=True)
-        }
+        self._last = {name: _state(r) for name, r in zip(probes, results, strict=True)}
         self._at = time.monotonic()
         return self._last

@@ -12,11 +12,12 @@ import tempfile
 from typing import Any, Final
 
 import uvloop
-from aiohttp import web
+from aiohttp import web, web_response
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import multiprocess
 
 from api.app import create_app
+from api.edge import SERVER_NAME
 from api.metrics import MULTIPROC_ENV
 from shared.logs import configure_logging, get_logger
 from shared.settings import Settings
@@ -61,6 +62,9 @@ def serve(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
     logging.getLogger("aiohttp.server").addFilter(ClientFaults())
     get_logger("api").info("api_starting", host=host, port=port, pid=os.getpid())
     uvloop.install()
+    # The edge names no versions in ``Server``; the responses aiohttp makes itself (a request its parser refuses)
+    # take this module default, which would name Python's and aiohttp's.
+    web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]
     app = create_app(settings)
     app.on_startup.append(_settle_gc)
     web.run_app(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import asyncpg
 import orjson
@@ -24,6 +24,18 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.ConnectionFailureError,
 )
+
+#: The errors that mean "the schema is not (fully) migrated": PostgreSQL answers, but what a statement names is not
+#: there. With every migration applied none of them happens, so they say nothing else.
+SCHEMA_MISSING: tuple[type[BaseException], ...] = (
+    asyncpg.UndefinedTableError,
+    asyncpg.UndefinedColumnError,
+    asyncpg.UndefinedFunctionError,
+    asyncpg.UndefinedObjectError,
+    asyncpg.InvalidSchemaNameError,
+)
+#: What a client is told when one of :data:`SCHEMA_MISSING` happens.
+NOT_MIGRATED = "the database schema is not migrated (run python -m migrations)"
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
@@ -63,6 +75,23 @@ async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
     pool = asyncpg.create_pool(**kwargs)
     await pool
     return pool
+
+
+#: Seconds a pool's polite close may take (each connection says goodbye to the server) before it is dropped.
+POOL_CLOSE_TIMEOUT: Final = 2.0
+
+
+async def close_pool(pool: asyncpg.Pool, within: float = POOL_CLOSE_TIMEOUT) -> bool:
+    """Close ``pool`` politely within ``within`` seconds, else terminate it (a server that does not answer the
+    goodbye, or is gone, must not hold a shutdown up or fail it: asyncpg raises ``TimeoutError`` after its command
+    timeout). Whether the close was polite."""
+    try:
+        async with asyncio.timeout(within):
+            await pool.close()
+    except UNAVAILABLE:
+        pool.terminate()
+        return False
+    return True
 
 
 @contextlib.asynccontextmanager

@@ -71,6 +71,11 @@ class ServiceUnavailable(DomainError):
     """A dependency (PostgreSQL) is unreachable; the client should retry."""
 
 
+class SchemaNotMigrated(ServiceUnavailable):
+    """PostgreSQL answers, but a table (or column, function) the service needs is not there yet: the migrations
+    have not run. Retrying helps once they have (``python -m migrations``)."""
+
+
 #: Domain error class -> (HTTP status, problem title).
 STATUS: dict[type[DomainError], tuple[int, str]] = {
     BadRequest: (400, "Bad Request"),
@@ -84,6 +89,7 @@ STATUS: dict[type[DomainError], tuple[int, str]] = {
     ValidationFailed: (422, "Unprocessable Content"),
     TooManyRequests: (429, "Too Many Requests"),
     ServiceUnavailable: (503, "Service Unavailable"),
+    SchemaNotMigrated: (503, "Service Unavailable"),
 }
 
 

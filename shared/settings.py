@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     outbox_retention_hours: float = Field(default=168, ge=0)
     #: Outbox relay: Prometheus metrics port (0 = no metrics server).
     relay_metrics_port: int = Field(default=9192, ge=0, le=65535)
+    #: Where the relay's and the dramatiq workers' Prometheus ports listen: loopback unless told otherwise
+    #: (compose and Kubernetes, where Prometheus scrapes them, set ``0.0.0.0``). dramatiq's own
+    #: ``dramatiq_prom_host``, when set, wins for the workers.
+    worker_metrics_host: str = "127.0.0.1"
 
     #: Image storage: S3-compatible when ``s3_bucket`` is set, else the local directory ``media_root``.
     s3_bucket: str | None = None
@@ -78,6 +82,9 @@ class Settings(BaseSettings):
     image_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     #: Images with more pixels than this are a permanent failure, never decoded (decompression bombs).
     image_max_pixels: int = Field(default=50_000_000, ge=1)
+    #: ``python -m worker thumbnails collect`` removes originals and thumbnails that no product references only
+    #: once they are this many seconds old (an upload in flight has written its file but not yet committed).
+    media_gc_grace_seconds: float = Field(default=86_400.0, ge=0)
 
     #: ``GET /metrics`` (Prometheus); when false it is 404.
     metrics_enabled: bool = True

@@ -1,7 +1,9 @@
 """Image storage behind one interface: a local directory (default) or an S3-compatible bucket.
 
 Keys are content addresses: ``<prefix>/ab/cd/<sha256 of the bytes>.<ext>``, so a stored object never changes
-(it can be cached forever) and storing the same bytes twice is one object. Uploads are streamed: the local
+(it can be cached forever) and storing the same bytes twice is one object. Storing bytes that are there already
+refreshes the object's time of last write: the collector (``worker.collect``) only removes objects older than its
+grace period, so an upload in flight of the same bytes keeps its file. Uploads are streamed: the local
 store writes a temporary file and renames it into place; the S3 store spools to a temporary file (the key is
 only known once the last byte is hashed) and then uploads that file. Neither holds a whole upload in memory.
 """
@@ -92,6 +94,14 @@ class Storage(Protocol):
         """Remove the object; no error if there is none."""
         ...
 
+    def listing(self, prefix: str) -> AsyncIterator[tuple[str, float]]:
+        """Every stored key under ``prefix`` (``originals`` or ``thumbs``) with its last write (epoch seconds)."""
+        ...
+
+    async def modified(self, key: str) -> float | None:
+        """When ``key`` was last written (epoch seconds); ``None`` if there is no such object."""
+        ...
+
 
 # -- local directory ---------------------------------------------------------------------------------------
 
@@ -130,9 +140,16 @@ class LocalStorage:
 
     async def save_bytes(self, data: bytes, *, prefix: str, ext: str) -> str:
         key = content_key(prefix, hashlib.sha256(data).hexdigest(), ext)
-        if not await self.exists(key):
+        if not await asyncio.to_thread(self._touch, key):
             await asyncio.to_thread(self._write, key, data)
         return key
+
+    def _touch(self, key: str) -> bool:
+        try:
+            os.utime(self.path(key))
+        except FileNotFoundError:
+            return False
+        return True
 
     def _write(self, key: str, data: bytes) -> None:
         self._tmp.mkdir(parents=True, exist_ok=True)
@@ -151,6 +168,7 @@ class LocalStorage:
         # is already there is never rewritten.
         final = self.path(key)
         if final.exists():
+            os.utime(final)  # a fresh time of last write: the collector leaves it alone (module docstring)
             return
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)
@@ -179,6 +197,25 @@ class LocalStorage:
     async def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(self.path(key).unlink)
+
+    async def listing(self, prefix: str) -> AsyncIterator[tuple[str, float]]:
+        for key, mtime in await asyncio.to_thread(self._walk, prefix):
+            yield key, mtime
+
+    def _walk(self, prefix: str) -> list[tuple[str, float]]:
+        found = []
+        for path in (self.root / prefix).rglob("*"):
+            key = path.relative_to(self.root).as_posix()
+            if is_key(key):
+                with contextlib.suppress(FileNotFoundError):
+                    found.append((key, path.stat().st_mtime))
+        return found
+
+    async def modified(self, key: str) -> float | None:
+        try:
+            return (await asyncio.to_thread(self.path(key).stat)).st_mtime
+        except (FileNotFoundError, NotStored):
+            return None
 
 
 def _flush(f: IO[bytes]) -> None:
@@ -218,7 +255,7 @@ class S3Storage:
                 await asyncio.to_thread(f.write, chunk)
             size = f.tell()
             key = content_key(prefix, digest.hexdigest(), ext)
-            if not await self.exists(key):
+            if not await self._touch(key):
                 f.seek(0)
                 await self._client.put_object(
                     Bucket=self.bucket,
@@ -232,7 +269,7 @@ class S3Storage:
 
     async def save_bytes(self, data: bytes, *, prefix: str, ext: str) -> str:
         key = content_key(prefix, hashlib.sha256(data).hexdigest(), ext)
-        if not await self.exists(key):
+        if not await self._touch(key):
             await self._client.put_object(
                 Bucket=self.bucket, Key=key, Body=data, ContentType=content_type(key), CacheControl=CACHE_CONTROL
             )
@@ -272,6 +309,39 @@ class S3Storage:
     async def delete(self, key: str) -> None:
         if is_key(key):
             await self._client.delete_object(Bucket=self.bucket, Key=key)
+
+    async def _touch(self, key: str) -> bool:
+        """Refresh an existing object's LastModified (a copy onto itself); whether there was one."""
+        if not await self.exists(key):
+            return False
+        await self._client.copy_object(
+            Bucket=self.bucket,
+            Key=key,
+            CopySource={"Bucket": self.bucket, "Key": key},
+            MetadataDirective="REPLACE",
+            ContentType=content_type(key),
+            CacheControl=CACHE_CONTROL,
+        )
+        return True
+
+    async def listing(self, prefix: str) -> AsyncIterator[tuple[str, float]]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix + "/"):
+            for obj in page.get("Contents", []):
+                if is_key(obj["Key"]):
+                    yield obj["Key"], obj["LastModified"].timestamp()
+
+    async def modified(self, key: str) -> float | None:
+        if not is_key(key):
+            return None
+        try:
+            head = await self._client.head_object(Bucket=self.bucket, Key=key)
+        except self._client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        when: float = head["LastModified"].timestamp()
+        return when
 
 
 @contextlib.asynccontextmanager

@@ -1,4 +1,4 @@
-"""``python -m worker relay | cache [rebuild] | thumbnails [regenerate ...]``."""
+"""``python -m worker relay | cache [rebuild] | thumbnails [regenerate ... | collect ...]``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import sys
 
 from shared.events import CACHE_QUEUE, THUMBNAILS_QUEUE
+from shared.settings import Settings
 
 #: dramatiq entry modules: each sets up the broker, then imports its actors.
 ENTRIES = {"cache": ("worker.entry_cache", CACHE_QUEUE), "thumbnails": ("worker.entry_thumbnails", THUMBNAILS_QUEUE)}
@@ -18,6 +19,9 @@ def _dramatiq(kind: str, argv: list[str]) -> int:
     # idle; with a small prefetch that throttled the cache worker to seconds of lag at 200 events/s (measured in
     # bench/). 100 ms keeps it prompt at a negligible cost. Read at import, so set before it; the env wins.
     os.environ.setdefault("dramatiq_worker_timeout", "100")
+    # dramatiq's Prometheus middleware listens on dramatiq_prom_host (read at import, default 0.0.0.0): loopback
+    # here unless told otherwise, like the relay's port.
+    os.environ.setdefault("dramatiq_prom_host", Settings().worker_metrics_host)
     import dramatiq.cli
 
     parser = argparse.ArgumentParser(prog=f"python -m worker {kind}")
@@ -62,6 +66,10 @@ def main(argv: list[str]) -> int:
         from worker.regenerate import main as regenerate_main
 
         return regenerate_main(rest[1:])
+    if command == "thumbnails" and rest[:1] == ["collect"]:
+        from worker.collect import main as collect_main
+
+        return collect_main(rest[1:])
     if command in ENTRIES:
         return _dramatiq(command, rest)
     sys.stderr.write(f"unknown command {command!r}; expected relay, cache or thumbnails\n")

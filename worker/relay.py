@@ -546,6 +546,6 @@ def main(argv: list[str]) -> int:
     settings = Settings()
     configure_logging(settings, "relay")
     if settings.relay_metrics_port:
-        prometheus_client.start_http_server(settings.relay_metrics_port)
+        prometheus_client.start_http_server(settings.relay_metrics_port, addr=settings.worker_metrics_host)
     uvloop.run(_serve(settings))
     return 0

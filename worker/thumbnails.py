@@ -39,6 +39,7 @@ from shared.db import UNAVAILABLE, init_connection
 from shared.events import THUMBNAILS_QUEUE
 from shared.logs import get_logger
 from shared.repo import images as repo
+from shared.repo import media
 from shared.settings import Settings
 from shared.storage import NotStored, Storage, open_storage
 from worker import imaging
@@ -56,6 +57,11 @@ MIN_BACKOFF_MS: Final = 1_000
 MAX_BACKOFF_MS: Final = 5 * 60 * 1000
 #: One job never takes longer than this (then it is retried, and eventually given up).
 TIME_LIMIT_MS: Final = 10 * 60 * 1000
+
+
+class ThumbnailsCollected(Exception):
+    """A thumbnail this job stored was removed by the collector before the job recorded it: retried (the retry
+    stores it again)."""
 
 
 class OriginalMissing(CorruptImage):
@@ -246,7 +252,15 @@ def _db(res: _Resources, coro: Coroutine[Any, Any, T]) -> T:
 
 async def _finish_ready(res: _Resources, product_id: int, original: str, thumbs: dict[str, Any], rid: Any) -> bool:
     conn = await res.connection()
-    return await repo.mark_ready(conn, product_id, original, thumbs, rid) is not None
+    storage = await res.store()
+    keys = [k for entry in thumbs.values() for k in (entry.get("key"), entry.get("fallback", {}).get("key")) if k]
+    async with conn.transaction():
+        # Ordered against the collector (shared.repo.media): referenced only while they are there, and locked.
+        await media.hold_for_use(conn, keys)
+        for key in keys:
+            if not await storage.exists(key):
+                raise ThumbnailsCollected(f"{key} was collected before it was recorded")
+        return await repo.mark_ready(conn, product_id, original, thumbs, rid) is not None
 
 
 async def _finish_failed(res: _Resources, product_id: int, original: str, reason: str, rid: Any) -> bool:

@@ -22,9 +22,18 @@ from api.handlers.common import ctx, finish
 from api.http import if_match
 from api.keys import SETTINGS
 from shared.db import connection
-from shared.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, PreconditionFailed, UnsupportedMediaType
+from shared.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+)
 from shared.models import Versions, Written
 from shared.repo import images as repo
+from shared.repo import media as media_repo
 from shared.repo import products as prod_repo
 from shared.settings import Settings
 from shared.storage import (
@@ -132,18 +141,24 @@ def _accepted(w: Written, media_url: str) -> Outcome:
 async def put(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     c, slug, expected = ctx(request), request.match_info["slug"], if_match(request)
-    # Refuse early for a product that is not there, rather than store an image nobody will use.
+    # Refuse early (404, 412) rather than store an image nobody will use: every refusal leaves no file behind. A
+    # write that slips in between still refuses the upload below; its file is then the collector's.
     async with connection(c.pool, c.timeout) as conn:
-        if await prod_repo.get_by_slug(conn, slug) is None:
-            raise NotFound(f"no product {slug!r}")
+        await _why_not(conn, slug, expected)
     ext, chunks = await _sniffed(await _source(request, settings), settings.image_max_bytes)
-    key = await request.app[STORAGE].save_stream(chunks, prefix="originals", ext=ext)
+    storage = request.app[STORAGE]
+    key = await storage.save_stream(chunks, prefix="originals", ext=ext)
 
     async def op(conn: asyncpg.Connection) -> Outcome:
-        written = await repo.set_original(conn, slug, key, expected, c.request_id)
-        if written is None:
-            await _why_not(conn, slug, expected)
-            raise Conflict(f"product {slug!r} changed meanwhile; try again")
+        async with conn.transaction():
+            # Ordered against the collector (shared.repo.media): the file is there, and stays, once locked.
+            await media_repo.hold_for_use(conn, [key])
+            if not await storage.exists(key):
+                raise ServiceUnavailable("the stored image was collected meanwhile; send it again")
+            written = await repo.set_original(conn, slug, key, expected, c.request_id)
+            if written is None:
+                await _why_not(conn, slug, expected)
+                raise Conflict(f"product {slug!r} changed meanwhile; try again")
         return _accepted(written, settings.media_url)
 
     return await finish(request, await commands.run(c, op))

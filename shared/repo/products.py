@@ -281,12 +281,24 @@ WITH w AS (
     return None if written is None else dataclasses.replace(written, deleted=True)
 
 
+#: A restored product whose image is still ``pending`` gets its thumbnail job again: the job that ran while it was
+#: deleted found it gone and did nothing, so without a new one it would stay ``pending`` forever. (A ``ready`` or
+#: ``failed`` image has ended already.) The payload is an upload's, so the job and its superseded rule are unchanged.
+_REQUEUE_IMAGE: Final = """
+img AS (
+    INSERT INTO outbox (type, aggregate, aggregate_id, version, payload, request_id)
+    SELECT 'product.image_uploaded', 'product', w.id::text, w.version,
+           jsonb_build_object('original', w.image_original, 'restored', true), $3
+    FROM w WHERE w.image_status = 'pending' AND w.image_original IS NOT NULL)"""
+
+
 async def restore(
     conn: asyncpg.Connection, slug: str, expected_version: Versions | None, request_id: str
 ) -> Written | None:
     """Restore the most recently deleted product with that slug, if its category is live.
 
-    The category row is locked FOR SHARE, as for an insert, so a concurrent delete of the category waits.
+    The category row is locked FOR SHARE, as for an insert, so a concurrent delete of the category waits. An
+    image still ``pending`` is queued for its thumbnails again (``_REQUEUE_IMAGE``).
     """
     row = await conn.fetchrow(
         """
@@ -301,6 +313,8 @@ w AS (
     """
         + _RETURNING
         + "),"
+        + _REQUEUE_IMAGE
+        + ","
         + _event("product.restored", 3),
         slug,
         expected_version,

@@ -293,3 +293,11 @@ def test_only_known_keys_are_used() -> None:
 
 def test_the_real_env_file_is_ignored_by_git() -> None:
     assert ".env" in (ROOT / ".gitignore").read_text(encoding="utf-8").split()
+
+
+@pytest.mark.parametrize("name", sorted(WORKERS))
+def test_metrics_ports_of_the_workers_listen_on_the_compose_network(name: str) -> None:
+    # Loopback is the processes' default; in compose, Prometheus on the network scrapes them (no host port).
+    environment = services()[name]["environment"]
+    assert environment["WORKER_METRICS_HOST"] == "0.0.0.0"
+    assert "ports" not in services()[name]

@@ -387,3 +387,15 @@ def test_keda_schema_rejects_the_amqp_protocol() -> None:
 
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(SCALED_OBJECT_SCHEMA).validate(broken)
+
+
+@pytest.mark.parametrize("name", ["relay", *WORKER_DEPLOYMENTS])
+def test_scraped_metrics_ports_listen_beyond_loopback(name: str) -> None:
+    # The relay's and workers' metrics ports listen on 127.0.0.1 unless told otherwise; Prometheus and the
+    # probes reach them on the pod's address, so the manifests must say so.
+    (config,) = k8s_of_kind("ConfigMap").values()
+    container = containers(DEPLOYMENTS[name])[0]
+    refs = {source["configMapRef"]["name"] for source in container.get("envFrom", []) if "configMapRef" in source}
+    env = {**(config.data["data"] if config.name in refs else {})}
+    env.update({e["name"]: e.get("value") for e in container.get("env", [])})
+    assert env.get("WORKER_METRICS_HOST") == "0.0.0.0"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -106,3 +107,31 @@ async def test_s3_objects_carry_their_type_and_cache_control(s3_settings: Settin
     assert head["ContentType"] == "image/webp"
     assert head["CacheControl"] == CACHE_CONTROL
     assert head["ContentLength"] == len(DATA)
+
+
+async def test_listing_names_every_object_under_a_prefix_with_its_time(storage: Storage) -> None:
+    original = await storage.save_stream(chunked(DATA), prefix="originals", ext="jpg")
+    thumb = await storage.save_bytes(DATA[:1000], prefix="thumbs", ext="webp")
+    listed = {key: when async for key, when in storage.listing("originals")}
+    assert set(listed) == {original}
+    assert [key async for key, _ in storage.listing("thumbs")] == [thumb]
+    assert listed[original] == await storage.modified(original)
+    assert await storage.modified("thumbs/00/00/" + "0" * 64 + ".webp") is None
+
+
+async def test_storing_bytes_that_are_there_refreshes_their_time(storage: Storage) -> None:
+    # (what keeps an upload in flight of the same content safe from the collector)
+    key = await storage.save_bytes(DATA, prefix="originals", ext="png")
+    first = await storage.modified(key)
+    assert first is not None
+    await asyncio.sleep(1.1)  # S3 keeps whole seconds
+    await storage.save_stream(chunked(DATA), prefix="originals", ext="png")
+    after_stream = await storage.modified(key)
+    assert after_stream is not None
+    assert after_stream > first
+    await asyncio.sleep(1.1)
+    await storage.save_bytes(DATA, prefix="originals", ext="png")
+    after_bytes = await storage.modified(key)
+    assert after_bytes is not None
+    assert after_bytes > after_stream
+    assert await storage.read(key) == DATA

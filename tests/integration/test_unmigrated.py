@@ -1,0 +1,100 @@
+"""A database whose migrations have not run: every route that needs a table answers 503, never 500."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from api.app import create_app
+from shared.settings import Settings
+from tests.conftest import ADMIN, PG_URL, _dsn
+from tests.support.api import problem
+
+#: (method, path, JSON body) of every route that reads or writes a table.
+ROUTES: list[tuple[str, str, Any]] = [
+    ("GET", "/api/categories", None),
+    ("GET", "/api/categories/tools", None),
+    ("POST", "/api/categories", {"name": "Tools"}),
+    ("PUT", "/api/categories/tools", {"name": "Tools"}),
+    ("PATCH", "/api/categories/tools", {"name": "Tools"}),
+    ("DELETE", "/api/categories/tools", None),
+    ("POST", "/api/categories/tools/restore", None),
+    ("GET", "/api/products", None),
+    ("GET", "/api/products?q=spade", None),
+    ("GET", "/api/products/spade", None),
+    ("POST", "/api/products", {"name": "Spade", "price": "1", "category": "tools"}),
+    ("PATCH", "/api/products/spade", {"stock": 1}),
+    ("DELETE", "/api/products/spade", None),
+    ("POST", "/api/products/spade/restore", None),
+    ("DELETE", "/api/products/spade/image", None),
+    ("GET", "/api/records", None),
+    ("GET", "/api/records/1", None),
+    ("POST", "/api/records", {"a": 1}),
+    ("PUT", "/api/records/1", {"a": 1}),
+    ("DELETE", "/api/records/1", None),
+    ("GET", "/picus/list", None),
+    ("GET", "/picus/get/1", None),
+    ("POST", "/picus/put", {"a": 1}),
+    ("GET", "/data", None),
+    ("POST", "/data", {"id": 1, "name": "a", "value": 1}),
+    ("GET", "/hello/ann", None),
+    ("PUT", "/hello/ann", {"dateOfBirth": "2000-01-02"}),
+    ("GET", "/api/users/birthdays/today", None),
+]
+
+
+@pytest.fixture
+async def empty_database_url(redis_url: str) -> AsyncIterator[str]:
+    """A real, empty database: created, never migrated."""
+    name = f"stockroom_empty_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    yield _dsn(name)
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def unmigrated(aiohttp_client: Any, settings: Settings, empty_database_url: str) -> TestClient:
+    return await aiohttp_client(create_app(settings.model_copy(update={"database_url": empty_database_url})))
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=[f"{m} {p}" for m, p, _ in ROUTES])
+async def test_every_route_answers_503_with_retry_after_when_the_schema_is_not_migrated(
+    unmigrated: TestClient, method: str, path: str, body: Any
+) -> None:
+    # Given an API on a database whose migrations have not run
+    # When a route that needs a table is called
+    r = await unmigrated.request(method, path, json=body, headers=ADMIN)
+    # Then 503 (not 500), Retry-After, and a problem that says why
+    got = await problem(r, 503)
+    assert r.headers["Retry-After"] == "2"
+    assert "not migrated" in got["detail"]
+
+
+async def test_readiness_names_the_unmigrated_schema(unmigrated: TestClient) -> None:
+    r = await unmigrated.get("/health/ready")
+    assert r.status == 503
+    body = await r.json()
+    assert body["failed"] == ["postgres"]
+    assert body["checks"]["postgres"].startswith("down: schema not migrated")
+
+
+async def test_readiness_names_a_schema_behind_the_code(client: TestClient, pg: asyncpg.Connection) -> None:
+    # Given a database whose newest migration was rolled back from the record
+    await pg.execute("DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)")
+    # Then readiness says the schema is behind
+    r = await client.get("/health/ready")
+    assert r.status == 503
+    assert "schema not migrated" in (await r.json())["checks"]["postgres"]
