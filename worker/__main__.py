@@ -1,4 +1,4 @@
-"""``python -m worker relay | cache [rebuild] | thumbnails [regenerate ...]``."""
+"""``python -m worker relay | cache [rebuild] | thumbnails [regenerate ...] | dead-letters list|replay|purge``."""
 
 from __future__ import annotations
 
@@ -62,9 +62,13 @@ def main(argv: list[str]) -> int:
         from worker.regenerate import main as regenerate_main
 
         return regenerate_main(rest[1:])
+    if command == "dead-letters":
+        from worker.dead_letters import main as dead_letters_main
+
+        return dead_letters_main(rest)
     if command in ENTRIES:
         return _dramatiq(command, rest)
-    sys.stderr.write(f"unknown command {command!r}; expected relay, cache or thumbnails\n")
+    sys.stderr.write(f"unknown command {command!r}; expected relay, cache, thumbnails or dead-letters\n")
     return 2
 
 
