@@ -50,6 +50,10 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(__doc__ + "\n")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
+    if command == "dead-letters":
+        from worker.dead_letters import main as dead_letters_main
+
+        return dead_letters_main(rest)
     if command == "relay":
         from worker.relay import main as relay_main
 
@@ -62,10 +66,6 @@ def main(argv: list[str]) -> int:
         from worker.regenerate import main as regenerate_main
 
         return regenerate_main(rest[1:])
-    if command == "dead-letters":
-        from worker.dead_letters import main as dead_letters_main
-
-        return dead_letters_main(rest)
     if command in ENTRIES:
         return _dramatiq(command, rest)
     sys.stderr.write(f"unknown command {command!r}; expected relay, cache, thumbnails or dead-letters\n")

@@ -43,6 +43,13 @@ async def test_the_document_is_served_with_the_other_docs(client: TestClient, ai
     # And with DOCS_ENABLED=false it is 404, like the other documentation routes
     off = await aiohttp_client(create_app(settings.model_copy(update={"docs_enabled": False})))
     assert (await off.get("/api/asyncapi.json")).status == 404
+    # And, like the other documents, it is never rate-limited
+    tight = await aiohttp_client(
+        create_app(settings.model_copy(update={"rate_limit_reads_per_second": 1, "rate_limit_reads_burst": 1}))
+    )
+    assert [(await tight.get("/api/asyncapi.json")).status for _ in range(5)] == [200] * 5
+    assert (await tight.get("/api/categories")).status == 200
+    assert (await tight.get("/api/categories")).status == 429
 
 
 @pytest.fixture
