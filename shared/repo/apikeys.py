@@ -69,8 +69,8 @@ async def scope_of(conn: asyncpg.Connection, key: str) -> LiveKey | None:
     """
     row = await conn.fetchrow(
         """WITH k AS (
-               SELECT id, scope, expires_at, last_used_at FROM api_keys
-               WHERE key_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())),
+               SELECT id, scope, expires_at, last_used_at
+               FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())),
            used AS (
                UPDATE api_keys SET last_used_at = now() FROM k
                WHERE api_keys.id = k.id
