@@ -347,6 +347,8 @@ async def test_a_dropped_listen_connection_is_replaced(
     async with running(settings):
         await insert_events(pg, 1)
         assert len(await drain(tap, 1)) == 1
+        # (marked sent: the message arrives before the relay commits, and a terminate before that republishes it)
+        await wait_sent(pg, 1)
         # When PostgreSQL drops every connection of the relay (the LISTEN one and the pool's)
         await pg.execute(
             """SELECT pg_terminate_backend(pid) FROM pg_stat_activity
