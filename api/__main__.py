@@ -1,15 +1,12 @@
-"""``python -m api [--host H] [--port P] [--workers N]`` and ``python -m api keys create NAME [--scope S]``."""
+"""``python -m api [--host H] [--port P] [--workers N]`` and ``python -m api keys create|list|revoke|rotate``."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import socket
 import sys
 
 from api.server import serve, serve_many
-from shared.db import connection, create_pool
-from shared.repo import apikeys
 from shared.settings import Settings, with_cursor_secret
 
 
@@ -21,32 +18,12 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     return parser
 
 
-def _keys_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m api keys", description="API keys")
-    sub = parser.add_subparsers(dest="action", required=True)
-    create = sub.add_parser("create", help="create a key and print it once")
-    create.add_argument("name")
-    create.add_argument("--scope", choices=["write", "admin"], default="write")
-    return parser
-
-
-async def _create_key(settings: Settings, name: str, scope: str) -> str:
-    pool = await create_pool(settings, max_size=1)
-    try:
-        async with connection(pool, settings.pg_connect_timeout) as conn:
-            _, key = await apikeys.create(conn, name, scope)
-    finally:
-        await pool.close()
-    return key
-
-
 def main(argv: list[str]) -> int:
-    settings = Settings()
     if argv[:1] == ["keys"]:
-        args = _keys_parser().parse_args(argv[1:])
-        key = asyncio.run(_create_key(settings, args.name, args.scope))
-        sys.stdout.write(key + "\n")
-        return 0
+        from api.key_commands import main as keys_main
+
+        return keys_main(argv[1:])
+    settings = Settings()
     args = _parser(settings).parse_args(argv)
     if args.workers < 1:
         sys.stderr.write("--workers must be at least 1\n")

@@ -7,6 +7,7 @@ import hmac
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final, TypeVar
 
 import asyncpg
@@ -22,7 +23,7 @@ H = TypeVar("H", bound=Callable[[web.Request], Awaitable[web.StreamResponse]])
 #: Scope -> scopes it grants.
 GRANTS: Final = {"admin": frozenset({"admin", "write"}), "write": frozenset({"write"})}
 #: A verified key is trusted this long before PostgreSQL is asked again (revocation takes effect within it).
-KEY_TTL_SECONDS = 30.0
+KEY_TTL_SECONDS = 10.0
 #: A key PostgreSQL did not know is refused this long without asking again: a client stuck on a wrong or revoked
 #: key costs one lookup per interval, not one per request. (A new key is random: nobody sends it before it exists.)
 REJECTED_TTL_SECONDS = 10.0
@@ -31,10 +32,17 @@ _ATTR = "required_scope"
 
 @dataclass(frozen=True)
 class Principal:
-    """Who makes a request: ``owner`` scopes idempotency keys; ``scope`` is what the key may do."""
+    """Who makes a request: ``owner`` scopes idempotency keys; ``scope`` is what the key may do.
+
+    ``expires_at`` is set on a key rotated out (``keys rotate``): the cache must not outlive its grace period.
+    """
 
     owner: str
     scope: str
+    expires_at: datetime | None = None
+
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= datetime.now(UTC)
 
 
 ANONYMOUS = Principal("anonymous", "")
@@ -112,13 +120,15 @@ async def authenticate(
     else:
         digest = hashlib.sha256(key.encode()).hexdigest()
         principal = cache.get(digest)
+        if principal is not None and principal.expired():
+            principal = None  # a rotated-out key whose grace period ended while it was cached: ask again
         if principal is None and not cache.rejected(digest):
             async with connection(pool, settings.pg_connect_timeout) as conn:
                 found = await apikeys.scope_of(conn, key)
             if found is None:
                 cache.reject(digest)
             else:
-                principal = Principal(f"key:{found[0]}", found[1])
+                principal = Principal(f"key:{found.id}", found.scope, found.expires_at)
                 cache.put(digest, principal)
     if principal is None:
         raise Unauthorized("the API key is not valid", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})

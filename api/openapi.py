@@ -470,7 +470,7 @@ def _specs() -> dict[Handler, Op]:
 #: Handler -> its operation's spec.
 SPECS: Final = _specs()
 #: The documentation's own routes, which the document leaves out.
-HIDDEN: Final = frozenset({docs.openapi_json, docs.swagger_ui, docs.redoc, docs.asset})
+HIDDEN: Final = frozenset({docs.openapi_json, docs.asyncapi_json, docs.swagger_ui, docs.redoc, docs.asset})
 
 _TAGS: Final = [
     {"name": "categories", "description": "Categories, addressed by slug."},

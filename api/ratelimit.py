@@ -35,7 +35,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 log = get_logger("api.ratelimit")
 
 #: Paths never limited: probes, scrapes and the documentation.
-EXEMPT: Final = ("/health", "/metrics", "/api/docs", "/api/redoc", "/api/openapi.json")
+EXEMPT: Final = ("/health", "/metrics", "/api/docs", "/api/redoc", "/api/openapi.json", "/api/asyncapi.json")
 #: Methods limited as reads; every other method is a write.
 READS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Seconds the limiter is skipped after Redis failed (every request is let through meanwhile, and counted).

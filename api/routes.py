@@ -50,6 +50,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/api/users/birthdays/today", birthdays.today_list),
     # The API's documentation (404 when DOCS_ENABLED=false); the OpenAPI document leaves these out.
     ("GET", "/api/openapi.json", docs.openapi_json),
+    ("GET", "/api/asyncapi.json", docs.asyncapi_json),
     ("GET", "/api/docs", docs.swagger_ui),
     ("GET", "/api/docs/static/{name}", docs.asset),
     ("GET", "/api/redoc", docs.redoc),

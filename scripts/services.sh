@@ -52,6 +52,8 @@ if ! answers 15672 && command -v rabbitmq-plugins >/dev/null; then
 fi
 # nginx: only its binary, for the test that checks deploy/nginx/nginx.conf with `nginx -t`.
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "services: installing nginx (binary only)"; apt_install nginx-light; }
+# promtool (Debian's prometheus package): tests/deploy checks deploy/prometheus/ with `promtool check/test rules`.
+command -v promtool >/dev/null || { echo "services: installing promtool (prometheus)"; apt_install --no-install-recommends prometheus; }
 # Chromium (Debian's): the tests render /api/docs and /api/redoc in it, headless.
 command -v chromium >/dev/null || { echo "services: installing Chromium"; apt_install chromium; }
 # wrk (Debian's): the load generator of `make bench` (scripts/services.sh --bench).

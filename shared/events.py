@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 #: The durable topic exchange every integration event goes to (routing key = event type).
@@ -48,3 +49,98 @@ def message_id(event_id: str, queue: str) -> str:
 def actor_args(event: dict[str, object]) -> dict[str, object]:
     """The one argument every actor takes: the event's identity, never its content (workers read PostgreSQL)."""
     return {k: event[k] for k in ("id", "type", "aggregate", "aggregate_id", "version", "request_id")}
+
+
+# -- the event contract (the AsyncAPI document, ``shared.asyncapi``, is generated from these) ----------------------
+
+#: JSON Schema of each event type's ``data``: what the outbox row's payload holds (``shared/repo/*``, one
+#: ``jsonb_build_object`` per aggregate). Consumers needing more read the resource through the API.
+_CATEGORY_DATA: Final = {
+    "type": "object",
+    "properties": {
+        "slug": {"type": "string"},
+        "name": {"type": "string"},
+        "description": {"type": ["string", "null"]},
+        "parent_id": {"type": ["integer", "null"], "description": "id of the parent category"},
+    },
+    "required": ["slug", "name", "description", "parent_id"],
+    "additionalProperties": False,
+}
+_PRODUCT_DATA: Final = {
+    "type": "object",
+    "properties": {
+        "slug": {"type": "string"},
+        "name": {"type": "string"},
+        "price": {"type": "number", "minimum": 0},
+        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+        "category_id": {"type": "integer"},
+        "stock": {"type": "integer", "minimum": 0},
+        "is_active": {"type": "boolean"},
+    },
+    "required": ["slug", "name", "price", "currency", "category_id", "stock", "is_active"],
+    "additionalProperties": False,
+}
+
+
+def _image_data(original: Mapping[str, object], *, regenerate: bool = False) -> dict[str, object]:
+    properties: dict[str, object] = {"original": original}
+    if regenerate:
+        properties["regenerate"] = {"const": True, "description": "queued by `thumbnails regenerate`"}
+    return {"type": "object", "properties": properties, "required": ["original"], "additionalProperties": False}
+
+
+_ORIGINAL_KEY: Final[dict[str, object]] = {"type": "string", "description": "storage key of the original image"}
+
+#: event type -> JSON Schema of its ``data``.
+DATA_SCHEMAS: Final[dict[str, dict[str, object]]] = {
+    **dict.fromkeys(CATEGORY_EVENTS, _CATEGORY_DATA),
+    **dict.fromkeys(PRODUCT_EVENTS, _PRODUCT_DATA),
+    "product.image_uploaded": _image_data(_ORIGINAL_KEY, regenerate=True),
+    "product.image_removed": _image_data({"type": "null"}),
+    "product.thumbnails_ready": _image_data(_ORIGINAL_KEY),
+    "product.thumbnails_failed": _image_data(_ORIGINAL_KEY),
+    # A record's document may be 1 MiB: its events carry none of it.
+    **{t: {"type": "object", "properties": {}, "additionalProperties": False} for t in RECORD_EVENTS},
+    "user.upserted": {
+        "type": "object",
+        "properties": {"date_of_birth": {"type": "string", "format": "date"}},
+        "required": ["date_of_birth"],
+        "additionalProperties": False,
+    },
+}
+
+#: What each event type means, for people reading the document.
+DESCRIPTIONS: Final[dict[str, str]] = {
+    **{f"category.{verb}": f"A category was {verb}." for verb in ("created", "updated", "deleted", "restored")},
+    **{f"product.{verb}": f"A product was {verb}." for verb in ("created", "updated", "deleted", "restored")},
+    "product.image_uploaded": "A product has a new original image; its thumbnails are being made.",
+    "product.image_removed": "A product's image was removed.",
+    "product.thumbnails_ready": "The thumbnails of a product's current image are ready.",
+    "product.thumbnails_failed": "A product's image could not be made into thumbnails (the reason is on the product).",
+    **{f"record.{verb}": f"A record was {verb}." for verb in ("created", "updated", "deleted")},
+    "user.upserted": "A user's date of birth was set (created or replaced).",
+}
+
+
+def aggregate_of(event_type: str) -> str:
+    """The aggregate an event type belongs to (``product.image_uploaded`` -> ``product``)."""
+    return event_type.split(".", 1)[0]
+
+
+def envelope_schema(event_type: str) -> dict[str, object]:
+    """JSON Schema of the whole message body the relay publishes for ``event_type`` (``worker.relay``)."""
+    return {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "format": "uuid", "description": "the event id; duplicates share it"},
+            "type": {"const": event_type},
+            "aggregate": {"const": aggregate_of(event_type)},
+            "aggregate_id": {"type": "string", "description": "the resource's id (a user's: the username)"},
+            "version": {"type": "integer", "minimum": 1, "description": "the resource's version after the write"},
+            "occurred_at": {"type": "string", "format": "date-time"},
+            "request_id": {"type": ["string", "null"], "description": "the X-Request-ID of the write"},
+            "data": DATA_SCHEMAS[event_type],
+        },
+        "required": ["id", "type", "aggregate", "aggregate_id", "version", "occurred_at", "request_id", "data"],
+        "additionalProperties": False,
+    }

@@ -1,4 +1,4 @@
-"""``python -m worker relay | cache [rebuild] | thumbnails [regenerate ... | collect ...]``."""
+"""``python -m worker relay | cache [rebuild] | thumbnails [regenerate | collect] | dead-letters list|replay|purge``."""
 
 from __future__ import annotations
 
@@ -54,6 +54,10 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(__doc__ + "\n")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
+    if command == "dead-letters":
+        from worker.dead_letters import main as dead_letters_main
+
+        return dead_letters_main(rest)
     if command == "relay":
         from worker.relay import main as relay_main
 
@@ -72,7 +76,7 @@ def main(argv: list[str]) -> int:
         return collect_main(rest[1:])
     if command in ENTRIES:
         return _dramatiq(command, rest)
-    sys.stderr.write(f"unknown command {command!r}; expected relay, cache or thumbnails\n")
+    sys.stderr.write(f"unknown command {command!r}; expected relay, cache, thumbnails or dead-letters\n")
     return 2
 
 

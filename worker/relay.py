@@ -14,7 +14,7 @@ Waking up: a dedicated connection LISTENs on ``outbox`` (the insert trigger NOTI
 that connection is down is lost, so the relay also polls every ``relay_poll_interval`` seconds.
 Housekeeping: sent rows older than ``outbox_retention_hours`` and idempotency keys older than a day are deleted in
 bounded chunks, every few minutes. Metrics (``relay_metrics_port``): events published, failed batches, backlog and
-the age of the oldest unsent row.
+the age of the oldest unsent row; and the dramatiq queues' depth, consumers and dead letters (``worker.queue_metrics``).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from shared.errors import ServiceUnavailable
 from shared.events import EXCHANGE, ROUTES, actor_args, message_id
 from shared.logs import configure_logging, get_logger
 from shared.settings import Settings
+from worker import queue_metrics
 from worker.queues import declare_topology
 
 log = get_logger(__name__)
@@ -534,7 +535,16 @@ async def _serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await run(settings, stop)
+    # The queues' depth, consumers and dead letters, exported next to the relay's own metrics.
+    watcher = (
+        asyncio.create_task(queue_metrics.watch(settings.rabbitmq_url, stop)) if settings.relay_metrics_port else None
+    )
+    try:
+        await run(settings, stop)
+    finally:
+        stop.set()
+        if watcher is not None:
+            await watcher
 
 
 def main(argv: list[str]) -> int:

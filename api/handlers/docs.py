@@ -1,4 +1,5 @@
-"""``/api/openapi.json``, ``/api/docs`` (Swagger UI) and ``/api/redoc`` (ReDoc), all 404 when ``DOCS_ENABLED=false``.
+"""``/api/openapi.json``, ``/api/asyncapi.json`` (the events), ``/api/docs`` (Swagger UI) and ``/api/redoc`` (ReDoc),
+all 404 when ``DOCS_ENABLED=false``.
 
 The UI assets are files of this package (``api/static/``, see its README), served from a fixed list of names;
 nothing comes from a CDN. The pages carry a Content-Security-Policy that allows this origin only, so neither UI
@@ -13,6 +14,7 @@ from typing import Final
 from aiohttp import web
 
 from api.keys import SETTINGS
+from shared import asyncapi
 from shared.errors import NotFound
 
 STATIC: Final = Path(__file__).resolve().parent.parent / "static"
@@ -100,6 +102,16 @@ async def openapi_json(request: web.Request) -> web.Response:
 
     return web.Response(
         body=document_bytes(), content_type="application/json", headers={"Access-Control-Allow-Origin": "*"}
+    )
+
+
+async def asyncapi_json(request: web.Request) -> web.Response:
+    """The AsyncAPI 3.0 document of the events on ``stockroom.events`` (``shared.asyncapi``)."""
+    _enabled(request)
+    return web.Response(
+        body=asyncapi.document_bytes(),
+        content_type="application/json",
+        headers={"Access-Control-Allow-Origin": "*"},
     )
 
 
