@@ -12,7 +12,19 @@ from redis.retry import Retry
 from api import edge, ratelimit
 from api.auth import KeyCache
 from api.health import Readiness
-from api.keys import KEY_CACHE, METRICS, PG_POOL, READ_STATS, READINESS, READS, REDIS, REDIS_GET, REDIS_RUN, SETTINGS
+from api.keys import (
+    FAST_REDIS,
+    KEY_CACHE,
+    METRICS,
+    PG_POOL,
+    READ_STATS,
+    READINESS,
+    READS,
+    REDIS,
+    REDIS_GET,
+    REDIS_RUN,
+    SETTINGS,
+)
 from api.metrics import Metrics, recorder, setup_metrics
 from api.queries import Reads
 from api.routes import setup_routes
@@ -53,6 +65,7 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = client
     # The read model's scripts (every read, every write-through) go over one auto-pipelined connection.
     fast = FastRedis(app[SETTINGS].redis_url, timeout=0.25)
+    app[FAST_REDIS] = fast
     app[REDIS_RUN] = fast.run_script
 
     async def get(key: str) -> object:

@@ -14,7 +14,7 @@ from typing import Any, Final, Protocol
 from aiohttp import web
 from yarl import URL
 
-from api import auth
+from api import auth, ratelimit
 from api.http import reject_nul
 from api.keys import KEY_CACHE, PG_POOL, PRINCIPAL, REQUEST_ID, SETTINGS
 from api.metrics import UNMATCHED
@@ -90,7 +90,7 @@ def edge(record: Callable[[web.Request, int, float], None], rate_limit: Guard | 
                     else:
                         app = request.app
                         request[PRINCIPAL] = await auth.authenticate(
-                            request, app[SETTINGS], app[PG_POOL], app[KEY_CACHE], scope
+                            request, app[SETTINGS], app[PG_POOL], app[KEY_CACHE], scope, ratelimit.lookup_gate(app)
                         )
                     response = await call(request)
                 except DomainError as exc:

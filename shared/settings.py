@@ -79,5 +79,9 @@ class Settings(BaseSettings):
     rate_limit_reads_burst: int = Field(default=400, ge=1)
     rate_limit_writes_per_second: float = Field(default=50.0, gt=0)
     rate_limit_writes_burst: int = Field(default=100, ge=1)
+    #: PostgreSQL lookups of API keys this process does not know, per client address (a flood of random keys is
+    #: refused with 429 past it, before any query). A real key is looked up once per 30 s.
+    rate_limit_key_lookups_per_second: float = Field(default=1.0, gt=0)
+    rate_limit_key_lookups_burst: int = Field(default=20, ge=1)
     #: Comma-separated addresses or CIDR blocks of reverse proxies whose ``X-Forwarded-For`` names the client.
     trusted_proxies: str = ""
