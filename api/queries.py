@@ -246,15 +246,30 @@ async def records(r: Reads, limit: int, cursor: str | None) -> bytes:
     return await _cached_listing(r, "records", readmodel.page_hash("api", limit, after), build)
 
 
-async def all_records(r: Reads, shape: Callable[[list[Record]], Any]) -> bytes:
-    """Every live record, shaped by ``shape``, for the legacy list routes that have no paging."""
+#: The legacy list routes (``GET /data``, ``GET /picus/list``) answer at most this many records at once ...
+LEGACY_MAX_ITEMS = 100
+#: ... and at most this many bytes of documents (always at least one record); a ``Link: rel="next"`` says where
+#: the rest is.
+LEGACY_MAX_BYTES = 2 * 1024 * 1024
+
+
+async def legacy_records(
+    r: Reads, shape: Callable[[list[Record]], Any], limit: int, cursor: str | None
+) -> tuple[bytes, str | None]:
+    """A bounded page of live records shaped by ``shape`` (a bare JSON array, as the older services answered),
+    and the cursor of the next page (None on the last)."""
+    after = _after_id("records:legacy", cursor)
 
     async def build() -> bytes:
         async with connection(r.pool, r.wait) as conn:
-            rows = await rec_repo.list_page(conn, None, None)
-        return views.dumps(shape(rows))
+            rows, more = await rec_repo.list_bounded(conn, after, limit, LEGACY_MAX_BYTES)
+        nxt = cursors.encode("records:legacy", [rows[-1].id]) if more and rows else ""
+        # Cached as one value: the next cursor (or nothing), a newline, the page.
+        return nxt.encode() + b"\n" + views.dumps(shape(rows))
 
-    return await _cached_listing(r, "records", readmodel.page_hash("all", shape.__name__), build)
+    cached = await _cached_listing(r, "records", readmodel.page_hash("legacy", shape.__name__, limit, after), build)
+    cut = cached.index(b"\n")
+    return cached[cut + 1 :], cached[:cut].decode() or None
 
 
 # -- birthdays ------------------------------------------------------------------------------------
