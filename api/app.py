@@ -95,6 +95,7 @@ def create_app(settings: Settings) -> web.Application:
         recorder(metrics if settings.metrics_enabled else None),
         # After authorization: writes are limited per API key. Left out when off: every call costs.
         ratelimit.rate_limit if settings.rate_limit_enabled else None,
+        settings.http_body_timeout,
     )
     app[SETTINGS] = settings
     app[KEY_CACHE] = KeyCache()

@@ -83,5 +83,9 @@ class Settings(BaseSettings):
     #: refused with 429 past it, before any query). A real key is looked up once per 30 s.
     rate_limit_key_lookups_per_second: float = Field(default=1.0, gt=0)
     rate_limit_key_lookups_burst: int = Field(default=20, ge=1)
+    #: Seconds a connection may wait for a complete request line and headers (idle, or trickling them) before it
+    #: is closed; and seconds a request's body may take to arrive before it is answered 408 and closed.
+    http_header_timeout: float = Field(default=10.0, gt=0)
+    http_body_timeout: float = Field(default=60.0, gt=0)
     #: Comma-separated addresses or CIDR blocks of reverse proxies whose ``X-Forwarded-For`` names the client.
     trusted_proxies: str = ""
