@@ -161,13 +161,17 @@ async def product(r: Reads, slug: str) -> tuple[bytes, str]:
     async with connection(r.pool, r.wait) as conn:
         p = await prod_repo.get_by_slug(conn, slug)
     if p is None:
+        await _fill(r, lambda run: readmodel.mark_product_absent(run, slug))
         raise NotFound(f"no product {slug!r}")
     await _fill(r, lambda run: readmodel.project_product(run, p, r.media_url))
     return views.dumps(views.product(p, r.media_url)), views.etag(p.version)
 
 
 async def _copy(get: Callable[[str], Awaitable[bytes | None]], slug: str) -> tuple[bytes, str] | None:
-    return readmodel.split_copy(await get(readmodel.product_copy_key(slug)))
+    value = await get(readmodel.product_copy_key(slug))
+    if value == readmodel.ABSENT:  # PostgreSQL had no such product a moment ago (no write since)
+        raise NotFound(f"no product {slug!r}")
+    return readmodel.split_copy(value)
 
 
 def _indexed(filters: prod_repo.Filters, sort: str) -> bool:

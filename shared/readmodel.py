@@ -255,6 +255,9 @@ end
 return 1
 """
 
+#: KEYS: a slug copy key. ARGV: seconds. Marks the slug absent unless something is stored there.
+MARK_ABSENT: Final = "return redis.call('SET', KEYS[1], '!', 'NX', 'EX', ARGV[1])"
+
 SCRIPTS: Final = (
     PROJECT_PRODUCT,
     PROJECT_CATEGORY,
@@ -267,6 +270,7 @@ SCRIPTS: Final = (
     BIRTHDAYS,
     GET_USER,
     SET_PAGE,
+    MARK_ABSENT,
 )
 
 
@@ -348,6 +352,17 @@ def product_copy_key(slug: str) -> str:
     """The slug-keyed copy of a live product's projection (``<etag>\\n<body>``), kept by PROJECT_PRODUCT in the
     same compare-and-set: a read by slug is then one plain GET, no script (products are never fenced)."""
     return PREFIX + "pj:" + slug
+
+
+#: The value of a product's slug copy (:func:`product_copy_key`) that says PostgreSQL had no live product of that
+#: slug a moment ago, so a repeated 404 costs one GET, as a hit does. Set only where no copy is (``NX``), for
+#: :data:`ABSENT_TTL_SECONDS`; a projection of that slug replaces it (a plain SET), so a write is never hidden.
+ABSENT: Final = b"!"
+ABSENT_TTL_SECONDS: Final = 5
+
+
+async def mark_product_absent(run: Runner, slug: str) -> None:
+    await run(MARK_ABSENT, [product_copy_key(slug)], [ABSENT_TTL_SECONDS])
 
 
 def split_copy(value: bytes | None) -> tuple[bytes, str] | None:
