@@ -79,6 +79,11 @@ class KeyCache:
         self._entries.move_to_end(digest)
         return entry[1]
 
+    def known(self, digest: str) -> bool:
+        """Whether this key was verified here before (its entry may have expired): re-verifying it passes no
+        lookup gate, only keys never seen do."""
+        return digest in self._entries
+
     def put(self, digest: str, principal: Principal) -> None:
         self._entries[digest] = (time.monotonic() + KEY_TTL_SECONDS, principal)
         self._entries.move_to_end(digest)
@@ -120,7 +125,7 @@ async def authenticate(
 ) -> Principal:
     """The principal behind the request's key, which must grant ``scope``; 401 or 403 otherwise.
 
-    A key this process does not remember passes ``gate`` first (429 there), so a flood of random keys from one
+    A key this process has never verified passes ``gate`` first (429 there), so a flood of random keys from one
     address stops at its limit without reaching PostgreSQL.
     """
     if settings.auth_disabled:
@@ -139,7 +144,7 @@ async def authenticate(
         digest = hashlib.sha256(key.encode()).hexdigest()
         principal = cache.get(digest)
         if principal is None and not cache.rejected(digest):
-            if gate is not None:
+            if gate is not None and not cache.known(digest):
                 await gate(request)
             cache.lookups += 1
             async with connection(pool, settings.pg_connect_timeout) as conn:
