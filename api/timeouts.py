@@ -31,7 +31,9 @@ class BodyDeadline:
                 self.expired = True
                 task.cancel()
 
-        self._handle = asyncio.get_running_loop().call_later(seconds, expire)
+        # The task's loop: CPython 3.11's get_running_loop() makes a getpid() system call.
+        loop = task.get_loop() if task is not None else asyncio.get_running_loop()
+        self._handle = loop.call_later(seconds, expire)
 
     def cancel(self) -> None:
         self._handle.cancel()
