@@ -263,3 +263,27 @@ def test_the_verified_key_cache_keeps_the_keys_in_use() -> None:
     assert cache.get("a") == ANONYMOUS
     assert cache.get("b") is None
     assert [cache.get(n) for n in ("c", "d")] == [ANONYMOUS, ANONYMOUS]
+
+
+async def test_a_key_verified_before_is_checked_again_past_the_lookup_limit(
+    aiohttp_client, settings: Settings, pg, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given verified keys that expire from the cache at once (each request verifies again in PostgreSQL)
+    monkeypatch.setattr("api.auth.KEY_TTL_SECONDS", 0.0)
+    _, real = await apikeys.create(pg, "real", "write")
+    app = create_app(limited(settings, rate_limit_key_lookups_per_second=0.01, rate_limit_key_lookups_burst=2))
+    client = await aiohttp_client(app)
+    auth = {"Authorization": f"Bearer {real}"}
+    assert (await client.post("/api/records", json={}, headers=auth)).status == 201
+    # When the address uses up its lookups of unknown keys
+    statuses = [
+        (
+            await client.post("/api/records", json={}, headers={"Authorization": f"Bearer {secrets.token_urlsafe(24)}"})
+        ).status
+        for _ in range(2)
+    ]
+    assert statuses == [401, 429]
+    # Then the real key still writes: a key verified here before is looked up again past the gate
+    r = await client.post("/api/records", json={}, headers=auth)
+    assert r.status == 201, await r.text()
+    assert app[KEY_CACHE].lookups == 3
