@@ -13,7 +13,19 @@ from redis.retry import Retry
 from api import edge, ratelimit
 from api.auth import KeyCache
 from api.health import Readiness
-from api.keys import KEY_CACHE, METRICS, PG_POOL, READ_STATS, READINESS, READS, REDIS, REDIS_GET, REDIS_RUN, SETTINGS
+from api.keys import (
+    FAST_REDIS,
+    KEY_CACHE,
+    METRICS,
+    PG_POOL,
+    READ_STATS,
+    READINESS,
+    READS,
+    REDIS,
+    REDIS_GET,
+    REDIS_RUN,
+    SETTINGS,
+)
 from api.metrics import Metrics, recorder, setup_metrics
 from api.queries import Reads
 from api.routes import setup_routes
@@ -57,6 +69,7 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = client
     # The read model's scripts (every read, every write-through) go over one auto-pipelined connection.
     fast = FastRedis(app[SETTINGS].redis_url, timeout=0.25)
+    app[FAST_REDIS] = fast
     app[REDIS_RUN] = fast.run_script
 
     async def get(key: str) -> object:
@@ -102,6 +115,7 @@ def create_app(settings: Settings) -> web.Application:
         recorder(metrics if settings.metrics_enabled else None),
         # After authorization: writes are limited per API key. Left out when off: every call costs.
         ratelimit.rate_limit if settings.rate_limit_enabled else None,
+        settings.http_body_timeout,
     )
     app[SETTINGS] = settings
     app[KEY_CACHE] = KeyCache()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +28,9 @@ KEY_TTL_SECONDS = 10.0
 #: A key PostgreSQL did not know is refused this long without asking again: a client stuck on a wrong or revoked
 #: key costs one lookup per interval, not one per request. (A new key is random: nobody sends it before it exists.)
 REJECTED_TTL_SECONDS = 10.0
+#: Keys remembered per process, verified and rejected each: beyond it the least recently used one is forgotten,
+#: never the whole cache at once (a flood of random keys would otherwise send every real key back to PostgreSQL).
+KEY_CACHE_SIZE = 10_000
 _ATTR = "required_scope"
 
 
@@ -65,22 +69,34 @@ def required_scope(handler: object) -> str | None:
 
 
 class KeyCache:
-    """Verified keys by SHA-256, each with the time it expires from this cache; and recently rejected ones."""
+    """Verified keys by SHA-256, each with the time it expires from this cache; and recently rejected ones.
 
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[float, Principal]] = {}
-        self._rejected: dict[str, float] = {}
+    Both are bounded by ``size``, least recently used first out. ``lookups`` counts the keys asked of PostgreSQL.
+    """
+
+    def __init__(self, size: int = KEY_CACHE_SIZE) -> None:
+        self.size = size
+        self.lookups = 0
+        self._entries: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        self._rejected: OrderedDict[str, float] = OrderedDict()
 
     def get(self, digest: str) -> Principal | None:
         entry = self._entries.get(digest)
         if entry is None or entry[0] < time.monotonic():
             return None
+        self._entries.move_to_end(digest)
         return entry[1]
 
+    def known(self, digest: str) -> bool:
+        """Whether this key was verified here before (its entry may have expired): re-verifying it passes no
+        lookup gate, only keys never seen do."""
+        return digest in self._entries
+
     def put(self, digest: str, principal: Principal) -> None:
-        if len(self._entries) > 10_000:
-            self._entries.clear()
         self._entries[digest] = (time.monotonic() + KEY_TTL_SECONDS, principal)
+        self._entries.move_to_end(digest)
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
 
     def rejected(self, digest: str) -> bool:
         """Whether PostgreSQL refused this key within the last ``REJECTED_TTL_SECONDS``."""
@@ -88,9 +104,15 @@ class KeyCache:
         return until is not None and until >= time.monotonic()
 
     def reject(self, digest: str) -> None:
-        if len(self._rejected) > 10_000:  # random keys in a flood: forget them all rather than grow
-            self._rejected.clear()
         self._rejected[digest] = time.monotonic() + REJECTED_TTL_SECONDS
+        self._rejected.move_to_end(digest)
+        if len(self._rejected) > self.size:
+            self._rejected.popitem(last=False)
+
+
+#: Called before a key unknown to this process is looked up in PostgreSQL; raises to refuse (the rate limit of
+#: key lookups per client address, :meth:`api.ratelimit.RateLimiter.admit_lookup`).
+LookupGate = Callable[[web.Request], Awaitable[None]]
 
 
 def bearer(request: web.Request) -> str | None:
@@ -102,9 +124,18 @@ def bearer(request: web.Request) -> str | None:
 
 
 async def authenticate(
-    request: web.Request, settings: Settings, pool: asyncpg.Pool, cache: KeyCache, scope: str
+    request: web.Request,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    cache: KeyCache,
+    scope: str,
+    gate: LookupGate | None = None,
 ) -> Principal:
-    """The principal behind the request's key, which must grant ``scope``; 401 or 403 otherwise."""
+    """The principal behind the request's key, which must grant ``scope``; 401 or 403 otherwise.
+
+    A key this process has never verified passes ``gate`` first (429 there), so a flood of random keys from one
+    address stops at its limit without reaching PostgreSQL.
+    """
     if settings.auth_disabled:
         return DEV
     key = bearer(request)
@@ -123,6 +154,9 @@ async def authenticate(
         if principal is not None and principal.expired():
             principal = None  # a rotated-out key whose grace period ended while it was cached: ask again
         if principal is None and not cache.rejected(digest):
+            if gate is not None and not cache.known(digest):
+                await gate(request)
+            cache.lookups += 1
             async with connection(pool, settings.pg_connect_timeout) as conn:
                 found = await apikeys.scope_of(conn, key)
             if found is None:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from api.metrics import Metrics
     from api.queries import Reads, Stats
     from api.ratelimit import RateLimiter
+    from shared.fastredis import FastRedis
     from shared.readmodel import Runner
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -24,6 +25,8 @@ PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", aioredis.Redis)
 KEY_CACHE: web.AppKey[KeyCache] = web.AppKey("key_cache")
 READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
+#: The auto-pipelined connection behind REDIS_RUN and REDIS_GET (the rate limiter sends on it directly).
+FAST_REDIS: web.AppKey[FastRedis] = web.AppKey("fast_redis")
 REDIS_RUN: web.AppKey[Runner] = web.AppKey("redis_run")
 REDIS_GET: web.AppKey[Callable[[str], Awaitable[Any]]] = web.AppKey("redis_get")
 #: The read context every query takes, made once the pools exist.

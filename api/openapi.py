@@ -107,6 +107,24 @@ class Op:
 
 # -- the building blocks --------------------------------------------------------------------------
 
+_LEGACY_PAGING = (
+    "A JSON array, as the older service answered: at most 100 items and 2 MiB of documents. When more follow, "
+    'the `Link` header names the next page (`<...?cursor=...&limit=...>; rel="next"`); the last page has none.'
+)
+#: The legacy list routes' page: a bare array of at most 100 items (and 2 MiB of documents), ``Link`` for more.
+LEGACY_PAGE = (
+    Param(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": 100, "default": 100},
+        "Items at most (the answer also stops before 2 MiB of documents, always with at least one item).",
+    ),
+    Param(
+        "cursor",
+        {"type": "string", "minLength": 1},
+        'Where the page starts: taken from the `Link: <...>; rel="next"` header of the previous page.',
+    ),
+)
+
 LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, "Items per page.")
 CURSOR = Param(
     "cursor",
@@ -161,6 +179,10 @@ HEADERS: Final[dict[str, Schema]] = {
     "RateLimit-Reset": {
         "description": "Seconds until the whole burst is available again.",
         "schema": {"type": "string", "pattern": r"^[0-9]+$"},
+    },
+    "Link": {
+        "description": 'Sent when more items follow: `<URL of the next page>; rel="next"`.',
+        "schema": {"type": "string"},
     },
     "WWW-Authenticate": {"description": "The authentication scheme: `Bearer`.", "schema": {"type": "string"}},
     "Cache-Control": {"description": "How long the response may be cached.", "schema": {"type": "string"}},
@@ -419,7 +441,9 @@ def _specs() -> dict[Handler, Op]:
         records.picus_list: Op(
             "Every record as `{id, data}` (legacy `/picus`)",
             "legacy",
-            (Ok(200, ListOf(schemas.LegacyRecord), "Every live record."),),
+            (Ok(200, ListOf(schemas.LegacyRecord), "Live records, by id, one bounded page.", {"Link": False}),),
+            description=_LEGACY_PAGING,
+            query=LEGACY_PAGE,
         ),
         records.picus_get: Op(
             "A record's stored object (legacy `/picus`)",
@@ -439,7 +463,16 @@ def _specs() -> dict[Handler, Op]:
         records.data_list: Op(
             "Every record's stored object (legacy `/data`)",
             "legacy",
-            (Ok(200, {"type": "array", "items": {"type": "object"}}, "Every live record's object."),),
+            (
+                Ok(
+                    200,
+                    {"type": "array", "items": {"type": "object"}},
+                    "Live records' objects, by id, one bounded page.",
+                    {"Link": False},
+                ),
+            ),
+            description=_LEGACY_PAGING,
+            query=LEGACY_PAGE,
         ),
         birthdays.put: Op(
             "Save a user's date of birth",

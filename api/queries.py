@@ -167,13 +167,17 @@ async def product(r: Reads, slug: str) -> tuple[bytes, str]:
     async with connection(r.pool, r.wait) as conn:
         p = await prod_repo.get_by_slug(conn, slug)
     if p is None:
+        await _fill(r, lambda run: readmodel.mark_product_absent(run, slug))
         raise NotFound(f"no product {slug!r}")
     await _fill(r, lambda run: readmodel.project_product(run, p, r.media_url))
     return views.dumps(views.product(p, r.media_url)), views.etag(p.version)
 
 
 async def _copy(get: Callable[[str], Awaitable[bytes | None]], slug: str) -> tuple[bytes, str] | None:
-    return readmodel.split_copy(await get(readmodel.product_copy_key(slug)))
+    value = await get(readmodel.product_copy_key(slug))
+    if value == readmodel.ABSENT:  # PostgreSQL had no such product a moment ago (no write since)
+        raise NotFound(f"no product {slug!r}")
+    return readmodel.split_copy(value)
 
 
 def _indexed(filters: prod_repo.Filters, sort: str) -> bool:
@@ -252,15 +256,30 @@ async def records(r: Reads, limit: int, cursor: str | None) -> bytes:
     return await _cached_listing(r, "records", readmodel.page_hash("api", limit, after), build)
 
 
-async def all_records(r: Reads, shape: Callable[[list[Record]], Any]) -> bytes:
-    """Every live record, shaped by ``shape``, for the legacy list routes that have no paging."""
+#: The legacy list routes (``GET /data``, ``GET /picus/list``) answer at most this many records at once ...
+LEGACY_MAX_ITEMS = 100
+#: ... and at most this many bytes of documents (always at least one record); a ``Link: rel="next"`` says where
+#: the rest is.
+LEGACY_MAX_BYTES = 2 * 1024 * 1024
+
+
+async def legacy_records(
+    r: Reads, shape: Callable[[list[Record]], Any], limit: int, cursor: str | None
+) -> tuple[bytes, str | None]:
+    """A bounded page of live records shaped by ``shape`` (a bare JSON array, as the older services answered),
+    and the cursor of the next page (None on the last)."""
+    after = _after_id(r, "records:legacy", cursor)
 
     async def build() -> bytes:
         async with connection(r.pool, r.wait) as conn:
-            rows = await rec_repo.list_page(conn, None, None)
-        return views.dumps(shape(rows))
+            rows, more = await rec_repo.list_bounded(conn, after, limit, LEGACY_MAX_BYTES)
+        nxt = r.cursors.encode("records:legacy", [rows[-1].id]) if more and rows else ""
+        # Cached as one value: the next cursor (or nothing), a newline, the page.
+        return nxt.encode() + b"\n" + views.dumps(shape(rows))
 
-    return await _cached_listing(r, "records", readmodel.page_hash("all", shape.__name__), build)
+    cached = await _cached_listing(r, "records", readmodel.page_hash("legacy", shape.__name__, limit, after), build)
+    cut = cached.index(b"\n")
+    return cached[cut + 1 :], cached[:cut].decode() or None
 
 
 # -- birthdays ------------------------------------------------------------------------------------

@@ -1,33 +1,42 @@
-"""Rate limits in Redis: GCRA, one Lua script, one round trip per request.
+"""Rate limits in Redis: GCRA, one Lua script, one round trip per request (shared with the read itself).
 
-Writes are limited per principal (the API key's owner), reads per client address. Each limit is a rate and a burst:
-a client that has been quiet may send ``burst`` requests at once, then ``rate`` per second. The state is one key per
-client, ``sr:rl:{scope}:{id}``, holding the theoretical arrival time (TAT) and expiring once it is in the past;
-the clock is Redis's own (``TIME``), so API processes on several hosts share one limit.
+Writes are limited per principal (the API key's owner), reads per client address, and the PostgreSQL lookups of
+API keys this process does not know per client address too (a flood of random keys stops there). Each limit is a
+rate and a burst: a client that has been quiet may send ``burst`` requests at once, then ``rate`` per second.
+The state is one key per client, ``sr:rl:{scope}:{id}``, holding the theoretical arrival time (TAT) and expiring
+once it is in the past; the clock is Redis's own (``TIME``), so API processes on several hosts share one limit.
 
 Answers carry ``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset`` (IETF draft
 httpapi-ratelimit-headers); a refusal is a 429 problem document with ``Retry-After``.
 Redis unreachable or slow: the request is let through (fail open), counted and logged at most every few seconds;
 after a failure the limiter is skipped for a moment, so an outage does not cost every request a timeout.
+Refusing is cheaper than serving: a refused client is remembered in the process until its retry time (no Redis
+round trip) and the 429 body is made once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import ipaddress
 import math
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import web
+from redis.exceptions import ResponseError
 
-from api.keys import METRICS, PRINCIPAL, RATE_LIMITER, REDIS, SETTINGS
+from api.keys import FAST_REDIS, METRICS, PRINCIPAL, RATE_LIMITER, SETTINGS
 from api.metrics import Metrics
 from api.queries import REDIS_ERRORS
-from shared.errors import DomainError, TooManyRequests
+from shared.errors import DomainError, TooManyRequests, problem
+from shared.fastredis import FastRedis
 from shared.logs import get_logger
 from shared.settings import Settings
+from shared.views import dumps
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -43,6 +52,7 @@ OPEN_SECONDS: Final = 1.0
 #: Seconds between two "failing open" warnings.
 WARN_EVERY: Final = 10.0
 PREFIX: Final = "sr:rl:"
+PROBLEM: Final = "application/problem+json"
 
 #: KEYS[1]: the client's key. ARGV[1]: microseconds between two requests (1e6 / rate). ARGV[2]: the burst.
 #: Returns {allowed (0|1), remaining, retry after (ms), reset (ms)}.
@@ -93,7 +103,10 @@ def trusted_networks(spec: str) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in spec.split(",") if part.strip())
 
 
+@functools.lru_cache(maxsize=4096)
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address in ``text``, or None. Cached: the peer (a proxy) and a client's address repeat, and parsing one
+    costs more than the rest of the rate limit's work on a request."""
     try:
         return ipaddress.ip_address(text.strip())
     except ValueError:
@@ -122,28 +135,80 @@ def client_address(request: web.Request, trusted: Sequence[Network]) -> str:
     return client
 
 
-class RateLimiter:
-    """Checks one request against its limit in Redis; fails open when Redis cannot answer."""
+#: Clients remembered as refused, per process (least recently refused forgotten first).
+REFUSED_SIZE: Final = 10_000
 
-    def __init__(self, client: Any, settings: Settings, metrics: Metrics) -> None:
+
+def _refusal_body(scope: str, limit: Limit) -> bytes:
+    detail = (
+        f"the {scope} rate limit is {limit.rate:g} requests per second (bursts of {limit.burst}); "
+        "retry after the seconds in Retry-After"
+    )
+    return dumps(problem(429, "Too Many Requests", detail))
+
+
+class RateLimiter:
+    """Checks one request against its limit in Redis; fails open when Redis cannot answer.
+
+    The script runs on the API's auto-pipelined Redis connection (:class:`shared.fastredis.FastRedis`): a read's
+    check goes out in the same write as the read itself. A client Redis refused is remembered here until its
+    retry time, so its next requests are answered 429 with no Redis round trip at all.
+    """
+
+    def __init__(self, fast: FastRedis, settings: Settings, metrics: Metrics) -> None:
         self.reads = Limit(settings.rate_limit_reads_per_second, settings.rate_limit_reads_burst)
         self.writes = Limit(settings.rate_limit_writes_per_second, settings.rate_limit_writes_burst)
+        self.lookups = Limit(settings.rate_limit_key_lookups_per_second, settings.rate_limit_key_lookups_burst)
         self.trusted = trusted_networks(settings.trusted_proxies)
-        self._script = client.register_script(GCRA)
+        self._fast = fast
         self._metrics = metrics
         self._skip_until = 0.0
         self._warned_at = -WARN_EVERY
+        #: Redis key -> monotonic time until which that client is refused.
+        self._refused: OrderedDict[str, float] = OrderedDict()
+        self.bodies = {
+            scope: _refusal_body(scope, limit) for scope, limit in (("read", self.reads), ("write", self.writes))
+        }
 
-    async def check(self, scope: str, ident: str, limit: Limit) -> Decision | None:
-        """The decision for one request, or None when Redis could not be asked (the request goes through)."""
+    def _args(self, limit: Limit) -> list[Any]:
+        return [1_000_000 / limit.rate, limit.burst]
+
+    def refused(self, key: str, limit: Limit, now: float) -> Decision | None:
+        """The refusal remembered for ``key``, if its retry time has not come yet."""
+        until = self._refused.get(key)
+        if until is None:
+            return None
+        if until <= now:
+            del self._refused[key]
+            return None
+        ms = math.ceil((until - now) * 1000)
+        return Decision(False, limit.burst, 0, ms, ms)
+
+    def submit(self, key: str, limit: Limit) -> asyncio.Future[Any] | None:
+        """The check sent now, in this turn of the loop, or None when there is no connection to send it on."""
+        if time.monotonic() < self._skip_until:
+            return None
+        return self._fast.submit_script(GCRA, [key], self._args(limit))
+
+    async def decide(self, key: str, limit: Limit, sent: asyncio.Future[Any] | None = None) -> Decision | None:
+        """The decision for one request (awaiting ``sent`` if the check was already sent), or None when Redis
+        could not be asked (the request goes through)."""
         now = time.monotonic()
         if now < self._skip_until:
+            if sent is not None:
+                sent.add_done_callback(_consume)
             self._metrics.rate_limit_fail_open.inc()
             return None
         try:
-            allowed, remaining, retry_ms, reset_ms = await self._script(
-                keys=[f"{PREFIX}{scope}:{ident}"], args=[1_000_000 / limit.rate, limit.burst]
-            )
+            reply = None
+            if sent is not None:
+                try:
+                    reply = await sent
+                except ResponseError as exc:  # the script is not loaded yet (or was flushed): load it below
+                    if not str(exc).startswith("NOSCRIPT"):
+                        raise
+            if reply is None:
+                reply = await self._fast.run_script(GCRA, [key], self._args(limit))
         except REDIS_ERRORS as exc:
             self._skip_until = now + OPEN_SECONDS
             self._metrics.rate_limit_fail_open.inc()
@@ -151,41 +216,115 @@ class RateLimiter:
                 self._warned_at = now
                 log.warning("rate_limit_failing_open", error=type(exc).__name__)
             return None
+        allowed, remaining, retry_ms, reset_ms = reply
+        if not allowed:
+            self._refused[key] = now + int(retry_ms) / 1000
+            self._refused.move_to_end(key)
+            if len(self._refused) > REFUSED_SIZE:
+                self._refused.popitem(last=False)
         return Decision(bool(allowed), limit.burst, int(remaining), int(retry_ms), int(reset_ms))
+
+    async def check(self, scope: str, ident: str, limit: Limit) -> Decision | None:
+        """The decision for one request from ``ident`` in ``scope``: remembered, or asked of Redis."""
+        key = f"{PREFIX}{scope}:{ident}"
+        remembered = self.refused(key, limit, time.monotonic())
+        if remembered is not None:
+            return remembered
+        return await self.decide(key, limit, self.submit(key, limit))
+
+    def refusal(self, scope: str, decision: Decision) -> web.Response:
+        """The 429 answer: its body made once per scope, only the headers per request."""
+        self._metrics.rate_limited.labels(scope).inc()
+        headers = decision.headers()
+        headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after_ms / 1000)))
+        headers["Content-Type"] = PROBLEM  # a plain header: cheaper than aiohttp's content_type machinery
+        return web.Response(body=self.bodies[scope], status=429, headers=headers)
+
+    async def admit_lookup(self, request: web.Request) -> None:
+        """Before a key this process does not know is looked up in PostgreSQL: at most ``lookups`` per client
+        address, so a flood of random keys is refused (429) here, not by a query per key."""
+        decision = await self.check("auth", client_address(request, self.trusted), self.lookups)
+        if decision is not None and not decision.allowed:
+            self._metrics.rate_limited.labels("auth").inc()
+            retry = max(1, math.ceil(decision.retry_after_ms / 1000))
+            raise TooManyRequests(
+                f"too many unknown API keys from this address: at most {self.lookups.rate:g} per second "
+                f"(bursts of {self.lookups.burst}); retry in {retry} s",
+                headers={**decision.headers(), "Retry-After": str(retry)},
+            )
 
 
 async def limiter_context(app: web.Application) -> AsyncIterator[None]:
     """The app's limiter (after the Redis client is made); none when ``rate_limit_enabled`` is false."""
     settings = app[SETTINGS]
     if settings.rate_limit_enabled:
-        app[RATE_LIMITER] = RateLimiter(app[REDIS], settings, app[METRICS])
+        app[RATE_LIMITER] = RateLimiter(app[FAST_REDIS], settings, app[METRICS])
     yield
 
 
+def lookup_gate(app: web.Application) -> Callable[[web.Request], Awaitable[None]] | None:
+    """The gate :func:`api.auth.authenticate` passes an unknown key through (None when limits are off)."""
+    limiter = app.get(RATE_LIMITER)
+    return None if limiter is None else limiter.admit_lookup
+
+
 async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Runs after authorization: writes are counted against the principal, reads against the client address."""
+    """Runs after authorization: writes are counted against the principal, reads against the client address.
+
+    A read's check is sent before its handler runs and awaited after, so both share one Redis round trip;
+    a refused read's answer is then thrown away (a read changes nothing).
+    """
     limiter = request.app.get(RATE_LIMITER)
     if limiter is None or request.path.startswith(EXEMPT):
         return await handler(request)
     address = client_address(request, limiter.trusted)
-    if request.method in READS:
+    read = request.method in READS
+    if read:
         scope, ident, limit = "read", address, limiter.reads
     else:
         owner = request[PRINCIPAL].owner
         # An anonymous write (to a path that needs no key, or none at all) is counted against its address.
         scope, ident, limit = "write", owner if owner != "anonymous" else f"addr:{address}", limiter.writes
-    decision = await limiter.check(scope, ident, limit)
-    if decision is None:
-        return await handler(request)
-    headers = decision.headers()
-    if not decision.allowed:
-        request.app[METRICS].rate_limited.labels(scope).inc()
-        retry = max(1, math.ceil(decision.retry_after_ms / 1000))
-        raise TooManyRequests(
-            f"the {scope} rate limit is {limit.rate:g} requests per second (bursts of {limit.burst}); "
-            f"retry in {retry} s",
-            headers={**headers, "Retry-After": str(retry)},
-        )
+    key = f"{PREFIX}{scope}:{ident}"
+    remembered = limiter.refused(key, limit, time.monotonic())
+    if remembered is not None:
+        return limiter.refusal(scope, remembered)
+    sent = limiter.submit(key, limit)
+    if not read:
+        decision = await limiter.decide(key, limit, sent)
+        if decision is None:
+            return await handler(request)
+        if not decision.allowed:
+            return limiter.refusal(scope, decision)
+        return await _answer(request, handler, decision.headers())
+    try:
+        response: web.StreamResponse | None = await handler(request)
+        failure: DomainError | None = None
+    except DomainError as exc:
+        response, failure = None, exc
+    except BaseException:
+        if sent is not None:
+            sent.add_done_callback(_consume)
+        raise
+    decision = await limiter.decide(key, limit, sent)
+    if decision is not None and not decision.allowed:
+        return limiter.refusal(scope, decision)
+    headers = decision.headers() if decision is not None else {}
+    if failure is not None:
+        failure.headers.update(headers)
+        raise failure
+    assert response is not None
+    if not response.prepared:
+        response.headers.update(headers)
+    return response
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+async def _answer(request: web.Request, handler: Handler, headers: dict[str, str]) -> web.StreamResponse:
     try:
         response = await handler(request)
     except DomainError as exc:

@@ -76,6 +76,10 @@ def serve(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
         print=None,
         shutdown_timeout=SHUTDOWN_TIMEOUT,
         handle_signals=True,
+        # aiohttp's keep-alive timer is its only one that also runs while request headers trickle in: it is the
+        # header timeout (api/timeouts.py). After a 408 for a late body, linger at most a second.
+        keepalive_timeout=settings.http_header_timeout,
+        lingering_time=1.0,
         **HTTP_LIMITS,
     )
     get_logger("api").info("api_stopped", pid=os.getpid())

@@ -21,7 +21,9 @@ async def _write(
     session: aiohttp.ClientSession, url: str, key: str, n: int, run: str, pending: dict[str, float]
 ) -> bool:
     body = {"name": f"Latency {run} {n}", "price": "1.00", "category": "category-2"}
-    async with session.post(url + "/api/products", json=body, headers={"Authorization": f"Bearer {key}"}) as r:
+    # Each key is one client with an address of its own, as behind nginx (the bench's API trusts 127.0.0.1).
+    headers = {"Authorization": f"Bearer {key}", "X-Forwarded-For": f"10.251.0.{n % 250 + 1}"}
+    async with session.post(url + "/api/products", json=body, headers=headers) as r:
         if r.status != 201:
             return False
         pending[(await r.json())["slug"]] = time.perf_counter()
@@ -46,7 +48,7 @@ async def _watch(redis: aioredis.Redis, pending: dict[str, float], seen: list[fl
         await asyncio.sleep(0.001)
 
 
-async def measure(url: str, redis_url: str, key: str, rate: float, seconds: float) -> dict[str, float]:
+async def measure(url: str, redis_url: str, keys: list[str], rate: float, seconds: float) -> dict[str, float]:
     redis = aioredis.from_url(redis_url)
     run = str(int(time.time()))
     pending: dict[str, float] = {}
@@ -59,6 +61,8 @@ async def measure(url: str, redis_url: str, key: str, rate: float, seconds: floa
         for n in range(int(rate * seconds)):
             # A steady schedule, not a closed loop: each write starts at its slot whatever the others do.
             await asyncio.sleep(max(0.0, start + n / rate - time.perf_counter()))
+            # Spread over the keys given: one key alone would meet the default write limit (50/s per key).
+            key = keys[n % len(keys)]
             tasks.append(asyncio.create_task(_write(session, url, key, n, run, pending)))
         written = sum(await asyncio.gather(*tasks))
     stop.set()
@@ -85,11 +89,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--redis-url", required=True)
-    parser.add_argument("--key", required=True)
+    parser.add_argument("--key", required=True, help="API keys, comma-separated")
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=10)
     args = parser.parse_args(argv)
-    result = asyncio.run(measure(args.url, args.redis_url, args.key, args.rate, args.seconds))
+    result = asyncio.run(measure(args.url, args.redis_url, args.key.split(","), args.rate, args.seconds))
     print("BENCHJSON " + json.dumps(result))
     return 0
 

@@ -144,6 +144,21 @@ class FastRedis:
                     self._connecting = None
         return await self._send(args)
 
+    def submit(self, *args: Any) -> asyncio.Future[Any] | None:
+        """Send a command now, without awaiting: its reply's future, or None when no connection is up (then
+        ``execute`` connects, or fails fast). Commands submitted in one loop turn go out in one write."""
+        if self._transport is None:
+            return None
+        return self._send(args)
+
+    def submit_script(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> asyncio.Future[Any] | None:
+        """EVALSHA sent now (see :meth:`submit`); a NOSCRIPT reply is the caller's to retry with
+        :meth:`run_script`, which loads the script."""
+        sha = self._shas.get(script)
+        if sha is None:
+            sha = self._shas[script] = hashlib.sha1(script.encode()).hexdigest()
+        return self.submit("EVALSHA", sha, len(keys), *keys, *args)
+
     async def run_script(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """EVALSHA, loading the script on the server the first time (or after a SCRIPT FLUSH)."""
         sha = self._shas.get(script)

@@ -217,8 +217,46 @@ if not h[1] then return false end
 return h
 """
 
-#: KEYS: page key. ARGV: page, seconds to live.
-SET_PAGE: Final = "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1"
+#: Cached pages of one listing kind, over all its generations: at most this many ...
+PAGES_PER_KIND: Final = 1_000
+#: ... and at most this many bytes of pages (the oldest are dropped first), whatever the queries.
+PAGE_BYTES_PER_KIND: Final = 8 * 1024 * 1024
+#: A page larger than this is not cached at all (answered from PostgreSQL each time).
+PAGE_MAX_BYTES: Final = 512 * 1024
+
+#: KEYS: page key, the kind's page index (a sorted set of '<bytes>:<page key>' by the time stored), the kind's
+#: byte count. ARGV: page, seconds to live, pages at most, bytes at most. Pages whose time is up leave the index
+#: first, then the oldest until both bounds hold: cached pages are bounded in count and bytes however many
+#: distinct queries arrive (each its own page key), and never touch the projections.
+SET_PAGE: Final = """
+local idx, total = KEYS[2], KEYS[3]
+local ttl, most, budget = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function drop(entry)
+  local cut = string.find(entry, ':', 1, true)
+  redis.call('ZREM', idx, entry)
+  redis.call('DECRBY', total, tonumber(string.sub(entry, 1, cut - 1)))
+  return string.sub(entry, cut + 1)
+end
+for _, entry in ipairs(redis.call('ZRANGE', idx, '-inf', now - ttl * 1000, 'BYSCORE', 'LIMIT', 0, 64)) do
+  drop(entry)
+end
+local size = #ARGV[1]
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
+redis.call('ZADD', idx, now, size .. ':' .. KEYS[1])
+local bytes = redis.call('INCRBY', total, size)
+while redis.call('ZCARD', idx) > most or bytes > budget do
+  local oldest = redis.call('ZRANGE', idx, 0, 0)[1]
+  if not oldest then break end
+  bytes = bytes - tonumber(string.sub(oldest, 1, string.find(oldest, ':', 1, true) - 1))
+  redis.call('DEL', drop(oldest))
+end
+return 1
+"""
+
+#: KEYS: a slug copy key. ARGV: seconds. Marks the slug absent unless something is stored there.
+MARK_ABSENT: Final = "return redis.call('SET', KEYS[1], '!', 'NX', 'EX', ARGV[1])"
 
 SCRIPTS: Final = (
     PROJECT_PRODUCT,
@@ -232,6 +270,7 @@ SCRIPTS: Final = (
     BIRTHDAYS,
     GET_USER,
     SET_PAGE,
+    MARK_ABSENT,
 )
 
 
@@ -313,6 +352,17 @@ def product_copy_key(slug: str) -> str:
     """The slug-keyed copy of a live product's projection (``<etag>\\n<body>``), kept by PROJECT_PRODUCT in the
     same compare-and-set: a read by slug is then one plain GET, no script (products are never fenced)."""
     return PREFIX + "pj:" + slug
+
+
+#: The value of a product's slug copy (:func:`product_copy_key`) that says PostgreSQL had no live product of that
+#: slug a moment ago, so a repeated 404 costs one GET, as a hit does. Set only where no copy is (``NX``), for
+#: :data:`ABSENT_TTL_SECONDS`; a projection of that slug replaces it (a plain SET), so a write is never hidden.
+ABSENT: Final = b"!"
+ABSENT_TTL_SECONDS: Final = 5
+
+
+async def mark_product_absent(run: Runner, slug: str) -> None:
+    await run(MARK_ABSENT, [product_copy_key(slug)], [ABSENT_TTL_SECONDS])
 
 
 def split_copy(value: bytes | None) -> tuple[bytes, str] | None:
@@ -414,7 +464,11 @@ async def user(run: Runner, username: str) -> tuple[str, dt.date] | None:
 
 
 async def store_page(run: Runner, kind: str, generation: str, qhash: str, page: bytes) -> None:
-    await run(SET_PAGE, [page_key(kind, generation, qhash)], [page, PAGE_TTL_SECONDS])
+    """Cache ``page`` under the generation it was read at, within the kind's bounds (none when it is too big)."""
+    if len(page) > PAGE_MAX_BYTES:
+        return
+    keys = [page_key(kind, generation, qhash), f"{PREFIX}qi:{kind}", f"{PREFIX}qb:{kind}"]
+    await run(SET_PAGE, keys, [page, PAGE_TTL_SECONDS, PAGES_PER_KIND, PAGE_BYTES_PER_KIND])
 
 
 def redis_runner(client: Any) -> Runner:

@@ -97,6 +97,14 @@ class Settings(BaseSettings):
     rate_limit_reads_burst: int = Field(default=400, ge=1)
     rate_limit_writes_per_second: float = Field(default=50.0, gt=0)
     rate_limit_writes_burst: int = Field(default=100, ge=1)
+    #: PostgreSQL lookups of API keys this process has never verified, per client address (a flood of random keys
+    #: is refused with 429 past it, before any query). A key verified before is re-checked every 30 s ungated.
+    rate_limit_key_lookups_per_second: float = Field(default=5.0, gt=0)
+    rate_limit_key_lookups_burst: int = Field(default=50, ge=1)
+    #: Seconds a connection may wait for a complete request line and headers (idle, or trickling them) before it
+    #: is closed; and seconds a request's body may take to arrive before it is answered 408 and closed.
+    http_header_timeout: float = Field(default=10.0, gt=0)
+    http_body_timeout: float = Field(default=60.0, gt=0)
     #: Comma-separated addresses or CIDR blocks of reverse proxies whose ``X-Forwarded-For`` names the client.
     trusted_proxies: str = ""
 

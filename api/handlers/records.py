@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -92,8 +93,20 @@ def _data(rows: list[Record]) -> list[Any]:
     return [r.data for r in rows]
 
 
+async def _legacy_list(request: web.Request, shape: Callable[[list[Record]], Any]) -> web.Response:
+    """A JSON array as the older services answered, bounded (``queries.LEGACY_MAX_ITEMS``, by default and at
+    most, and ``queries.LEGACY_MAX_BYTES``); when more follow, ``Link: <...>; rel="next"`` names the next page."""
+    limit = query_int(request, "limit", queries.LEGACY_MAX_ITEMS, 1, queries.LEGACY_MAX_ITEMS)
+    body, nxt = await queries.legacy_records(reads(request), shape, limit, request.query.get("cursor"))
+    response = json_response(body)
+    if nxt is not None:
+        url = request.rel_url.with_query({"cursor": nxt, "limit": str(limit)})
+        response.headers["Link"] = f'<{url}>; rel="next"'
+    return response
+
+
 async def picus_list(request: web.Request) -> web.Response:
-    return json_response(await queries.all_records(reads(request), _id_and_data))
+    return await _legacy_list(request, _id_and_data)
 
 
 async def picus_get(request: web.Request) -> web.Response:
@@ -107,4 +120,4 @@ async def data_post(request: web.Request) -> web.Response:
 
 
 async def data_list(request: web.Request) -> web.Response:
-    return json_response(await queries.all_records(reads(request), _data))
+    return await _legacy_list(request, _data)

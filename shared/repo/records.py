@@ -72,6 +72,34 @@ async def list_page(conn: asyncpg.Connection, after_id: int | None, limit: int |
     return [_record(r) for r in rows]
 
 
+async def list_bounded(
+    conn: asyncpg.Connection, after_id: int | None, limit: int, max_bytes: int
+) -> tuple[list[Record], bool]:
+    """Live records by id after ``after_id``: at most ``limit``, and no more than ``max_bytes`` of documents
+    (always at least one); and whether more follow. Only the ``limit + 1`` candidates are read, and the documents
+    past the byte bound never leave PostgreSQL."""
+    rows = await conn.fetch(
+        """
+        SELECT id, data, created_at, updated_at, version, lsn, considered FROM (
+            SELECT c.*, row_number() OVER w AS n, sum(octet_length(c.data::text)) OVER w AS running,
+                   count(*) OVER () AS considered
+            FROM (SELECT id, data, created_at, updated_at, version,
+                         (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn
+                  FROM records WHERE deleted_at IS NULL AND ($1::bigint IS NULL OR id > $1)
+                  ORDER BY id LIMIT $2 + 1) c
+            WINDOW w AS (ORDER BY c.id)
+        ) s
+        WHERE n <= $2 AND (n = 1 OR running <= $3)
+        ORDER BY id
+        """,
+        after_id,
+        limit,
+        max_bytes,
+    )
+    more = bool(rows) and rows[0]["considered"] > len(rows)
+    return [_record(r) for r in rows], more
+
+
 async def insert(conn: asyncpg.Connection, data: Any, request_id: str) -> Written:
     row = await conn.fetchrow(
         "WITH w AS (INSERT INTO records (data) VALUES ($1) RETURNING id, data, created_at, updated_at, version),"

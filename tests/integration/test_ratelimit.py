@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import secrets
 from typing import Any
 
 import pytest
@@ -11,12 +12,15 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, make_mocked_request
 
 from api.app import create_app
+from api.auth import ANONYMOUS, KeyCache
+from api.keys import KEY_CACHE
 from api.ratelimit import client_address, trusted_networks
 from shared.repo import apikeys
 from shared.settings import Settings
 from tests.conftest import ADMIN
 from tests.support.api import problem
 from tests.support.processes import free_port
+from tests.support.tcp_proxy import TcpProxy
 
 
 def limited(settings: Settings, **update: Any) -> Settings:
@@ -184,3 +188,102 @@ def test_the_defaults_are_generous() -> None:
     assert (s.rate_limit_reads_per_second, s.rate_limit_reads_burst) == (200, 400)
     assert (s.rate_limit_writes_per_second, s.rate_limit_writes_burst) == (50, 100)
     assert s.trusted_proxies == ""
+
+
+async def test_a_refused_client_is_refused_again_without_asking_redis(aiohttp_client, settings: Settings) -> None:
+    # Given an API reaching Redis through a proxy, and a client that used up its burst (one more per 5 s)
+    proxy = TcpProxy("127.0.0.1", 6379)
+    await proxy.start()
+    try:
+        client = await aiohttp_client(
+            create_app(
+                limited(
+                    settings,
+                    redis_url=proxy.url_for(settings.redis_url),
+                    rate_limit_reads_per_second=0.2,
+                    rate_limit_reads_burst=2,
+                )
+            )
+        )
+        assert [(await client.get("/api/categories")).status for _ in range(3)] == [200, 200, 429]
+        # When Redis goes away and the client keeps asking before its retry time
+        await proxy.cut()
+        answers = [await client.get("/api/categories") for _ in range(5)]
+        # Then each is still a 429 (the refusal was remembered; nothing was asked of Redis, nothing failed open)
+        assert [r.status for r in answers] == [429] * 5
+        assert all(1 <= int(r.headers["Retry-After"]) <= 5 for r in answers)
+        await problem(answers[-1], 429)
+        text = await (await client.get("/metrics")).text()
+        assert "stockroom_rate_limit_fail_open_total 0.0" in text
+    finally:
+        await proxy.stop()
+
+
+async def test_a_flood_of_unknown_keys_is_429_before_postgresql_is_asked(aiohttp_client, settings: Settings) -> None:
+    # Given an API allowing 5 lookups of unknown keys per address, then one per second
+    app = create_app(limited(settings, rate_limit_key_lookups_per_second=1.0, rate_limit_key_lookups_burst=5))
+    client = await aiohttp_client(app)
+    # When one address sends 40 writes, each with a new random key
+    answers = [
+        await client.post("/api/records", json={}, headers={"Authorization": f"Bearer {secrets.token_urlsafe(24)}"})
+        for _ in range(40)
+    ]
+    # Then the first 5 keys are looked up and refused (401), every later one is 429 with Retry-After
+    assert [r.status for r in answers] == [401] * 5 + [429] * 35
+    assert all(int(r.headers["Retry-After"]) >= 1 for r in answers[5:])
+    await problem(answers[-1], 429)
+    # And PostgreSQL was asked 5 times, not 40
+    assert app[KEY_CACHE].lookups == 5
+    # And a real key from the same address still writes (a key this process knows passes no lookup gate)
+    assert (await client.post("/api/records", json={}, headers=ADMIN)).status == 201
+
+
+def test_the_rejected_key_cache_forgets_its_oldest_entries_not_all_of_them() -> None:
+    # Given a full cache of rejected keys, and a verified one
+    cache = KeyCache(size=100)
+    cache.put("real", ANONYMOUS)
+    for i in range(100):
+        cache.reject(f"random-{i}")
+    # When more random keys arrive than it holds
+    for i in range(100, 150):
+        cache.reject(f"random-{i}")
+    # Then the most recent ones are still remembered, only the oldest are forgotten
+    assert all(cache.rejected(f"random-{i}") for i in range(50, 150))
+    assert not any(cache.rejected(f"random-{i}") for i in range(50))
+    # And the verified key was never dropped with them
+    assert cache.get("real") == ANONYMOUS
+
+
+def test_the_verified_key_cache_keeps_the_keys_in_use() -> None:
+    cache = KeyCache(size=3)
+    for name in ("a", "b", "c"):
+        cache.put(name, ANONYMOUS)
+    cache.get("a")  # in use
+    cache.put("d", ANONYMOUS)
+    assert cache.get("a") == ANONYMOUS
+    assert cache.get("b") is None
+    assert [cache.get(n) for n in ("c", "d")] == [ANONYMOUS, ANONYMOUS]
+
+
+async def test_a_key_verified_before_is_checked_again_past_the_lookup_limit(
+    aiohttp_client, settings: Settings, pg, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given verified keys that expire from the cache at once (each request verifies again in PostgreSQL)
+    monkeypatch.setattr("api.auth.KEY_TTL_SECONDS", 0.0)
+    _, real = await apikeys.create(pg, "real", "write")
+    app = create_app(limited(settings, rate_limit_key_lookups_per_second=0.01, rate_limit_key_lookups_burst=2))
+    client = await aiohttp_client(app)
+    auth = {"Authorization": f"Bearer {real}"}
+    assert (await client.post("/api/records", json={}, headers=auth)).status == 201
+    # When the address uses up its lookups of unknown keys
+    statuses = [
+        (
+            await client.post("/api/records", json={}, headers={"Authorization": f"Bearer {secrets.token_urlsafe(24)}"})
+        ).status
+        for _ in range(2)
+    ]
+    assert statuses == [401, 429]
+    # Then the real key still writes: a key verified here before is looked up again past the gate
+    r = await client.post("/api/records", json={}, headers=auth)
+    assert r.status == 201, await r.text()
+    assert app[KEY_CACHE].lookups == 3
