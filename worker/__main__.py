@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 
 from shared.events import CACHE_QUEUE, THUMBNAILS_QUEUE
 
@@ -18,6 +20,26 @@ def _dramatiq(kind: str, argv: list[str]) -> int:
     # idle; with a small prefetch that throttled the cache worker to seconds of lag at 200 events/s (measured in
     # bench/). 100 ms keeps it prompt at a negligible cost. Read at import, so set before it; the env wins.
     os.environ.setdefault("dramatiq_worker_timeout", "100")
+    metrics_dir = _fresh_metrics_dir(kind)
+    try:
+        return _run_dramatiq(kind, argv)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _fresh_metrics_dir(kind: str) -> str:
+    """A new, empty directory for this worker's Prometheus multiprocess files, named in the environment its
+    processes inherit. dramatiq's middleware defaults to one shared folder (``$TMPDIR/dramatiq-prometheus``) that
+    its exposition server sums over: every worker on a host then reported the others' counts, and a SIGKILLed
+    process's gauge (in progress: 1) for ever. Set before dramatiq or prometheus_client is imported: both read
+    it at import."""
+    path = tempfile.mkdtemp(prefix=f"stockroom-{kind}-metrics-{os.getpid()}-")
+    os.environ["dramatiq_prom_db"] = path  # noqa: SIM112  (dramatiq reads it in lower case)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+def _run_dramatiq(kind: str, argv: list[str]) -> int:
     import dramatiq.cli
 
     parser = argparse.ArgumentParser(prog=f"python -m worker {kind}")
