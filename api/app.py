@@ -9,7 +9,7 @@ from aiohttp import web
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from api import edge, ratelimit
+from api import cors, edge, ratelimit
 from api.auth import KeyCache
 from api.health import Readiness
 from api.keys import KEY_CACHE, METRICS, PG_POOL, READ_STATS, READINESS, READS, REDIS, REDIS_GET, REDIS_RUN, SETTINGS
@@ -82,6 +82,7 @@ def create_app(settings: Settings) -> web.Application:
         recorder(metrics if settings.metrics_enabled else None),
         # After authorization: writes are limited per API key. Left out when off: every call costs.
         ratelimit.rate_limit if settings.rate_limit_enabled else None,
+        cors.from_setting(settings.cors_origins),
     )
     app[SETTINGS] = settings
     app[KEY_CACHE] = KeyCache()

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     log_format: str = "json"
     auth_disabled: bool = False
     bootstrap_api_key: str | None = None
+    #: Origins allowed to call the API from a browser, comma-separated (``*``: any); unset, no CORS headers.
+    cors_origins: str | None = None
     #: Serve ``/api/openapi.json``, ``/api/docs`` (Swagger UI) and ``/api/redoc``; when false they are 404.
     docs_enabled: bool = True
 
