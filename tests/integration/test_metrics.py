@@ -332,6 +332,22 @@ async def test_each_worker_reports_its_own_messages_only(
         assert value(idle, "dramatiq_messages_inprogress", actor_name="project_product") == 0
         assert _sum(idle, "dramatiq_messages_total") == 0
         assert _sum(idle, "dramatiq_messages_inprogress") == 0
+        # When an event the first worker cannot project arrives (its actor raises, dramatiq retries it)
+        await pg.execute(
+            """INSERT INTO outbox (type, aggregate, aggregate_id, version, payload, request_id)
+               VALUES ('record.created', 'record', 'not-a-number', 1, '{}', 'req-own-metrics')"""
+        )
+        deadline = time.monotonic() + 30
+        while value(busy, "dramatiq_message_retries_total", actor_name="project_record") == 0:
+            assert time.monotonic() < deadline, busy
+            await asyncio.sleep(0.2)
+            busy = await _scrape_when_up(f"http://127.0.0.1:{busy_port}/", needle="# HELP")
+        idle = await _scrape_when_up(f"http://127.0.0.1:{idle_port}/", needle="# HELP")
+        # Then its failure and retry are counted by actor there, and still nothing on the second
+        assert (value(busy, "dramatiq_message_errors_total", actor_name="project_record") or 0) >= 1
+        assert value(busy, "dramatiq_message_errors_total", actor_name="project_product") == 0
+        assert _sum(idle, "dramatiq_message_errors_total") == 0
+        assert _sum(idle, "dramatiq_message_retries_total") == 0
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
