@@ -20,6 +20,12 @@ services:
 migrate: install services
 	$(PY) -m migrations
 
+# `make run`'s logs: console lines on a terminal, JSON when make's output goes elsewhere (a pipe, a file, CI).
+# LOG_FORMAT in the environment, else in .env, decides instead. The processes write into the process manager's
+# pipes and cannot tell themselves; make knows (MAKE_TERMOUT, set by GNU make when its stdout is a terminal).
+RUN_LOG_FORMAT := $(or $(LOG_FORMAT),$(shell sed -n 's/^LOG_FORMAT=//p' .env 2>/dev/null),$(if $(MAKE_TERMOUT),console,json))
+run: export LOG_FORMAT := $(RUN_LOG_FORMAT)
+
 ## The whole stack, locally: services checked/started, migrations, then every process (Ctrl-C stops all).
 run: var/stack.running
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from api import edge, ratelimit
+from api import cors, edge, ratelimit
 from api.auth import KeyCache
 from api.health import Readiness
 from api.keys import (
@@ -116,6 +116,7 @@ def create_app(settings: Settings) -> web.Application:
         # After authorization: writes are limited per API key. Left out when off: every call costs.
         ratelimit.rate_limit if settings.rate_limit_enabled else None,
         settings.http_body_timeout,
+        cors.from_setting(settings.cors_origins),
     )
     app[SETTINGS] = settings
     app[KEY_CACHE] = KeyCache()

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     #: from ``cursor_secret_file``, generating that file once (local runs).
     cursor_secret: SecretStr | None = None
     cursor_secret_file: str = "./var/cursor-secret"
+    #: Origins allowed to call the API from a browser, comma-separated (``*``: any); unset, no CORS headers.
+    cors_origins: str | None = None
     #: Serve ``/api/openapi.json``, ``/api/docs`` (Swagger UI) and ``/api/redoc``; when false they are 404.
     docs_enabled: bool = True
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 
 from shared.events import CACHE_QUEUE, THUMBNAILS_QUEUE
 from shared.settings import Settings
@@ -22,6 +24,26 @@ def _dramatiq(kind: str, argv: list[str]) -> int:
     # dramatiq's Prometheus middleware listens on dramatiq_prom_host (read at import, default 0.0.0.0): loopback
     # here unless told otherwise, like the relay's port.
     os.environ.setdefault("dramatiq_prom_host", Settings().worker_metrics_host)
+    metrics_dir = _fresh_metrics_dir(kind)
+    try:
+        return _run_dramatiq(kind, argv)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _fresh_metrics_dir(kind: str) -> str:
+    """A new, empty directory for this worker's Prometheus multiprocess files, named in the environment its
+    processes inherit. dramatiq's middleware defaults to one shared folder (``$TMPDIR/dramatiq-prometheus``) that
+    its exposition server sums over: every worker on a host then reported the others' counts, and a SIGKILLed
+    process's gauge (in progress: 1) for ever. Set before dramatiq or prometheus_client is imported: both read
+    it at import."""
+    path = tempfile.mkdtemp(prefix=f"stockroom-{kind}-metrics-{os.getpid()}-")
+    os.environ["dramatiq_prom_db"] = path  # noqa: SIM112  (dramatiq reads it in lower case)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+def _run_dramatiq(kind: str, argv: list[str]) -> int:
     import dramatiq.cli
 
     parser = argparse.ArgumentParser(prog=f"python -m worker {kind}")

@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-from tqdm import tqdm
 
 from shared import readmodel
 from shared.db import connection, create_pool
@@ -22,6 +21,7 @@ from shared.repo import products as prod_repo
 from shared.repo import records as rec_repo
 from shared.repo import users as user_repo
 from shared.settings import Settings
+from worker.progress import progress_bar
 from worker.projection import Resources, project_category, project_product, project_record, project_user
 
 BATCH = 500
@@ -40,7 +40,7 @@ async def _each(
     async with connection(res.pool, res.wait) as conn:
         total = await conn.fetchval(total_sql)
     done = 0
-    with tqdm(total=total, desc=name, unit="", disable=not progress) as bar:
+    with progress_bar(total=total, desc=name, unit="", disable=not progress) as bar:
         after = first
         while True:
             async with connection(res.pool, res.wait) as conn:

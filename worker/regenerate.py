@@ -19,12 +19,12 @@ import sys
 import uuid
 
 import asyncpg
-from tqdm import tqdm
 
 from shared.db import init_connection
 from shared.repo import images as repo
 from shared.settings import Settings
 from worker.imaging import parse_sizes
+from worker.progress import progress_bar
 
 #: Products per transaction.
 BATCH = 500
@@ -52,7 +52,7 @@ async def regenerate(settings: Settings, mode: str, slug: str | None, batch: int
         await init_connection(conn)
         total = await repo.count_for_regeneration(conn, mode, sizes, slug)
         done, after = 0, 0
-        with tqdm(total=total, unit="product", desc=f"regenerate --{mode}", disable=not progress) as bar:
+        with progress_bar(total=total, unit="product", desc=f"regenerate --{mode}", disable=not progress) as bar:
             while ids := await repo.regeneration_ids(conn, mode, sizes, slug, after, batch):
                 async with conn.transaction():
                     n = await repo.request_regeneration(conn, ids, request_id)

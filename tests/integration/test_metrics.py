@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -252,3 +256,107 @@ async def test_the_relay_and_the_workers_expose_their_own_metrics(
         codes = [await asyncio.wait_for(proc.wait(), 30) for proc in procs]
     # And both stop cleanly on SIGTERM
     assert codes == [0, 0]
+
+
+@pytest.fixture
+def second_vhost(rabbitmq_url: str) -> Iterator[str]:
+    """A second RabbitMQ vhost, so that a second worker's queue is another queue (no message reaches it)."""
+    from tests import conftest
+
+    name = f"{conftest.RABBITMQ_VHOST}-idle"
+    user = urlsplit(conftest.RABBITMQ_BASE).username or "guest"
+    if shutil.which("rabbitmqctl"):
+        conftest._rabbitmqctl("add_vhost", name)
+        conftest._rabbitmqctl("set_permissions", "-p", name, user, ".*", ".*", ".*")
+    else:
+        conftest._management("PUT", f"vhosts/{name}")
+        conftest._management("PUT", f"permissions/{name}/{user}", {"configure": ".*", "write": ".*", "read": ".*"})
+    yield conftest.RABBITMQ_BASE.rstrip("/") + "/" + name
+    if shutil.which("rabbitmqctl"):
+        conftest._rabbitmqctl("delete_vhost", name)
+    else:
+        conftest._management("DELETE", f"vhosts/{name}")
+
+
+def _sum(text: str, name: str) -> float:
+    return sum(s.value for s in samples(text) if s.name == name)
+
+
+@pytest.mark.slow
+async def test_each_worker_reports_its_own_messages_only(
+    settings: Settings, rabbitmq_url: str, second_vhost: str, tmp_path: Path, pg
+) -> None:
+    # Given two cache workers on one host, each with its metrics port, only the first fed by a relay
+    busy_port, idle_port, relay_port = free_port(), free_port(), free_port()
+    procs = []
+    for name, args, env in (
+        ("relay", ("relay",), {"RABBITMQ_URL": rabbitmq_url, "RELAY_METRICS_PORT": str(relay_port)}),
+        ("busy", ("cache", "-p", "1", "-t", "1"), {"RABBITMQ_URL": rabbitmq_url, "dramatiq_prom_port": str(busy_port)}),
+        ("idle", ("cache", "-p", "1", "-t", "1"), {"RABBITMQ_URL": second_vhost, "dramatiq_prom_port": str(idle_port)}),
+    ):
+        with (tmp_path / f"{name}.log").open("wb") as out:
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    *("-m", "worker", *args),
+                    cwd=ROOT,
+                    env=env_for(settings, **env),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    try:
+        # When three events reach the first worker
+        for aggregate_id in ("9001", "9002", "9003"):
+            await pg.execute(
+                """INSERT INTO outbox (type, aggregate, aggregate_id, version, payload, request_id)
+                   VALUES ('record.created', 'record', $1, 1, '{}', 'req-own-metrics')""",
+                aggregate_id,
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            busy = await _scrape_when_up(f"http://127.0.0.1:{busy_port}/", needle="# HELP")
+            if _sum(busy, "dramatiq_messages_total") >= 3:
+                break
+            assert time.monotonic() < deadline, busy
+            await asyncio.sleep(0.2)
+        idle = await _scrape_when_up(f"http://127.0.0.1:{idle_port}/", needle="# HELP")
+        folders = [_metrics_folders(proc.pid) for proc in procs[1:]]
+        # Then the first counts exactly its three, and nothing is in progress once they are done
+        assert _sum(busy, "dramatiq_messages_total") == 3
+        assert value(busy, "dramatiq_messages_total", actor_name="project_record") == 3
+        assert _sum(busy, "dramatiq_messages_inprogress") == 0
+        # And the second, which got nothing, shows every actor's series at 0
+        for name in ("dramatiq_messages_total", "dramatiq_message_errors_total", "dramatiq_message_retries_total"):
+            assert value(idle, name, actor_name="project_record", queue_name="cache-warming") == 0, name
+        assert value(idle, "dramatiq_messages_inprogress", actor_name="project_product") == 0
+        assert _sum(idle, "dramatiq_messages_total") == 0
+        assert _sum(idle, "dramatiq_messages_inprogress") == 0
+        # When an event the first worker cannot project arrives (its actor raises, dramatiq retries it)
+        await pg.execute(
+            """INSERT INTO outbox (type, aggregate, aggregate_id, version, payload, request_id)
+               VALUES ('record.created', 'record', 'not-a-number', 1, '{}', 'req-own-metrics')"""
+        )
+        deadline = time.monotonic() + 30
+        while value(busy, "dramatiq_message_retries_total", actor_name="project_record") == 0:
+            assert time.monotonic() < deadline, busy
+            await asyncio.sleep(0.2)
+            busy = await _scrape_when_up(f"http://127.0.0.1:{busy_port}/", needle="# HELP")
+        idle = await _scrape_when_up(f"http://127.0.0.1:{idle_port}/", needle="# HELP")
+        # Then its failure and retry are counted by actor there, and still nothing on the second
+        assert (value(busy, "dramatiq_message_errors_total", actor_name="project_record") or 0) >= 1
+        assert value(busy, "dramatiq_message_errors_total", actor_name="project_product") == 0
+        assert _sum(idle, "dramatiq_message_errors_total") == 0
+        assert _sum(idle, "dramatiq_message_retries_total") == 0
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        codes = [await asyncio.wait_for(proc.wait(), 30) for proc in procs]
+    assert codes == [0, 0, 0]
+    # And each worker had a folder of its own, removed at exit
+    assert all(len(f) == 1 for f in folders), folders
+    assert not any(_metrics_folders(proc.pid) for proc in procs[1:])
+
+
+def _metrics_folders(pid: int) -> list[Path]:
+    return list(Path(tempfile.gettempdir()).glob(f"stockroom-cache-metrics-{pid}-*"))
