@@ -203,10 +203,10 @@ async def media(request: web.Request) -> web.StreamResponse:
         # the wire (the client then reads the image's bytes as the next response's status line).
         if not await storage.exists(key):
             raise NotFound("no such media")
-        head = web.StreamResponse(headers=headers)
-        await head.prepare(request)
-        await head.write_eof()
-        return head
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        await response.write_eof()
+        return response
     chunks = storage.open(key)
     try:
         first = await anext(chunks)
