@@ -3,38 +3,40 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import redis.asyncio as aioredis
 from aiohttp import web
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from api import cors, edge, ratelimit
+from api import cors, edge, openapi, ratelimit
 from api.auth import KeyCache
+from api.commands import ReadModel
 from api.health import Readiness
-from api.keys import (
+from api.metrics import METRICS, Metrics, recorder, setup_metrics
+from api.queries import Reads
+from api.routes import setup_routes
+from api.state import (
     FAST_REDIS,
     KEY_CACHE,
-    METRICS,
+    OPENAPI_DOCUMENT,
     PG_POOL,
     READ_STATS,
     READINESS,
     READS,
     REDIS,
-    REDIS_GET,
-    REDIS_RUN,
     SETTINGS,
+    STORAGE,
+    WRITE_THROUGH,
 )
-from api.metrics import Metrics, recorder, setup_metrics
-from api.queries import Reads
-from api.routes import setup_routes
 from migrations.runner import discover
 from shared.cursors import Cursors
 from shared.db import close_pool, create_pool
-from shared.fastredis import FastRedis
 from shared.logs import get_logger
+from shared.readmodel.client import FastRedis
 from shared.settings import Settings
+from shared.storage import open_storage
 
 #: JSON bodies are limited to 1 MiB before parsing (413 beyond).
 JSON_MAX_BYTES = 1024 * 1024
@@ -65,17 +67,12 @@ async def _postgres(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
+    # Readiness alone uses redis-py: its PING may wait out a slow Redis without stalling the hot path.
     client = redis_client(app[SETTINGS])
     app[REDIS] = client
-    # The read model's scripts (every read, every write-through) go over one auto-pipelined connection.
+    # Every read, write-through and rate-limit check goes over one auto-pipelined connection.
     fast = FastRedis(app[SETTINGS].redis_url, timeout=0.25)
     app[FAST_REDIS] = fast
-    app[REDIS_RUN] = fast.run_script
-
-    async def get(key: str) -> object:
-        return await fast.execute("GET", key)
-
-    app[REDIS_GET] = get
     try:
         yield
     finally:
@@ -90,13 +87,20 @@ async def _readiness(app: web.Application) -> AsyncIterator[None]:
     app[READS] = Reads(
         app[PG_POOL],
         settings.pg_connect_timeout,
-        app[REDIS_RUN],
+        app[FAST_REDIS],
         settings.media_url,
         app[READ_STATS],
         _cursors(settings),
-        app[REDIS_GET],
     )
+    app[WRITE_THROUGH] = ReadModel(app[FAST_REDIS], app[READ_STATS]) if settings.read_model_write_through else None
     yield
+
+
+async def _storage(app: web.Application) -> AsyncIterator[None]:
+    """The app's image storage (an S3 client is opened on the app's loop and closed)."""
+    async with open_storage(app[SETTINGS]) as storage:
+        app[STORAGE] = storage
+        yield
 
 
 def _cursors(settings: Settings) -> Cursors:
@@ -119,10 +123,12 @@ def create_app(settings: Settings) -> web.Application:
         cors.from_setting(settings.cors_origins),
     )
     app[SETTINGS] = settings
+    document: Callable[[], bytes] = openapi.document_bytes
+    app[OPENAPI_DOCUMENT] = document
     app[KEY_CACHE] = KeyCache()
     app[METRICS] = metrics
     app[READ_STATS] = metrics.stats()
-    app.cleanup_ctx.extend([_postgres, _redis, _readiness, ratelimit.limiter_context])
+    app.cleanup_ctx.extend([_postgres, _redis, _readiness, ratelimit.limiter_context, _storage])
     setup_routes(app, wrap)
     setup_metrics(app, wrap)
     edge.add_fallback(app, wrap)

@@ -1,5 +1,9 @@
-"""Write use cases. Each is one PostgreSQL statement (row + outbox row) or, with an Idempotency-Key,
-one transaction holding that statement and the key's record."""
+"""Write use cases: a command value in, one :class:`Outcome` out (:func:`execute`).
+
+Each write is one PostgreSQL statement (row + outbox row) or, with an Idempotency-Key, one transaction holding
+that statement and the key's record. Once it has committed, what it wrote goes through to the read model, so the
+client's next read sees at least that version however far the cache worker lags.
+"""
 
 from __future__ import annotations
 
@@ -7,39 +11,58 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
-from api.http import validate, versions
-from api.schemas import CategoryIn, ProductIn
+from api.schemas import CategoryIn, ProductIn, validate
 from shared import slugs
 from shared.db import connection
 from shared.errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable, ValidationFailed
 from shared.errors import FieldError as FE
+from shared.logs import get_logger
 from shared.merge_patch import apply as merge
-from shared.models import User, Versions, Written
+from shared.models import Product, Versions, Written
+from shared.readmodel.client import REDIS_ERRORS, FastRedis
+from shared.readmodel.project import project
+from shared.readmodel.read import Stats
+from shared.readmodel.render import counted_versions, dumps, image, versions
 from shared.repo import categories as cat_repo
 from shared.repo import idempotency
+from shared.repo import images as image_repo
+from shared.repo import media as media_repo
 from shared.repo import products as prod_repo
 from shared.repo import records as rec_repo
 from shared.repo import users as user_repo
+from shared.storage import Storage
 
 M = TypeVar("M", CategoryIn, ProductIn)
+log = get_logger("api.commands")
 
 #: How often an automatic slug or a PATCH without If-Match is retried after losing a race. Each round has a
 #: winner, so the k-th of k simultaneous requests needs k attempts: the bound must exceed any plausible burst
 #: (5 turned a burst of 6 same-name creates or PATCHes into 409s). An attempt is one or two cheap statements.
 RETRIES = 50
 
+#: The strong entity tags of an ``If-Match`` header, unquoted (``None``: no condition, or ``*``).
+Tags = list[str] | None
+
+
+@dataclass(frozen=True)
+class ReadModel:
+    """Where committed writes go through to: the read model's connection, and the counters a failed
+    write-through is counted in."""
+
+    redis: FastRedis
+    stats: Stats
+
 
 @dataclass(frozen=True)
 class Ctx:
-    """Who asks, and how: what every command needs besides its arguments."""
+    """Who asks, and how: what every command needs besides its own values."""
 
     pool: asyncpg.Pool
     timeout: float
@@ -48,6 +71,12 @@ class Ctx:
     idempotency_key: str | None = None
     request_hash: str = ""
     deadline: float = 1.9
+    #: Where stored media are served (``MEDIA_URL``): representations link to it.
+    media_url: str = "/media/"
+    #: The write-through's target (None: ``READ_MODEL_WRITE_THROUGH=false``).
+    read_model: ReadModel | None = None
+    #: The image storage (image commands only).
+    storage: Storage | None = None
 
 
 @dataclass(frozen=True)
@@ -58,33 +87,205 @@ class Outcome:
     body: bytes
     location: str | None = None
     replayed: bool = False
-    #: What the command wrote, for the read model's write-through (None on a replay).
+    #: What the command wrote (None on a replay, and for a write that changed nothing).
     written: Written | None = None
 
 
-def request_hash(method: str, path: str, body: bytes) -> str:
-    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
+# -- the commands: each a value, and the use case it runs (:meth:`apply`) ------------------------
 
 
-def _savepoint(conn: asyncpg.Connection) -> contextlib.AbstractAsyncContextManager[Any]:
-    # A failed statement aborts a transaction: inside one, each attempt gets a savepoint.
-    return conn.transaction() if conn.is_in_transaction() else contextlib.nullcontext()
+class Command(Protocol):
+    """A write: the values it needs, and :meth:`apply`, its statement(s) on ``conn`` and the client's answer."""
+
+    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome: ...
 
 
-async def run(ctx: Ctx, op: Callable[[asyncpg.Connection], Awaitable[Outcome]]) -> Outcome:
-    """Run ``op`` within the write deadline (503 past it); with an Idempotency-Key, inside a transaction that
-    records (or replays) the answer."""
+@dataclass(frozen=True)
+class CreateCategory:
+    body: CategoryIn
+
+    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
+        return _slugged("categories", await create_category(conn, ctx, self.body), 201)
+
+
+@dataclass(frozen=True)
+class ReplaceCategory:
+    slug: str
+    body: CategoryIn
+    if_match: Tags = None
+
+    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
+        expected = await category_versions(conn, self.slug, self.if_match)
+        return _slugged("categories", await replace_category(conn, ctx, self.slug, self.body, expected))
+
+
+@dataclass(frozen=True)
+class PatchCategory:
+    slug: str
+    patch: Any
+    if_match: Tags = None
+
+    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
+        expected = await category_versions(conn, self.slug, self.if_match)
+        return _slugged("categories", await patch_category(conn, ctx, self.slug, self.patch, expected))
+
+
+@dataclass(frozen=True)
+class DeleteCategory:
+    slug: str
+    if_match: Tags = None
+
+    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
+        expected = await category_versions(conn, self.slug, self.if_match)
+        return Outcome(204, b"", written=await delete_category(conn, ctx, self.slug, expected))
+
+
+@dataclass(frozen=True)
+class RestoreCategory:
+    slug: str
+    if_match: Tags = None
+
+    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
+        expected = await category_versions(conn, self.slug, self.if_match)
+        return _slugged("categories", await restore_category(conn, ctx, self.slug, expected))
+
+
+@dataclass(frozen=True)
+class CreateProduct:
+    body: ProductIn
+
+    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
+        return _slugged("products", await create_product(conn, ctx, self.body), 201)
+
+
+@dataclass(frozen=True)
+class ReplaceProduct:
+    slug: str
+    body: ProductIn
+    if_match: Tags = None
+
+    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
+        expected = _versions(self.if_match)
+        return _slugged("products", await replace_product(conn, ctx, self.slug, self.body, expected))
+
+
+@dataclass(frozen=True)
+class PatchProduct:
+    slug: str
+    patch: Any
+    if_match: Tags = None
+
+    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
+        expected = _versions(self.if_match)
+        return _slugged("products", await patch_product(conn, ctx, self.slug, self.patch, expected))
+
+
+@dataclass(frozen=True)
+class DeleteProduct:
+    slug: str
+    if_match: Tags = None
+
+    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
+        return Outcome(204, b"", written=await delete_product(conn, ctx, self.slug, _versions(self.if_match)))
+
+
+@dataclass(frozen=True)
+class RestoreProduct:
+    slug: str
+    if_match: Tags = None
+
+    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
+        return _slugged("products", await restore_product(conn, ctx, self.slug, _versions(self.if_match)))
+
+
+@dataclass(frozen=True)
+class SetImage:
+    """Make the stored original ``key`` the product's image (``pending`` until its thumbnails are made)."""
+
+    slug: str
+    key: str
+    if_match: Tags = None
+
+    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
+        return await _set_image(conn, ctx, self.slug, self.key, _versions(self.if_match))
+
+
+@dataclass(frozen=True)
+class RemoveImage:
+    slug: str
+    if_match: Tags = None
+
+    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
+        return Outcome(204, b"", written=await _remove_image(conn, ctx, self.slug, _versions(self.if_match)))
+
+
+@dataclass(frozen=True)
+class CreateRecord:
+    data: dict[str, Any]
+    #: The older ``/picus`` service answered a create with 200.
+    status: int = 201
+
+    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
+        w = await rec_repo.insert(conn, self.data, ctx.request_id)
+        return Outcome(self.status, dumps({"id": w.id}), location=f"/api/records/{w.id}", written=w)
+
+
+@dataclass(frozen=True)
+class ReplaceRecord:
+    record_id: int
+    data: dict[str, Any]
+    if_match: Tags = None
+
+    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
+        w = await replace_record(conn, ctx, self.record_id, self.data, _versions(self.if_match))
+        return Outcome(200, dumps({"id": w.id, "version": w.version}), written=w)
+
+
+@dataclass(frozen=True)
+class DeleteRecord:
+    record_id: int
+    if_match: Tags = None
+
+    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
+        return Outcome(204, b"", written=await delete_record(conn, ctx, self.record_id, _versions(self.if_match)))
+
+
+@dataclass(frozen=True)
+class UpsertUser:
+    username: str
+    born: dt.date
+
+    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
+        user = await user_repo.upsert(conn, self.username, self.born, ctx.request_id)
+        return Outcome(204, b"", written=Written(user))
+
+
+async def execute(ctx: Ctx, command: Command) -> Outcome:
+    """Run ``command`` within the write deadline (503 past it), then write what it wrote through to the read
+    model. With an Idempotency-Key, inside a transaction that records (or replays) the answer."""
     try:
         async with asyncio.timeout(ctx.deadline):
-            return await _run(ctx, op)
+            outcome = await _run(ctx, command)
     except TimeoutError as exc:
         raise ServiceUnavailable("PostgreSQL did not answer in time") from exc
+    if outcome.written is not None and not outcome.replayed and ctx.read_model is not None:
+        await _write_through(ctx.read_model, outcome.written, ctx.media_url)
+    return outcome
 
 
-async def _run(ctx: Ctx, op: Callable[[asyncpg.Connection], Awaitable[Outcome]]) -> Outcome:
+async def _write_through(rm: ReadModel, w: Written, media_url: str) -> None:
+    """A failed write-through is no failed write: the worker projects it, and the fence keeps reads honest."""
+    try:
+        await project(rm.redis.run_script, w.entity, media_url, deleted=w.deleted, from_write=True)
+    except REDIS_ERRORS as exc:
+        rm.stats.errors += 1
+        log.debug("redis_fill_failed", error=type(exc).__name__)
+
+
+async def _run(ctx: Ctx, command: Command) -> Outcome:
     async with connection(ctx.pool, ctx.timeout) as conn:
         if ctx.idempotency_key is None:
-            return await op(conn)
+            return await command.apply(conn, ctx)
         async with conn.transaction():
             if not await idempotency.claim(conn, ctx.owner, ctx.idempotency_key, ctx.request_hash):
                 stored = await idempotency.get(conn, ctx.owner, ctx.idempotency_key)
@@ -96,9 +297,30 @@ async def _run(ctx: Ctx, op: Callable[[asyncpg.Connection], Awaitable[Outcome]])
                         errors=[FE(loc=["header", "Idempotency-Key"], msg="was used with another request body")],
                     )
                 return Outcome(stored.status, stored.body, stored.location, replayed=True)
-            outcome = await op(conn)
+            outcome = await command.apply(conn, ctx)
             await idempotency.save(conn, ctx.owner, ctx.idempotency_key, outcome.status, outcome.body, outcome.location)
             return outcome
+
+
+def _slugged(collection: str, w: Written, status: int = 200) -> Outcome:
+    """The answer to a write of a resource addressed by slug: its id, slug and new version, and where it is."""
+    body = dumps({"id": w.id, "slug": w.slug, "version": w.version})
+    return Outcome(status, body, location=f"/api/{collection}/{w.slug}", written=w)
+
+
+def _versions(tags: Tags) -> Versions | None:
+    """The versions that strong ``If-Match`` tags name (None: no condition). A weak tag was dropped already, and a
+    tag that is no ETag this service issues for a version (``"1.5"``, ``"03"``) names none: the write is a 412."""
+    return None if tags is None else versions(tags)
+
+
+def request_hash(method: str, path: str, body: bytes) -> str:
+    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
+
+
+def _savepoint(conn: asyncpg.Connection) -> contextlib.AbstractAsyncContextManager[Any]:
+    # A failed statement aborts a transaction: inside one, each attempt gets a savepoint.
+    return conn.transaction() if conn.is_in_transaction() else contextlib.nullcontext()
 
 
 async def insert_with_slug(
@@ -145,7 +367,24 @@ def precondition_failed(expected: Versions, actual: int) -> str:
     return f"the resource is at version {actual}; If-Match named {named}"
 
 
-# -- categories ----------------------------------------------------------------------------------
+def _live_or_refuse(state: Any, kind: str, name: object, expected: Versions | None) -> Any:
+    """Why a write to a live resource did nothing: 404 if there is none, 412 if ``If-Match`` names another
+    version; otherwise ``state``, for the caller to say what else stood in the way."""
+    if state is None or state["deleted"]:
+        raise NotFound(f"no {kind} {name!r}")
+    _check_version(expected, state["version"])
+    return state
+
+
+def _deleted_or_refuse(state: Any, kind: str, slug: str, expected: Versions | None) -> Any:
+    """Why a restore did nothing: 404 if there is no such resource, 409 if it is not deleted, 412 if ``If-Match``
+    names another version; otherwise ``state``."""
+    if state is None:
+        raise NotFound(f"no {kind} {slug!r}")
+    if not state["deleted"]:
+        raise Conflict(f"{kind} {slug!r} is not deleted")
+    _check_version(expected, state["version"])
+    return state
 
 
 async def create_category(conn: asyncpg.Connection, ctx: Ctx, body: CategoryIn) -> Written:
@@ -200,17 +439,14 @@ async def replace_category(
     )
     if written is not None:
         return written
-    state = await cat_repo.state(conn, slug)
-    if state is None or state["deleted"]:
-        raise NotFound(f"no category {slug!r}")
-    _check_version(expected, state["version"])
+    _live_or_refuse(await cat_repo.state(conn, slug), "category", slug, expected)
     raise _no_parent(body.parent)
 
 
-async def category_versions(conn: asyncpg.Connection, slug: str, tags: list[str] | None) -> Versions | None:
+async def category_versions(conn: asyncpg.Connection, slug: str, tags: Tags) -> Versions | None:
     """The versions of category ``slug`` that the strong ``If-Match`` ``tags`` name (``None``: no condition).
 
-    A category's ETag is ``"<version>.<live products>"`` (``shared.views.category_etag``): such a tag matches only
+    A category's ETag is ``"<version>.<live products>"`` (``render.category_etag``): such a tag matches only
     while both are current. The version is then compared again by the write's own statement; the count, which
     products change, is read here just before. A bare ``"<version>"`` names the version alone, as a write's
     ``version`` field does.
@@ -218,7 +454,7 @@ async def category_versions(conn: asyncpg.Connection, slug: str, tags: list[str]
     if tags is None:
         return None
     named = set(versions(tags))
-    counted = {tuple(int(n) for n in tag.split(".")) for tag in tags if _COUNTED_TAG.fullmatch(tag)}
+    counted = counted_versions(tags)
     if counted:
         state = await cat_repo.state(conn, slug)
         if state is not None and (state["version"], state["live_products"]) in counted:
@@ -226,18 +462,11 @@ async def category_versions(conn: asyncpg.Connection, slug: str, tags: list[str]
     return tuple(sorted(named))
 
 
-#: A category's ETag as ``shared.views.category_etag`` writes it (no sign, no leading zeros).
-_COUNTED_TAG = re.compile(r"[1-9][0-9]{0,8}\.(?:0|[1-9][0-9]{0,17})")
-
-
 async def delete_category(conn: asyncpg.Connection, ctx: Ctx, slug: str, expected: Versions | None) -> Written:
     written = await cat_repo.soft_delete(conn, slug, expected, ctx.request_id)
     if written is not None:
         return written
-    state = await cat_repo.state(conn, slug)
-    if state is None or state["deleted"]:
-        raise NotFound(f"no category {slug!r}")
-    _check_version(expected, state["version"])
+    state = _live_or_refuse(await cat_repo.state(conn, slug), "category", slug, expected)
     raise Conflict(f"category {slug!r} still has {state['live_products']} live product(s)")
 
 
@@ -248,12 +477,7 @@ async def restore_category(conn: asyncpg.Connection, ctx: Ctx, slug: str, expect
         raise Conflict(f"slug {slug!r} was taken by another category meanwhile") from exc
     if written is not None:
         return written
-    state = await cat_repo.state(conn, slug)
-    if state is None:
-        raise NotFound(f"no category {slug!r}")
-    if not state["deleted"]:
-        raise Conflict(f"category {slug!r} is not deleted")
-    _check_version(expected, state["version"])
+    _deleted_or_refuse(await cat_repo.state(conn, slug), "category", slug, expected)
     raise Conflict(f"category {slug!r} cannot be restored")
 
 
@@ -340,10 +564,7 @@ async def replace_product(
     )
     if written is not None:
         return written
-    state = await prod_repo.state(conn, slug)
-    if state is None or state["deleted"]:
-        raise NotFound(f"no product {slug!r}")
-    _check_version(expected, state["version"])
+    _live_or_refuse(await prod_repo.state(conn, slug), "product", slug, expected)
     raise _no_category(body.category)
 
 
@@ -351,10 +572,7 @@ async def delete_product(conn: asyncpg.Connection, ctx: Ctx, slug: str, expected
     written = await prod_repo.soft_delete(conn, slug, expected, ctx.request_id)
     if written is not None:
         return written
-    state = await prod_repo.state(conn, slug)
-    if state is None or state["deleted"]:
-        raise NotFound(f"no product {slug!r}")
-    _check_version(expected, state["version"])
+    _live_or_refuse(await prod_repo.state(conn, slug), "product", slug, expected)
     raise Conflict(f"product {slug!r} cannot be deleted")
 
 
@@ -365,12 +583,7 @@ async def restore_product(conn: asyncpg.Connection, ctx: Ctx, slug: str, expecte
         raise Conflict(f"slug {slug!r} was taken by another product meanwhile") from exc
     if written is not None:
         return written
-    state = await prod_repo.state(conn, slug)
-    if state is None:
-        raise NotFound(f"no product {slug!r}")
-    if not state["deleted"]:
-        raise Conflict(f"product {slug!r} is not deleted")
-    _check_version(expected, state["version"])
+    state = _deleted_or_refuse(await prod_repo.state(conn, slug), "product", slug, expected)
     if not state["category_live"]:
         raise Conflict(f"the category of product {slug!r} is deleted; restore it first")
     raise Conflict(f"product {slug!r} cannot be restored")
@@ -387,27 +600,20 @@ async def patch_product(
 # -- records -------------------------------------------------------------------------------------
 
 
-async def create_record(conn: asyncpg.Connection, ctx: Ctx, data: dict[str, Any]) -> Written:
-    return await rec_repo.insert(conn, data, ctx.request_id)
-
-
 async def replace_record(
     conn: asyncpg.Connection, ctx: Ctx, record_id: int, data: dict[str, Any], expected: Versions | None
 ) -> Written:
     written = await rec_repo.update(conn, record_id, data, expected, ctx.request_id)
-    if written is not None:
-        return written
-    version = await rec_repo.live_version(conn, record_id)
-    if version is None:
-        raise NotFound(f"no record {record_id}")
-    _check_version(expected, version)
-    raise Conflict(f"record {record_id} changed meanwhile")
+    return written or await _record_refusal(conn, record_id, expected)
 
 
 async def delete_record(conn: asyncpg.Connection, ctx: Ctx, record_id: int, expected: Versions | None) -> Written:
     written = await rec_repo.soft_delete(conn, record_id, expected, ctx.request_id)
-    if written is not None:
-        return written
+    return written or await _record_refusal(conn, record_id, expected)
+
+
+async def _record_refusal(conn: asyncpg.Connection, record_id: int, expected: Versions | None) -> Written:
+    """Why a record's write did nothing: 404, 412, or a write that slipped in between (409)."""
     version = await rec_repo.live_version(conn, record_id)
     if version is None:
         raise NotFound(f"no record {record_id}")
@@ -415,8 +621,42 @@ async def delete_record(conn: asyncpg.Connection, ctx: Ctx, record_id: int, expe
     raise Conflict(f"record {record_id} changed meanwhile")
 
 
-# -- birthdays -----------------------------------------------------------------------------------
+# -- images --------------------------------------------------------------------------------------
 
 
-async def upsert_user(conn: asyncpg.Connection, ctx: Ctx, name: str, born: dt.date) -> User:
-    return await user_repo.upsert(conn, name, born, ctx.request_id)
+async def refuse_image(ctx: Ctx, slug: str, tags: Tags) -> None:
+    """Refuse an upload early (404, 412) rather than store an image nobody will use: every refusal leaves no
+    file behind. A write that slips in between still refuses it in :class:`SetImage`; its file is then the
+    collector's."""
+    async with connection(ctx.pool, ctx.timeout) as conn:
+        await _image_refusal(conn, slug, _versions(tags))
+
+
+async def _image_refusal(conn: asyncpg.Connection, slug: str, expected: Versions | None) -> None:
+    _live_or_refuse(await prod_repo.state(conn, slug), "product", slug, expected)
+
+
+async def _set_image(conn: asyncpg.Connection, ctx: Ctx, slug: str, key: str, expected: Versions | None) -> Outcome:
+    storage = ctx.storage
+    assert storage is not None, "image commands need the storage in their context"
+    async with conn.transaction():
+        # Ordered against the collector (shared.repo.media): the file is there, and stays, once locked.
+        await media_repo.hold_for_use(conn, [key])
+        if not await storage.exists(key):
+            raise ServiceUnavailable("the stored image was collected meanwhile; send it again")
+        w = await image_repo.set_original(conn, slug, key, expected, ctx.request_id)
+        if w is None:
+            await _image_refusal(conn, slug, expected)
+            raise Conflict(f"product {slug!r} changed meanwhile; try again")
+    product = w.entity
+    assert isinstance(product, Product)  # an image write returns its product
+    body = {"id": w.id, "slug": w.slug, "version": w.version, "image": image(product, ctx.media_url)}
+    return Outcome(202, dumps(body), written=w)
+
+
+async def _remove_image(conn: asyncpg.Connection, ctx: Ctx, slug: str, expected: Versions | None) -> Written | None:
+    written = await image_repo.remove(conn, slug, expected, ctx.request_id)
+    if written is None:
+        # Either an error, or there was no image: removing nothing is done already.
+        await _image_refusal(conn, slug, expected)
+    return written

@@ -16,15 +16,15 @@ from yarl import URL
 
 from api import auth, ratelimit
 from api.cors import Cors
-from api.http import reject_nul, reject_undecodable_headers
-from api.keys import KEY_CACHE, PG_POOL, PRINCIPAL, REQUEST_ID, SETTINGS
 from api.metrics import UNMATCHED
+from api.parsing import reject_nul, reject_undecodable_headers
+from api.problems import STATUS, problem_response
+from api.state import KEY_CACHE, PG_POOL, PRINCIPAL, REQUEST_ID, SETTINGS
 from api.timeouts import BodyDeadline
 from shared.db import NOT_MIGRATED, SCHEMA_MISSING
-from shared.errors import STATUS, DomainError, SchemaNotMigrated, ServiceUnavailable, problem
+from shared.errors import DomainError, SchemaNotMigrated, ServiceUnavailable
 from shared.logs import REQUEST_ID as LOG_REQUEST_ID
 from shared.logs import get_logger
-from shared.views import dumps
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Wrap = Callable[[Handler], Handler]
@@ -38,7 +38,6 @@ class Guard(Protocol):
 
 log = get_logger("api")
 
-PROBLEM = "application/problem+json"
 #: A client's X-Request-ID is kept if it looks like an id; anything else is replaced (it goes into logs).
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -47,15 +46,6 @@ SERVER_NAME: Final = "stockroom"
 #: On every response the edge makes: no content sniffing (a JSON body is never rendered as HTML), and a
 #: ``Server`` that names no versions (aiohttp's own default names Python's and its own).
 SAFE_HEADERS: Final = {"X-Content-Type-Options": "nosniff", "Server": SERVER_NAME}
-
-
-def problem_response(status: int, title: str, detail: str, errors=(), headers=None) -> web.Response:  # type: ignore[no-untyped-def]
-    # A plain Content-Type header: cheaper than aiohttp's content_type machinery (a refusal must stay cheap).
-    return web.Response(
-        body=dumps(problem(status, title, detail, errors)),
-        status=status,
-        headers={**(headers or {}), "Content-Type": PROBLEM},
-    )
 
 
 #: The name of the fallback route (:func:`add_fallback`), and its metrics label.

@@ -39,9 +39,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from api.keys import METRICS, PG_POOL, REDIS, SETTINGS
-from api.queries import Stats
+from api.state import PG_POOL, REDIS, SETTINGS
 from shared.logs import get_logger
+from shared.readmodel.read import Stats
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -150,6 +150,10 @@ class Metrics:
             self.redis_pool.labels("in_use").set(in_use)
             self.redis_pool.labels("idle").set(len(getattr(rpool, "_available_connections", ())))
             self.redis_pool.labels("max").set(rpool.max_connections)
+
+
+#: The app's metrics (one per process).
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 
 
 class RequestTally:

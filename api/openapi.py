@@ -23,11 +23,11 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from api import auth, schemas
 from api.handlers import birthdays, categories, docs, health, images, products, records
+from api.problems import STATUS
 from api.routes import ROUTES, Handler
-from shared.errors import STATUS
+from shared.readmodel.render import dumps
 from shared.repo.products import SORTS
 from shared.storage import CONTENT_TYPES
-from shared.views import dumps
 
 API_VERSION: Final = "1.0"
 REF: Final = "#/components/schemas/{model}"

@@ -9,18 +9,20 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, TypeVar
 
 import asyncpg
-from redis.exceptions import RedisError
 
-from shared import birthdays, cursors, numbers, readmodel, views
+from shared import birthdays, cursors, numbers
 from shared.cursors import Cursors
 from shared.db import connection
-from shared.errors import BadRequest, FieldError, NotFound
+from shared.errors import NotFound
 from shared.logs import get_logger
-from shared.models import Category, Product, Record, User, Written
+from shared.models import Record, Written
+from shared.readmodel import keys, read, render
+from shared.readmodel.client import REDIS_ERRORS, FastRedis, Runner
+from shared.readmodel.project import project
+from shared.readmodel.read import Stats
 from shared.repo import categories as cat_repo
 from shared.repo import products as prod_repo
 from shared.repo import records as rec_repo
@@ -29,39 +31,23 @@ from shared.repo import users as user_repo
 T = TypeVar("T")
 log = get_logger("api.reads")
 
-#: What a Redis call may raise when Redis is slow or gone: each is a miss (or a skipped fill), never a 5xx.
-REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
-
-
-@dataclass
-class Stats:
-    """Cache outcomes, counted per process (exported as metrics)."""
-
-    hits: int = 0
-    misses: int = 0
-    errors: int = 0
-
 
 @dataclass(frozen=True)
 class Reads:
-    """What every query needs: PostgreSQL, the Redis script runner (None without Redis), and the media URL."""
+    """What every query needs: PostgreSQL, the read model's Redis connection, and the media URL."""
 
     pool: asyncpg.Pool
     wait: float
-    run: readmodel.Runner | None
+    redis: FastRedis
     media_url: str
     stats: Stats
     #: Makes and checks the listings' cursors (``CURSOR_SECRET``).
     cursors: Cursors
-    #: A plain GET over the same connection (None without Redis): the read by slug needs no script.
-    get: Callable[[str], Awaitable[bytes | None]] | None = None
 
 
-async def _redis(r: Reads, call: Callable[[readmodel.Runner], Awaitable[T]]) -> T | None:
-    if r.run is None:
-        return None
+async def _redis(r: Reads, call: Callable[[Runner], Awaitable[T]]) -> T | None:
     try:
-        result = await call(r.run)
+        result = await call(r.redis.run_script)
     except REDIS_ERRORS as exc:
         r.stats.errors += 1
         log.debug("redis_unavailable", error=type(exc).__name__)
@@ -73,27 +59,18 @@ async def _redis(r: Reads, call: Callable[[readmodel.Runner], Awaitable[T]]) -> 
     return result
 
 
-async def _fill(r: Reads, call: Callable[[readmodel.Runner], Awaitable[Any]]) -> None:
-    if r.run is None:
-        return
+async def _fill(r: Reads, call: Callable[[Runner], Awaitable[Any]]) -> None:
     try:
-        await call(r.run)
+        await call(r.redis.run_script)
     except REDIS_ERRORS as exc:
         r.stats.errors += 1
         log.debug("redis_fill_failed", error=type(exc).__name__)
 
 
-async def project(r: Reads, written: Written) -> None:
+async def write_through(r: Reads, written: Written) -> None:
     """Write-through after a committed write: the client's next read sees at least this version."""
-    e = written.entity
-    if isinstance(e, Product):
-        await _fill(r, lambda run: readmodel.project_product(run, e, r.media_url, written.deleted, from_write=True))
-    elif isinstance(e, Category):
-        await _fill(r, lambda run: readmodel.project_category(run, e, written.deleted))
-    elif isinstance(e, Record):
-        await _fill(r, lambda run: readmodel.project_record(run, e, written.deleted))
-    elif isinstance(e, User):
-        await _fill(r, lambda run: readmodel.project_user(run, e))
+    entity = written.entity
+    await _fill(r, lambda run: project(run, entity, r.media_url, deleted=written.deleted, from_write=True))
 
 
 def _after_id(r: Reads, kind: str, cursor: str | None) -> int | None:
@@ -109,18 +86,18 @@ def _after_id(r: Reads, kind: str, cursor: str | None) -> int | None:
 
 
 def _page(items: list[Any], next_cursor: str | None) -> bytes:
-    return views.dumps({"items": items, "next_cursor": next_cursor})
+    return render.dumps({"items": items, "next_cursor": next_cursor})
 
 
 async def _cached_listing(r: Reads, kind: str, qhash: str, build: Callable[[], Awaitable[bytes]]) -> bytes:
     """A listing page cached under ``kind``'s generation counter (bumped by every write of that kind)."""
-    cached = await _redis(r, lambda run: readmodel.cached_page(run, kind, qhash))
+    cached = await _redis(r, lambda run: read.cached_page(run, kind, qhash))
     if cached is not None and cached[1] is not None:
         return cached[1]
     page = await build()
     if cached is not None:
         generation = cached[0]
-        await _fill(r, lambda run: readmodel.store_page(run, kind, generation, qhash, page))
+        await _fill(r, lambda run: read.store_page(run, kind, generation, qhash, page))
     return page
 
 
@@ -128,15 +105,15 @@ async def _cached_listing(r: Reads, kind: str, qhash: str, build: Callable[[], A
 
 
 async def category(r: Reads, slug: str) -> tuple[bytes, str]:
-    hit = await _redis(r, lambda run: readmodel.category_by_slug(run, slug))
+    hit = await _redis(r, lambda run: read.category_by_slug(run, slug))
     if hit is not None:
         return hit
     async with connection(r.pool, r.wait) as conn:
         c = await cat_repo.get_by_slug(conn, slug)
     if c is None:
         raise NotFound(f"no category {slug!r}")
-    await _fill(r, lambda run: readmodel.project_category(run, c))
-    return views.dumps(views.category(c)), views.category_etag(c)
+    await _fill(r, lambda run: project(run, c, r.media_url))
+    return render.dumps(render.category(c)), render.category_etag(c)
 
 
 async def categories(r: Reads, limit: int, cursor: str | None) -> bytes:
@@ -148,46 +125,42 @@ async def categories(r: Reads, limit: int, cursor: str | None) -> bytes:
         more = len(rows) > limit
         rows = rows[:limit]
         nxt = r.cursors.encode("categories", [rows[-1].id]) if more else None
-        return _page([views.category(c) for c in rows], nxt)
+        return _page([render.category(c) for c in rows], nxt)
 
-    return await _cached_listing(r, "categories", readmodel.page_hash(limit, after), build)
+    return await _cached_listing(r, "categories", keys.page_hash(limit, after), build)
 
 
 # -- products -------------------------------------------------------------------------------------
 
 
 async def product(r: Reads, slug: str) -> tuple[bytes, str]:
-    get = r.get
-    if get is not None:
-        hit = await _redis(r, lambda _: _copy(get, slug))
-    else:
-        hit = await _redis(r, lambda run: readmodel.product_by_slug(run, slug))
+    hit = await _redis(r, lambda _: _copy(r.redis, slug))
     if hit is not None:
         return hit
     async with connection(r.pool, r.wait) as conn:
         p = await prod_repo.get_by_slug(conn, slug)
     if p is None:
-        await _fill(r, lambda run: readmodel.mark_product_absent(run, slug))
+        await _fill(r, lambda run: read.mark_product_absent(run, slug))
         raise NotFound(f"no product {slug!r}")
-    await _fill(r, lambda run: readmodel.project_product(run, p, r.media_url))
-    return views.dumps(views.product(p, r.media_url)), views.etag(p.version)
+    await _fill(r, lambda run: project(run, p, r.media_url))
+    return render.dumps(render.product(p, r.media_url)), render.etag(p.version)
 
 
-async def _copy(get: Callable[[str], Awaitable[bytes | None]], slug: str) -> tuple[bytes, str] | None:
-    value = await get(readmodel.product_copy_key(slug))
-    if value == readmodel.ABSENT:  # PostgreSQL had no such product a moment ago (no write since)
+async def _copy(redis: FastRedis, slug: str) -> tuple[bytes, str] | None:
+    value = await redis.execute("GET", keys.product_copy(slug))
+    if value == keys.ABSENT:  # PostgreSQL had no such product a moment ago (no write since)
         raise NotFound(f"no product {slug!r}")
-    return readmodel.split_copy(value)
+    return read.split_copy(value)
 
 
 def _indexed(filters: prod_repo.Filters, sort: str) -> bool:
     """Whether the listing is one the sorted sets serve: all products or one category, by date or price."""
     only_category = filters == prod_repo.Filters(category=filters.category)
-    return only_category and sort in readmodel.INDEXED_SORTS
+    return only_category and sort in keys.INDEXED_SORTS
 
 
 async def _indexed_page(r: Reads, filters: prod_repo.Filters, sort: str, after: Any, limit: int) -> bytes | None:
-    page = await _redis(r, lambda run: readmodel.product_page(run, sort, filters.category, after, limit + 1))
+    page = await _redis(r, lambda run: read.product_page(run, sort, filters.category, after, limit + 1))
     if page is None:
         return None
     rows = page.rows
@@ -195,9 +168,9 @@ async def _indexed_page(r: Reads, filters: prod_repo.Filters, sort: str, after: 
     if len(rows) > limit:
         rows = rows[:limit]
         last_id, last_score, _ = rows[-1]
-        nxt = r.cursors.encode(f"products:{sort}", readmodel.sort_key_from_score(sort, last_id, last_score))
+        nxt = r.cursors.encode(f"products:{sort}", keys.sort_key_from_score(sort, last_id, last_score))
     # The stored bytes of each product go into the page as they are.
-    return b'{"items":[' + b",".join(body for _, _, body in rows) + b'],"next_cursor":' + views.dumps(nxt) + b"}"
+    return b'{"items":[' + b",".join(body for _, _, body in rows) + b'],"next_cursor":' + render.dumps(nxt) + b"}"
 
 
 async def products(r: Reads, filters: prod_repo.Filters, sort: str, limit: int, cursor: str | None) -> bytes:
@@ -221,9 +194,9 @@ async def products(r: Reads, filters: prod_repo.Filters, sort: str, limit: int, 
         more = len(rows) > limit
         rows = rows[:limit]
         nxt = r.cursors.encode(kind, prod_repo.sort_key(rows[-1], sort)) if more else None
-        return _page([views.product(p, r.media_url) for p in rows], nxt)
+        return _page([render.product(p, r.media_url) for p in rows], nxt)
 
-    qhash = readmodel.page_hash(filters, sort, limit, cursor)
+    qhash = keys.page_hash(filters, sort, limit, cursor)
     return await _cached_listing(r, "products", qhash, build)
 
 
@@ -231,15 +204,15 @@ async def products(r: Reads, filters: prod_repo.Filters, sort: str, limit: int, 
 
 
 async def record(r: Reads, record_id: int) -> tuple[bytes, str]:
-    hit = await _redis(r, lambda run: readmodel.record_by_id(run, record_id))
+    hit = await _redis(r, lambda run: read.record_by_id(run, record_id))
     if hit is not None:
         return hit
     async with connection(r.pool, r.wait) as conn:
         rec = await rec_repo.get(conn, record_id)
     if rec is None:
         raise NotFound(f"no record {record_id}")
-    await _fill(r, lambda run: readmodel.project_record(run, rec))
-    return views.dumps(views.record(rec)), views.etag(rec.version)
+    await _fill(r, lambda run: project(run, rec, r.media_url))
+    return render.dumps(render.record(rec)), render.etag(rec.version)
 
 
 async def records(r: Reads, limit: int, cursor: str | None) -> bytes:
@@ -251,9 +224,9 @@ async def records(r: Reads, limit: int, cursor: str | None) -> bytes:
         more = len(rows) > limit
         rows = rows[:limit]
         nxt = r.cursors.encode("records", [rows[-1].id]) if more else None
-        return _page([views.record(x) for x in rows], nxt)
+        return _page([render.record(x) for x in rows], nxt)
 
-    return await _cached_listing(r, "records", readmodel.page_hash("api", limit, after), build)
+    return await _cached_listing(r, "records", keys.page_hash("api", limit, after), build)
 
 
 #: The legacy list routes (``GET /data``, ``GET /picus/list``) answer at most this many records at once ...
@@ -275,9 +248,9 @@ async def legacy_records(
             rows, more = await rec_repo.list_bounded(conn, after, limit, LEGACY_MAX_BYTES)
         nxt = r.cursors.encode("records:legacy", [rows[-1].id]) if more and rows else ""
         # Cached as one value: the next cursor (or nothing), a newline, the page.
-        return nxt.encode() + b"\n" + views.dumps(shape(rows))
+        return nxt.encode() + b"\n" + render.dumps(shape(rows))
 
-    cached = await _cached_listing(r, "records", readmodel.page_hash("legacy", shape.__name__, limit, after), build)
+    cached = await _cached_listing(r, "records", keys.page_hash("legacy", shape.__name__, limit, after), build)
     cut = cached.index(b"\n")
     return cached[cut + 1 :], cached[:cut].decode() or None
 
@@ -286,7 +259,7 @@ async def legacy_records(
 
 
 async def greeting(r: Reads, username: str, today: dt.date) -> bytes:
-    hit = await _redis(r, lambda run: readmodel.user(run, username))
+    hit = await _redis(r, lambda run: read.user(run, username))
     if hit is not None:
         born = hit[1]
     else:
@@ -294,27 +267,16 @@ async def greeting(r: Reads, username: str, today: dt.date) -> bytes:
             u = await user_repo.get(conn, username)
         if u is None:
             raise NotFound(f"no user {username!r}")
-        await _fill(r, lambda run: readmodel.project_user(run, u))
+        await _fill(r, lambda run: project(run, u, r.media_url))
         born = u.date_of_birth
-    return views.dumps({"message": birthdays.greeting(username, born, today)})
+    return render.dumps({"message": birthdays.greeting(username, born, today)})
 
 
 async def birthdays_today(r: Reads, today: dt.date) -> bytes:
     month, days = birthdays.birth_days_celebrated_on(today)
-    names = await _redis(r, lambda run: readmodel.birthdays(run, [(month, d) for d in days]))
+    names = await _redis(r, lambda run: read.birthdays(run, [(month, d) for d in days]))
     if names is None:
         async with connection(r.pool, r.wait) as conn:
             users = await user_repo.born_on(conn, month, days)
         names = [u.name for u in users]
-    return views.dumps({"date": today.isoformat(), "usernames": names})
-
-
-def parse_price(raw: str | None, name: str) -> Decimal | None:
-    """A price filter, by the same rule as a body's ``price`` (:func:`shared.numbers.price`); 400 otherwise."""
-    if raw is None:
-        return None
-    try:
-        return numbers.price(raw)
-    except ValueError as exc:
-        msg = f"must be a price (a decimal number >= 0 with at most 2 places): {exc}"
-        raise BadRequest(f"{name} {msg}", errors=[FieldError(loc=["query", name], msg=msg)]) from exc
+    return render.dumps({"date": today.isoformat(), "usernames": names})

@@ -29,14 +29,14 @@ from typing import Any, Final
 from aiohttp import web
 from redis.exceptions import ResponseError
 
-from api.keys import FAST_REDIS, METRICS, PRINCIPAL, RATE_LIMITER, SETTINGS
-from api.metrics import Metrics
-from api.queries import REDIS_ERRORS
-from shared.errors import DomainError, TooManyRequests, problem
-from shared.fastredis import FastRedis
+from api.metrics import METRICS, Metrics
+from api.problems import PROBLEM, problem
+from api.state import FAST_REDIS, PRINCIPAL, SETTINGS
+from shared.errors import DomainError, TooManyRequests
 from shared.logs import get_logger
+from shared.readmodel.client import REDIS_ERRORS, FastRedis
+from shared.readmodel.render import dumps
 from shared.settings import Settings
-from shared.views import dumps
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -52,7 +52,6 @@ OPEN_SECONDS: Final = 1.0
 #: Seconds between two "failing open" warnings.
 WARN_EVERY: Final = 10.0
 PREFIX: Final = "sr:rl:"
-PROBLEM: Final = "application/problem+json"
 
 #: KEYS[1]: the client's key. ARGV[1]: microseconds between two requests (1e6 / rate). ARGV[2]: the burst.
 #: Returns {allowed (0|1), remaining, retry after (ms), reset (ms)}.
@@ -150,7 +149,7 @@ def _refusal_body(scope: str, limit: Limit) -> bytes:
 class RateLimiter:
     """Checks one request against its limit in Redis; fails open when Redis cannot answer.
 
-    The script runs on the API's auto-pipelined Redis connection (:class:`shared.fastredis.FastRedis`): a read's
+    The script runs on the API's auto-pipelined Redis connection (:class:`shared.readmodel.client.FastRedis`): a read's
     check goes out in the same write as the read itself. A client Redis refused is remembered here until its
     retry time, so its next requests are answered 429 with no Redis round trip at all.
     """
@@ -252,6 +251,10 @@ class RateLimiter:
                 f"(bursts of {self.lookups.burst}); retry in {retry} s",
                 headers={**decision.headers(), "Retry-After": str(retry)},
             )
+
+
+#: The app's rate limiter, made once Redis is up (:func:`limiter_context`).
+RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 
 
 async def limiter_context(app: web.Application) -> AsyncIterator[None]:

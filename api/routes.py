@@ -66,5 +66,3 @@ def setup_routes(app: web.Application, wrap: Callable[[Handler], Handler]) -> No
         for verb in ("GET", "HEAD") if method == "GET" else (method,):
             app.router.add_route(verb, path, wrapped)
             app.router.add_route(verb, path + "/", wrapped)
-    # The image storage the image and media routes use (an S3 client lives on the app's loop).
-    app.cleanup_ctx.append(images.storage_context)

@@ -1,13 +1,15 @@
-"""Request bodies: the pydantic models that validate every write (and that the OpenAPI document shows)."""
+"""The API's pydantic models: the request bodies that validate every write (:func:`validate`), and the response
+representations the OpenAPI document shows (a test holds them against what the API sends)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from shared.errors import FieldError, ValidationFailed
 from shared.numbers import Price
 
 #: The contract's slug pattern.
@@ -18,6 +20,21 @@ ATTRIBUTES_MAX_BYTES = 16 * 1024
 #: ``$`` matching at the very end only).
 USERNAME_LETTERS = r"[A-Za-z]{1,64}"
 USERNAME_PATTERN = f"^{USERNAME_LETTERS}$"
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def field_errors(exc: ValidationError, prefix: str = "body") -> list[FieldError]:
+    return [FieldError(loc=[prefix, *e["loc"]], msg=e["msg"]) for e in exc.errors(include_url=False)]
+
+
+def validate(model: type[M], data: Any) -> M:
+    """``data`` validated by ``model``, or 422 listing every field at fault."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed("the body failed validation", errors=field_errors(exc)) from exc
 
 
 class _Body(BaseModel):
@@ -72,7 +89,7 @@ class RecordIn(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-# -- responses: every representation the API sends (shared/views.py builds them; a test holds the two together) --
+# -- responses: every representation the API sends (shared.readmodel.render builds them; a test holds both) --
 
 
 class _Out(BaseModel):

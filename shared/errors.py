@@ -1,10 +1,9 @@
-"""Domain errors. Each maps to one HTTP status in the API's error middleware, and nowhere else."""
+"""Domain errors: what a command or query refuses, and why (``api.problems`` maps each to one HTTP status)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 
 @dataclass
@@ -74,28 +73,3 @@ class ServiceUnavailable(DomainError):
 class SchemaNotMigrated(ServiceUnavailable):
     """PostgreSQL answers, but a table (or column, function) the service needs is not there yet: the migrations
     have not run. Retrying helps once they have (``python -m migrations``)."""
-
-
-#: Domain error class -> (HTTP status, problem title).
-STATUS: dict[type[DomainError], tuple[int, str]] = {
-    BadRequest: (400, "Bad Request"),
-    Unauthorized: (401, "Unauthorized"),
-    Forbidden: (403, "Forbidden"),
-    NotFound: (404, "Not Found"),
-    Conflict: (409, "Conflict"),
-    PreconditionFailed: (412, "Precondition Failed"),
-    PayloadTooLarge: (413, "Payload Too Large"),
-    UnsupportedMediaType: (415, "Unsupported Media Type"),
-    ValidationFailed: (422, "Unprocessable Content"),
-    TooManyRequests: (429, "Too Many Requests"),
-    ServiceUnavailable: (503, "Service Unavailable"),
-    SchemaNotMigrated: (503, "Service Unavailable"),
-}
-
-
-def problem(status: int, title: str, detail: str, errors: Sequence[FieldError] = ()) -> dict[str, Any]:
-    """An RFC 9457 problem document."""
-    doc: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    if errors:
-        doc["errors"] = [{"loc": list(e.loc), "msg": e.msg} for e in errors]
-    return doc

@@ -1,4 +1,4 @@
-"""Rows as frozen dataclasses: what the repositories return, and what the views render."""
+"""Rows as frozen dataclasses: what the repositories return, and what the read model renders."""
 
 from __future__ import annotations
 
@@ -14,17 +14,30 @@ Versions: TypeAlias = tuple[int, ...]
 
 @dataclass(frozen=True, slots=True)
 class Written:
-    """What a write returns to the client: the id, the slug (if the resource has one) and the new version."""
+    """What a write left: the resource as written (for the client's answer and the read model's write-through)."""
 
-    id: int
-    version: int
-    slug: str | None = None
-    #: The resource as written (None for writes that do not return it), for the read model's write-through.
-    entity: Any = None
-    #: PostgreSQL's WAL position when the statement ran: orders projections of one version (see readmodel).
-    lsn: int = 0
+    entity: Category | Product | Record | User
     #: The write soft-deleted the resource.
     deleted: bool = False
+
+    @property
+    def id(self) -> int:
+        if isinstance(self.entity, User):
+            raise AttributeError("a user is named by its username, not an id")
+        return self.entity.id
+
+    @property
+    def slug(self) -> str | None:
+        return self.entity.slug if isinstance(self.entity, Category | Product) else None
+
+    @property
+    def version(self) -> int:
+        return self.entity.version
+
+    @property
+    def lsn(self) -> int:
+        """PostgreSQL's WAL position when the statement ran: orders projections of one version (see readmodel)."""
+        return self.entity.lsn
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +94,3 @@ class User:
     date_of_birth: dt.date
     version: int
     lsn: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One page of a keyset listing."""
-
-    items: list[Any]
-    next_cursor: str | None

@@ -12,7 +12,7 @@ from shared.events import CACHE_QUEUE, THUMBNAILS_QUEUE
 from shared.settings import Settings
 
 #: dramatiq entry modules: each sets up the broker, then imports its actors.
-ENTRIES = {"cache": ("worker.entry_cache", CACHE_QUEUE), "thumbnails": ("worker.entry_thumbnails", THUMBNAILS_QUEUE)}
+ENTRIES = {"cache": ("worker.readmodel.boot", CACHE_QUEUE), "thumbnails": ("worker.entry_thumbnails", THUMBNAILS_QUEUE)}
 
 
 def _dramatiq(kind: str, argv: list[str]) -> int:
@@ -85,7 +85,7 @@ def main(argv: list[str]) -> int:
 
         return relay_main(rest)
     if command == "cache" and rest[:1] == ["rebuild"]:
-        from worker.rebuild import main as rebuild_main
+        from worker.readmodel.rebuild import main as rebuild_main
 
         return rebuild_main(rest[1:])
     if command == "thumbnails" and rest[:1] == ["regenerate"]:

@@ -5,17 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-import asyncpg
 from aiohttp import web
 
 from api import commands, queries
 from api.auth import requires
-from api.commands import Outcome
-from api.handlers.common import ctx, finish, reads
-from api.http import json_response, loads, read_body, validate
-from api.schemas import USERNAME_LETTERS, BirthdayIn
+from api.handlers.common import reads, write
+from api.parsing import loads, read_body
+from api.responses import json_response
+from api.schemas import USERNAME_LETTERS, BirthdayIn, validate
 from shared.errors import FieldError, ValidationFailed
-from shared.models import Written
 
 #: Letters only, the whole path segment: ``fullmatch``, since ``$`` also matches before a final newline
 #: (``Ann%0A`` passed ``re.match`` and made a second user named "Ann\n").
@@ -44,13 +42,7 @@ async def put(request: web.Request) -> web.Response:
             faults.append(FieldError(loc=["body", "dateOfBirth"], msg="must be a date before today"))
     if faults:
         raise ValidationFailed("the request failed validation", errors=faults)
-    c = ctx(request)
-
-    async def op(conn: asyncpg.Connection) -> Outcome:
-        user = await commands.upsert_user(conn, c, username, body.dateOfBirth)
-        return Outcome(204, b"", written=Written(id=0, version=user.version, entity=user, lsn=user.lsn))
-
-    return await finish(request, await commands.run(c, op))
+    return await write(request, commands.UpsertUser(username, body.dateOfBirth))
 
 
 async def get(request: web.Request) -> web.Response:

@@ -1,17 +1,18 @@
-"""What every write handler does the same way: build the command context, answer with the outcome."""
+"""What every handler does the same way: hand a write's command down with its context, and answer its outcome."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from api import commands
 from api.auth import Principal
-from api.commands import Ctx, Outcome, request_hash
-from api.http import JSON
-from api.keys import PG_POOL, PRINCIPAL, READS, REQUEST_ID, SETTINGS
-from api.queries import Reads, project
-from shared import views
+from api.commands import Command, Ctx, Outcome, request_hash
+from api.queries import Reads
+from api.responses import JSON
+from api.state import PG_POOL, PRINCIPAL, READS, REQUEST_ID, SETTINGS, STORAGE, WRITE_THROUGH
 from shared.errors import BadRequest, NotFound
 from shared.models import Category
+from shared.readmodel import render
 
 MAX_IDEMPOTENCY_KEY = 255
 
@@ -31,6 +32,9 @@ def ctx(request: web.Request, body: bytes = b"") -> Ctx:
         owner=principal.owner,
         idempotency_key=key,
         request_hash=request_hash(request.method, request.path.rstrip("/"), body) if key else "",
+        media_url=settings.media_url,
+        read_model=request.app[WRITE_THROUGH],
+        storage=request.app.get(STORAGE),
     )
 
 
@@ -39,11 +43,9 @@ def reads(request: web.Request) -> Reads:
     return request.app[READS]
 
 
-async def finish(request: web.Request, outcome: Outcome) -> web.Response:
-    """Project what the write committed into Redis (read-your-writes), then answer."""
-    if outcome.written is not None and not outcome.replayed and request.app[SETTINGS].read_model_write_through:
-        await project(reads(request), outcome.written)
-    return respond(outcome)
+async def write(request: web.Request, command: Command, body: bytes = b"") -> web.Response:
+    """Hand ``command`` down (``body``: the raw body an Idempotency-Key is checked against), answer its outcome."""
+    return respond(await commands.execute(ctx(request, body), command))
 
 
 def respond(outcome: Outcome) -> web.Response:
@@ -64,7 +66,7 @@ def written_etag(outcome: Outcome) -> str | None:
     w = outcome.written
     if w is None or outcome.status == 204 or w.deleted:
         return None
-    return views.category_etag(w.entity) if isinstance(w.entity, Category) else views.etag(w.version)
+    return render.category_etag(w.entity) if isinstance(w.entity, Category) else render.etag(w.version)
 
 
 def record_id(request: web.Request) -> int:

@@ -13,7 +13,7 @@ from typing import Final
 
 from aiohttp import web
 
-from api.keys import SETTINGS
+from api.state import OPENAPI_DOCUMENT, SETTINGS
 from shared import asyncapi
 from shared.errors import NotFound
 
@@ -97,11 +97,10 @@ def _page(body: bytes) -> web.Response:
 
 async def openapi_json(request: web.Request) -> web.Response:
     _enabled(request)
-    # Imported here: api.openapi reads the route table, and the route table imports this module.
-    from api.openapi import document_bytes
-
     return web.Response(
-        body=document_bytes(), content_type="application/json", headers={"Access-Control-Allow-Origin": "*"}
+        body=request.app[OPENAPI_DOCUMENT](),
+        content_type="application/json",
+        headers={"Access-Control-Allow-Origin": "*"},
     )
 
 

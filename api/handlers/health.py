@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.http import json_response
-from api.keys import READINESS
-from shared.views import dumps
+from api.responses import json_response
+from api.state import READINESS
+from shared.readmodel.render import dumps
 
 
 async def live(request: web.Request) -> web.Response:

@@ -11,44 +11,30 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
-import asyncpg
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from api import commands
 from api.auth import requires
-from api.commands import Outcome
-from api.handlers.common import ctx, finish
-from api.http import if_match
-from api.keys import SETTINGS
-from shared.db import connection
+from api.handlers.common import ctx, write
+from api.parsing import if_match_tags
+from api.state import SETTINGS, STORAGE
 from shared.errors import (
     BadRequest,
-    Conflict,
     NotFound,
     PayloadTooLarge,
-    PreconditionFailed,
-    ServiceUnavailable,
     UnsupportedMediaType,
 )
-from shared.models import Versions, Written
-from shared.repo import images as repo
-from shared.repo import media as media_repo
-from shared.repo import products as prod_repo
 from shared.settings import Settings
 from shared.storage import (
     CACHE_CONTROL,
     SNIFF_BYTES,
     NotStored,
-    Storage,
     content_type,
     is_key,
-    open_storage,
     sniff,
 )
-from shared.views import dumps, image
 
-STORAGE: Final = web.AppKey[Storage]("storage")
 #: Multipart framing (boundaries, part headers) allowed on top of the image's own limit.
 MULTIPART_OVERHEAD: Final = 64 * 1024
 #: What a refused upload is told.
@@ -59,13 +45,6 @@ ACCEPTED: Final = "JPEG, PNG, WebP or GIF"
 MALFORMED_MULTIPART: Final = (ValueError, HttpProcessingError)
 
 Read = Callable[[], Awaitable[bytes]]
-
-
-async def storage_context(app: web.Application) -> AsyncIterator[None]:
-    """The app's image storage (a cleanup context: an S3 client is opened on the app's loop and closed)."""
-    async with open_storage(app[SETTINGS]) as storage:
-        app[STORAGE] = storage
-        yield
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -132,58 +111,19 @@ async def _sniffed(read: Read, limit: int) -> tuple[str, AsyncIterator[bytes]]:
     return ext, chunks()
 
 
-def _accepted(w: Written, media_url: str) -> Outcome:
-    body = {"id": w.id, "slug": w.slug, "version": w.version, "image": image(w.entity, media_url)}
-    return Outcome(202, dumps(body), written=w)
-
-
 @requires("write")
 async def put(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    c, slug, expected = ctx(request), request.match_info["slug"], if_match(request)
-    # Refuse early (404, 412) rather than store an image nobody will use: every refusal leaves no file behind. A
-    # write that slips in between still refuses the upload below; its file is then the collector's.
-    async with connection(c.pool, c.timeout) as conn:
-        await _why_not(conn, slug, expected)
+    slug, tags = request.match_info["slug"], if_match_tags(request)
+    await commands.refuse_image(ctx(request), slug, tags)
     ext, chunks = await _sniffed(await _source(request, settings), settings.image_max_bytes)
-    storage = request.app[STORAGE]
-    key = await storage.save_stream(chunks, prefix="originals", ext=ext)
-
-    async def op(conn: asyncpg.Connection) -> Outcome:
-        async with conn.transaction():
-            # Ordered against the collector (shared.repo.media): the file is there, and stays, once locked.
-            await media_repo.hold_for_use(conn, [key])
-            if not await storage.exists(key):
-                raise ServiceUnavailable("the stored image was collected meanwhile; send it again")
-            written = await repo.set_original(conn, slug, key, expected, c.request_id)
-            if written is None:
-                await _why_not(conn, slug, expected)
-                raise Conflict(f"product {slug!r} changed meanwhile; try again")
-        return _accepted(written, settings.media_url)
-
-    return await finish(request, await commands.run(c, op))
+    key = await request.app[STORAGE].save_stream(chunks, prefix="originals", ext=ext)
+    return await write(request, commands.SetImage(slug, key, tags))
 
 
 @requires("write")
 async def delete(request: web.Request) -> web.Response:
-    c, slug, expected = ctx(request), request.match_info["slug"], if_match(request)
-
-    async def op(conn: asyncpg.Connection) -> Outcome:
-        written = await repo.remove(conn, slug, expected, c.request_id)
-        if written is None:
-            # Either an error, or there was no image: removing nothing is done already.
-            await _why_not(conn, slug, expected)
-        return Outcome(204, b"", written=written)
-
-    return await finish(request, await commands.run(c, op))
-
-
-async def _why_not(conn: asyncpg.Connection, slug: str, expected: Versions | None) -> None:
-    state = await prod_repo.state(conn, slug)
-    if state is None or state["deleted"]:
-        raise NotFound(f"no product {slug!r}")
-    if expected is not None and state["version"] not in expected:
-        raise PreconditionFailed(commands.precondition_failed(expected, state["version"]))
+    return await write(request, commands.RemoveImage(request.match_info["slug"], if_match_tags(request)))
 
 
 async def media(request: web.Request) -> web.StreamResponse:

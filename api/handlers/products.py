@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import asyncpg
 from aiohttp import web
 
 from api import commands, queries
 from api.auth import requires
-from api.commands import Outcome
-from api.handlers.common import ctx, finish, reads
-from api.http import conditional, if_match, json_response, loads, one_of, query_int, read_body, validate
-from api.schemas import ProductIn
+from api.handlers.common import reads, write
+from api.parsing import if_match_tags, loads, one_of, parse_price, query_int, read_body
+from api.responses import conditional, json_response
+from api.schemas import ProductIn, validate
 from shared.errors import BadRequest, FieldError
-from shared.models import Written
 from shared.repo.products import SORTS, Filters
-from shared.views import dumps
 
 _BOOLS = {"true": True, "1": True, "false": False, "0": False}
-
-
-def _outcome(w: Written, status: int = 200) -> Outcome:
-    return Outcome(
-        status, dumps({"id": w.id, "slug": w.slug, "version": w.version}), location=f"/api/products/{w.slug}", written=w
-    )
 
 
 def filters(request: web.Request) -> Filters:
@@ -33,8 +24,8 @@ def filters(request: web.Request) -> Filters:
             "in_stock must be true or false",
             errors=[FieldError(loc=["query", "in_stock"], msg="must be true or false")],
         )
-    min_price = queries.parse_price(q.get("min_price"), "min_price")
-    max_price = queries.parse_price(q.get("max_price"), "max_price")
+    min_price = parse_price(q.get("min_price"), "min_price")
+    max_price = parse_price(q.get("max_price"), "max_price")
     text = q.get("q")
     if text is not None and len(text) > 200:
         raise BadRequest(
@@ -69,52 +60,26 @@ async def get(request: web.Request) -> web.Response:
 @requires("write")
 async def create(request: web.Request) -> web.Response:
     raw = await read_body(request)
-    body = validate(ProductIn, loads(raw))
-    c = ctx(request, raw)
-
-    async def op(conn: asyncpg.Connection) -> Outcome:
-        return _outcome(await commands.create_product(conn, c, body), 201)
-
-    return await finish(request, await commands.run(c, op))
+    return await write(request, commands.CreateProduct(validate(ProductIn, loads(raw))), raw)
 
 
 @requires("write")
 async def replace(request: web.Request) -> web.Response:
     body = validate(ProductIn, loads(await read_body(request)))
-    c, slug, expected = ctx(request), request.match_info["slug"], if_match(request)
-
-    async def op(conn: asyncpg.Connection) -> Outcome:
-        return _outcome(await commands.replace_product(conn, c, slug, body, expected))
-
-    return await finish(request, await commands.run(c, op))
+    return await write(request, commands.ReplaceProduct(request.match_info["slug"], body, if_match_tags(request)))
 
 
 @requires("write")
 async def patch(request: web.Request) -> web.Response:
     doc = loads(await read_body(request))
-    c, slug, expected = ctx(request), request.match_info["slug"], if_match(request)
-
-    async def op(conn: asyncpg.Connection) -> Outcome:
-        return _outcome(await commands.patch_product(conn, c, slug, doc, expected))
-
-    return await finish(request, await commands.run(c, op))
+    return await write(request, commands.PatchProduct(request.match_info["slug"], doc, if_match_tags(request)))
 
 
 @requires("write")
 async def delete(request: web.Request) -> web.Response:
-    c, slug, expected = ctx(request), request.match_info["slug"], if_match(request)
-
-    async def op(conn: asyncpg.Connection) -> Outcome:
-        return Outcome(204, b"", written=await commands.delete_product(conn, c, slug, expected))
-
-    return await finish(request, await commands.run(c, op))
+    return await write(request, commands.DeleteProduct(request.match_info["slug"], if_match_tags(request)))
 
 
 @requires("admin")
 async def restore(request: web.Request) -> web.Response:
-    c, slug, expected = ctx(request), request.match_info["slug"], if_match(request)
-
-    async def op(conn: asyncpg.Connection) -> Outcome:
-        return _outcome(await commands.restore_product(conn, c, slug, expected))
-
-    return await finish(request, await commands.run(c, op))
+    return await write(request, commands.RestoreProduct(request.match_info["slug"], if_match_tags(request)))

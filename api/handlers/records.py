@@ -5,18 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import asyncpg
 import orjson
 from aiohttp import web
 
 from api import commands, queries
 from api.auth import requires
-from api.commands import Outcome
-from api.handlers.common import ctx, finish, reads, record_id
-from api.http import conditional, if_match, json_response, loads, query_int, read_body
+from api.handlers.common import reads, record_id, write
+from api.parsing import if_match_tags, loads, query_int, read_body
+from api.responses import conditional, json_response
 from shared.errors import FieldError, ValidationFailed
 from shared.models import Record
-from shared.views import dumps
+from shared.readmodel.render import dumps
 
 
 def _object(raw: bytes) -> dict[str, Any]:
@@ -30,14 +29,7 @@ def _object(raw: bytes) -> dict[str, Any]:
 
 async def _create(request: web.Request, status: int) -> web.Response:
     raw = await read_body(request)
-    doc = _object(raw)
-    c = ctx(request, raw)
-
-    async def op(conn: asyncpg.Connection) -> Outcome:
-        w = await commands.create_record(conn, c, doc)
-        return Outcome(status, dumps({"id": w.id}), location=f"/api/records/{w.id}", written=w)
-
-    return await finish(request, await commands.run(c, op))
+    return await write(request, commands.CreateRecord(_object(raw), status), raw)
 
 
 async def list_(request: web.Request) -> web.Response:
@@ -58,23 +50,12 @@ async def create(request: web.Request) -> web.Response:
 @requires("write")
 async def replace(request: web.Request) -> web.Response:
     doc = _object(await read_body(request))
-    c, rid, expected = ctx(request), record_id(request), if_match(request)
-
-    async def op(conn: asyncpg.Connection) -> Outcome:
-        w = await commands.replace_record(conn, c, rid, doc, expected)
-        return Outcome(200, dumps({"id": w.id, "version": w.version}), written=w)
-
-    return await finish(request, await commands.run(c, op))
+    return await write(request, commands.ReplaceRecord(record_id(request), doc, if_match_tags(request)))
 
 
 @requires("write")
 async def delete(request: web.Request) -> web.Response:
-    c, rid, expected = ctx(request), record_id(request), if_match(request)
-
-    async def op(conn: asyncpg.Connection) -> Outcome:
-        return Outcome(204, b"", written=await commands.delete_record(conn, c, rid, expected))
-
-    return await finish(request, await commands.run(c, op))
+    return await write(request, commands.DeleteRecord(record_id(request), if_match_tags(request)))
 
 
 # -- legacy routes: the seeds' /picus and /data services ------------------------------------------

@@ -55,7 +55,7 @@ def _category(row: asyncpg.Record) -> Category:
 def _written(row: asyncpg.Record | None) -> Written | None:
     if row is None:
         return None
-    return Written(id=row["id"], version=row["version"], slug=row["slug"], entity=_category(row), lsn=row["lsn"])
+    return Written(_category(row))
 
 
 async def get_by_slug(conn: asyncpg.Connection, slug: str) -> Category | None:

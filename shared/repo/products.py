@@ -76,7 +76,7 @@ def _product(row: asyncpg.Record) -> Product:
 def _written(row: asyncpg.Record | None) -> Written | None:
     if row is None:
         return None
-    return Written(id=row["id"], version=row["version"], slug=row["slug"], entity=_product(row), lsn=row["lsn"])
+    return Written(_product(row))
 
 
 def sort_key(product: Product, sort: str) -> list[Any]:

@@ -41,7 +41,7 @@ def _record(row: asyncpg.Record) -> Record:
 def _written(row: asyncpg.Record | None) -> Written | None:
     if row is None:
         return None
-    return Written(id=row["id"], version=row["version"], entity=_record(row), lsn=row["lsn"])
+    return Written(_record(row))
 
 
 async def get(conn: asyncpg.Connection, record_id: int) -> Record | None:

@@ -26,7 +26,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from api.app import create_app
-from api.http import MAX_JSON_DEPTH
+from api.parsing import MAX_JSON_DEPTH
 from shared.cursors import Cursors
 from shared.settings import Settings
 from tests.conftest import ADMIN, ADMIN_KEY

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from api.app import create_app
-from shared import readmodel
+from shared.readmodel import keys
 from shared.settings import Settings
 from tests.support.api import category, product
 
@@ -61,8 +61,8 @@ async def test_ten_thousand_distinct_listing_queries_grow_redis_by_less_than_50_
     finally:
         await redis.aclose()
     assert grown < BUDGET, f"Redis grew by {grown / 2**20:.1f} MiB for {QUERIES} queries in {elapsed:.0f} s"
-    assert 0 < len(pages) <= readmodel.PAGES_PER_KIND
-    assert 0 < total <= readmodel.PAGE_BYTES_PER_KIND
+    assert 0 < len(pages) <= keys.PAGES_PER_KIND
+    assert 0 < total <= keys.PAGE_BYTES_PER_KIND
 
 
 async def test_a_write_still_hides_every_cached_page_after_evictions(aiohttp_client, settings: Settings) -> None:

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from api.app import create_app
-from api.keys import READ_STATS, SETTINGS
+from api.state import READ_STATS, SETTINGS
 from shared.settings import Settings
 from tests.support.api import category, record
 from tests.support.processes import ROOT, api_process, env_for, free_port

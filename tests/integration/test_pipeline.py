@@ -18,7 +18,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from api.app import create_app
-from shared import readmodel
+from shared.readmodel import read
+from shared.readmodel.client import redis_runner
 from shared.settings import Settings
 from tests.conftest import ADMIN
 from tests.support.tcp_proxy import TcpProxy
@@ -108,7 +109,7 @@ async def test_a_write_reaches_redis_through_relay_and_worker(
         create_app(pipeline_settings.model_copy(update={"redis_url": proxy.url_for(pipeline_settings.redis_url)}))
     )
     redis_client = aioredis.from_url(pipeline_settings.redis_url)
-    run = readmodel.redis_runner(redis_client)
+    run = redis_runner(redis_client)
     # When a category and a product are created, then the product is changed, under one request id each
     assert (await writer.post("/api/categories", json={"name": "Tools"}, headers=ADMIN)).status == 201
     r = await writer.post(
@@ -122,7 +123,7 @@ async def test_a_write_reaches_redis_through_relay_and_worker(
 
     # Then the worker projects the newest version into Redis, category count included
     async def projected() -> object:
-        return await readmodel.product_by_slug(run, "saw")
+        return await read.product_by_slug(run, "saw")
 
     found = await _eventually(projected)
     assert found is not None, _tail(cache_worker)
@@ -131,7 +132,7 @@ async def test_a_write_reaches_redis_through_relay_and_worker(
     assert b'"stock":7' in body
 
     async def counted() -> object:
-        hit = await readmodel.category_by_slug(run, "tools")
+        hit = await read.category_by_slug(run, "tools")
         return hit is not None and b'"product_count":1' in hit[0]
 
     assert await _eventually(counted), _tail(cache_worker)
@@ -188,14 +189,14 @@ async def test_a_worker_stopped_with_sigterm_mid_burst_loses_no_event(
     )
     ids = [r["id"] for r in ids]
     redis_client = aioredis.from_url(pipeline_settings.redis_url)
-    run = readmodel.redis_runner(redis_client)
+    run = redis_runner(redis_client)
     first_log = tmp_path / "first.log"
     first = _start_cache_worker(pipeline_settings, first_log, threads=1)
 
     # When the worker gets SIGTERM as soon as it has projected some (watched in Redis: its log arrives late), and
     # a new worker takes over
     async def started() -> bool:
-        return await readmodel.record_by_id(run, ids[20]) is not None
+        return await read.record_by_id(run, ids[20]) is not None
 
     assert await _eventually(started, 30)
     first.send_signal(signal.SIGTERM)
@@ -209,7 +210,7 @@ async def test_a_worker_stopped_with_sigterm_mid_burst_loses_no_event(
 
         async def all_projected() -> bool:
             for rid in ids:
-                if await readmodel.record_by_id(run, rid) is None:
+                if await read.record_by_id(run, rid) is None:
                     return False
             return True
 

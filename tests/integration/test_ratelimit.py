@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestClient, make_mocked_request
 
 from api.app import create_app
 from api.auth import ANONYMOUS, KeyCache
-from api.keys import KEY_CACHE
 from api.ratelimit import client_address, trusted_networks
+from api.state import KEY_CACHE
 from shared.repo import apikeys
 from shared.settings import Settings
 from tests.conftest import ADMIN

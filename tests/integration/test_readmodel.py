@@ -8,13 +8,14 @@ import time
 import redis.asyncio as aioredis
 
 from api.app import create_app
-from shared import readmodel
 from shared.db import create_pool
+from shared.readmodel import project as projection
+from shared.readmodel.client import redis_runner
 from shared.repo import products as prod_repo
 from tests.conftest import ADMIN
 from tests.support.tcp_proxy import TcpProxy
-from worker.projection import Resources, project_product
-from worker.rebuild import rebuild
+from worker.readmodel.rebuild import rebuild
+from worker.readmodel.refresh import Resources, project_product
 
 
 async def _seed(client, n: int = 0) -> list[str]:
@@ -32,7 +33,7 @@ async def _seed(client, n: int = 0) -> list[str]:
 
 async def _redis(settings):
     client = aioredis.from_url(settings.redis_url)
-    return client, readmodel.redis_runner(client)
+    return client, redis_runner(client)
 
 
 async def test_an_older_or_duplicate_projection_never_replaces_a_newer_one(client, settings, pg) -> None:
@@ -46,8 +47,8 @@ async def test_an_older_or_duplicate_projection_never_replaces_a_newer_one(clien
     assert v2.version == 2
     # When a late message projects the version-1 state, and a duplicate read earlier projects version 2 again
     v1 = dataclasses.replace(v2, version=1, stock=0, lsn=v2.lsn + 10_000)
-    assert await readmodel.project_product(run, v1, settings.media_url) is False
-    assert await readmodel.project_product(run, dataclasses.replace(v2, lsn=0), settings.media_url) is False
+    assert await projection.project_product(run, v1, settings.media_url) is False
+    assert await projection.project_product(run, dataclasses.replace(v2, lsn=0), settings.media_url) is False
     # Then readers still see version 2
     r = await client.get("/api/products/saw")
     assert (await r.json())["version"] == 2
@@ -64,7 +65,7 @@ async def test_a_tombstone_keeps_a_late_message_from_resurrecting_a_deleted_prod
     redis_client, run = await _redis(settings)
     # When the version-1 state arrives late
     assert live is not None
-    assert await readmodel.project_product(run, live, settings.media_url) is False
+    assert await projection.project_product(run, live, settings.media_url) is False
     # Then the product stays gone for readers
     assert (await client.get("/api/products/saw")).status == 404
     await redis_client.aclose()

@@ -199,14 +199,14 @@ async def project(settings: Settings, product_id: int) -> None:
     """What the cache worker does on a product event, run here: PostgreSQL's state of the product into Redis."""
     import redis.asyncio as aioredis
 
-    from shared import readmodel
     from shared.db import create_pool
-    from worker.projection import Resources, project_product
+    from shared.readmodel.client import redis_runner
+    from worker.readmodel.refresh import Resources, project_product
 
     pool = await create_pool(settings, max_size=1)
     client = aioredis.from_url(settings.redis_url)
     try:
-        await project_product(Resources(pool, readmodel.redis_runner(client), settings.media_url), product_id)
+        await project_product(Resources(pool, redis_runner(client), settings.media_url), product_id)
     finally:
         await client.aclose()
         await pool.close()

@@ -14,8 +14,8 @@ from pydantic import BaseModel
 
 from api import auth, openapi, schemas
 from api.routes import ROUTES
-from shared import views
 from shared.models import Product
+from shared.readmodel import render
 
 DOC = openapi.build()
 OPERATIONS = [
@@ -205,7 +205,7 @@ def test_a_product_with_thumbnails_matches_its_model() -> None:
         version=3,
     )
 
-    out = schemas.ProductOut.model_validate(json.loads(views.dumps(views.product(p, "/media/"))))
+    out = schemas.ProductOut.model_validate(json.loads(render.dumps(render.product(p, "/media/"))))
 
     assert out.image.thumbnails["small"].fallback is not None
     assert out.price == "19.90"

@@ -5,11 +5,13 @@ The read model in Redis stores these same bytes, so a cache hit is written to th
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
-from shared.models import Category, Product, Record
+from shared.models import Category, Product, Record, Versions
 
 #: Datetimes as ISO 8601 with ``Z``; dataclasses are never passed in, dicts only.
 _OPTS = orjson.OPT_UTC_Z
@@ -93,3 +95,19 @@ def category_etag(c: Category) -> str:
 
 def etag(version: int) -> str:
     return f'"{version}"'
+
+
+#: A version as :func:`etag` writes it: no sign, no leading zero, within PostgreSQL's integer.
+_VERSION_TAG = re.compile(r"[1-9][0-9]{0,8}")
+#: A category's ETag as :func:`category_etag` writes it (no sign, no leading zeros).
+_COUNTED_TAG = re.compile(r"[1-9][0-9]{0,8}\.(?:0|[1-9][0-9]{0,17})")
+
+
+def versions(tags: Iterable[str]) -> Versions:
+    """The versions that ``tags`` (opaque tags, without quotes) name exactly as :func:`etag` writes them."""
+    return tuple(sorted({int(tag) for tag in tags if _VERSION_TAG.fullmatch(tag)}))
+
+
+def counted_versions(tags: Iterable[str]) -> set[tuple[int, int]]:
+    """(version, live products) of each tag that is a category's ETag as :func:`category_etag` writes it."""
+    return {(int(v), int(n)) for v, _, n in (t.partition(".") for t in tags if _COUNTED_TAG.fullmatch(t))}

@@ -1,4 +1,5 @@
-"""An auto-pipelining Redis connection for the hot paths: the API's reads and the cache worker's projections.
+"""The read model's Redis client: an auto-pipelining connection for the hot paths (the API's reads, writes
+through and rate limits, and the cache worker's projections), and the script runner every module takes.
 
 Every command issued during one turn of the event loop goes out in one write, and replies are matched to
 callers in order (Redis answers in order on one connection). hiredis packs commands and parses replies.
@@ -16,14 +17,20 @@ import asyncio
 import collections
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+#: (script, keys, args) -> result: :meth:`FastRedis.run_script` and :func:`redis_runner` both fit.
+Runner = Callable[[str, Sequence[str], Sequence[Any]], Awaitable[Any]]
+
+#: What a Redis call may raise when Redis is slow or gone: for a reader each is a miss, never a 5xx.
+REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
 
 class _Protocol(asyncio.Protocol):
@@ -175,3 +182,16 @@ class FastRedis:
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+
+def redis_runner(client: Any) -> Runner:
+    """A :data:`Runner` over a redis-py (asyncio) client; scripts are loaded once and run by SHA."""
+    scripts: dict[str, Any] = {}
+
+    async def run(script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        s = scripts.get(script)
+        if s is None:
+            s = scripts[script] = client.register_script(script)
+        return await s(keys=list(keys), args=list(args))
+
+    return run

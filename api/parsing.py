@@ -1,47 +1,24 @@
-"""Small request/response helpers shared by every handler."""
+"""Reading what a request says: its JSON body (limits, depth, exact integers, no NUL), headers (``If-Match``,
+undecodable bytes) and query parameters (integers, choices, prices); each fault is a 400, 413, 415 or 422."""
 
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from decimal import Decimal
+from typing import Any
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
 
 from shared import numbers
 from shared.errors import BadRequest, FieldError, NotFound, PayloadTooLarge, UnsupportedMediaType
 from shared.errors import ValidationFailed as Invalid
 from shared.models import Versions
-from shared.views import dumps
+from shared.readmodel.render import versions
 
-M = TypeVar("M", bound=BaseModel)
-
-JSON = "application/json"
 _JSON_TYPES = frozenset({"application/json", "application/merge-patch+json"})
-
-
-def json_response(
-    body: bytes, status: int = 200, headers: dict[str, str] | None = None, etag: str | None = None
-) -> web.Response:
-    # One plain dict of headers: cheaper than the content_type/charset machinery, on the hottest path there is.
-    all_headers = {"Content-Type": JSON}
-    if headers:
-        all_headers.update(headers)
-    if etag is not None:
-        all_headers["ETag"] = etag
-    return web.Response(body=body, status=status, headers=all_headers)
-
-
-def conditional(request: web.Request, body: bytes, etag: str) -> web.Response:
-    """200 with the body and its ETag, or 304 if the client's ``If-None-Match`` names that ETag."""
-    inm = request.headers.get("If-None-Match")
-    # RFC 9110: If-None-Match compares weakly, so W/"3" matches "3" (caches and proxies may weaken ETags).
-    if inm is not None and (inm.strip(" \t") == "*" or etag[1:-1] in (tag for _, tag in entity_tags(inm))):
-        return web.Response(status=304, headers={"ETag": etag})
-    return json_response(body, etag=etag)
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -195,22 +172,6 @@ def reject_undecodable_headers(request: web.Request) -> None:
                 ) from None
 
 
-def field_errors(exc: ValidationError, prefix: str = "body") -> list[FieldError]:
-    return [FieldError(loc=[prefix, *e["loc"]], msg=e["msg"]) for e in exc.errors(include_url=False)]
-
-
-def validate(model: type[M], data: Any) -> M:
-    """``data`` validated by ``model``, or 422 listing every field at fault."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise Invalid("the body failed validation", errors=field_errors(exc)) from exc
-
-
-async def parse(request: web.Request, model: type[M]) -> M:
-    return validate(model, loads(await read_body(request)))
-
-
 def if_match(request: web.Request) -> Versions | None:
     """The versions an ``If-Match`` header names, compared strongly (RFC 9110 13.1.1): ``None`` when it is absent
     or ``*`` (a resource that is not there is a 404 anyway); 400 when it is no list of entity tags.
@@ -237,13 +198,6 @@ def if_match_tags(request: web.Request) -> list[str] | None:
     return [tag for weak, tag in tags if not weak]
 
 
-def versions(tags: Iterable[str]) -> Versions:
-    """The versions that ``tags`` (opaque tags, without quotes) name exactly as the service writes them."""
-    return tuple(sorted({int(tag) for tag in tags if _VERSION_TAG.fullmatch(tag)}))
-
-
-#: A version as this service writes it in an ETag: no sign, no leading zero, within PostgreSQL's integer.
-_VERSION_TAG = re.compile(r"[1-9][0-9]{0,8}")
 #: One entity tag (RFC 9110 8.8.3): an optional weak mark, then DQUOTE *etagc DQUOTE.
 _ENTITY_TAG = re.compile(r'[ \t]*(W/)?"([\x21\x23-\x7e\x80-\U0010ffff]*)"[ \t]*')
 
@@ -292,6 +246,12 @@ def one_of(request: web.Request, name: str, default: str, allowed: Iterable[str]
     return raw
 
 
-def written(payload: dict[str, Any], status: int, etag: str | None = None, location: str | None = None) -> web.Response:
-    headers = {"Location": location} if location else None
-    return json_response(dumps(payload), status=status, headers=headers, etag=etag)
+def parse_price(raw: str | None, name: str) -> Decimal | None:
+    """A price filter, by the same rule as a body's ``price`` (:func:`shared.numbers.price`); 400 otherwise."""
+    if raw is None:
+        return None
+    try:
+        return numbers.price(raw)
+    except ValueError as exc:
+        msg = f"must be a price (a decimal number >= 0 with at most 2 places): {exc}"
+        raise BadRequest(f"{name} {msg}", errors=[FieldError(loc=["query", name], msg=msg)]) from exc

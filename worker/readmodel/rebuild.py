@@ -13,16 +13,17 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from shared import readmodel
 from shared.db import connection, create_pool
 from shared.logs import configure_logging, get_logger
+from shared.readmodel import keys
+from shared.readmodel.client import redis_runner
 from shared.repo import categories as cat_repo
 from shared.repo import products as prod_repo
 from shared.repo import records as rec_repo
 from shared.repo import users as user_repo
 from shared.settings import Settings
 from worker.progress import progress_bar
-from worker.projection import Resources, project_category, project_product, project_record, project_user
+from worker.readmodel.refresh import Resources, project_category, project_product, project_record, project_user
 
 BATCH = 500
 READY_FIELDS = ("products", "users")
@@ -59,10 +60,10 @@ async def rebuild(settings: Settings, *, if_missing: bool = False, progress: boo
     client = aioredis.from_url(settings.redis_url, socket_timeout=10)
     pool = await create_pool(settings, max_size=4)
     try:
-        ready = await client.hmget(readmodel.PREFIX + "ready", list(READY_FIELDS))
+        ready = await client.hmget(keys.READY, list(READY_FIELDS))
         if if_missing and all(v == b"1" for v in ready):
             return {}
-        res = Resources(pool, readmodel.redis_runner(client), settings.media_url)
+        res = Resources(pool, redis_runner(client), settings.media_url)
         counts = {
             "categories": await _each(
                 res, "categories", "SELECT count(*) FROM categories", cat_repo.ids_after, 0, project_category, progress
@@ -77,7 +78,7 @@ async def rebuild(settings: Settings, *, if_missing: bool = False, progress: boo
                 res, "users", "SELECT count(*) FROM users", user_repo.usernames_after, "", project_user, progress
             ),
         }
-        await client.hset(readmodel.PREFIX + "ready", mapping=dict.fromkeys(READY_FIELDS, "1"))
+        await client.hset(keys.READY, mapping=dict.fromkeys(READY_FIELDS, "1"))
         return counts
     finally:
         await pool.close()

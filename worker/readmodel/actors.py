@@ -1,4 +1,4 @@
-"""The ``cache-warming`` actors: each projects one event's aggregate into Redis.
+"""The ``cache-warming`` actors: each refreshes one event's aggregate in the Redis read model.
 
 Imported only after :func:`worker.broker.setup_broker` (dramatiq binds actors to the broker at import).
 PostgreSQL and Redis clients are made lazily on the AsyncIO middleware's loop, once per process.
@@ -14,11 +14,11 @@ import structlog
 
 from shared.db import create_pool
 from shared.events import CACHE_QUEUE
-from shared.fastredis import FastRedis
 from shared.logs import get_logger
+from shared.readmodel.client import FastRedis
 from shared.settings import Settings
 from worker.broker import MAX_BACKOFF_MS, MAX_RETRIES
-from worker.projection import Resources, project_event
+from worker.readmodel.refresh import Resources, project_event
 
 log = get_logger("worker.cache")
 

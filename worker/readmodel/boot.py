@@ -15,6 +15,6 @@ settings = Settings()
 configure_logging(settings, "worker-cache")
 setup_broker(settings, asyncio=True)
 
-from worker import cache  # noqa: E402  (actors bind to the broker set up above)
+from worker.readmodel import actors  # noqa: E402  (actors bind to the broker set up above)
 
-cache.configure(settings)
+actors.configure(settings)

@@ -1,0 +1,120 @@
+"""Reading the read model: a resource's stored bytes and ETag, a page of a product index, cached listing pages
+and birthdays; each one script or one GET, and None where Redis cannot answer it (the caller asks PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from shared.readmodel import keys, scripts
+from shared.readmodel.client import Runner
+
+
+@dataclass
+class Stats:
+    """Read model outcomes, counted per process (exported as metrics)."""
+
+    hits: int = 0
+    misses: int = 0
+    errors: int = 0
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pair(found: Any) -> tuple[bytes, str] | None:
+    if not found:
+        return None
+    body, etag = found
+    return bytes(body), _text(etag)
+
+
+def split_copy(value: bytes | None) -> tuple[bytes, str] | None:
+    """(body, ETag) of a product's slug copy (:func:`shared.readmodel.keys.product_copy`), or None."""
+    if not value:
+        return None
+    cut = value.index(b"\n")
+    return value[cut + 1 :], value[:cut].decode()
+
+
+async def mark_product_absent(run: Runner, slug: str) -> None:
+    await run(scripts.MARK_ABSENT, [keys.product_copy(slug)], [keys.ABSENT_TTL_SECONDS])
+
+
+async def product_by_slug(run: Runner, slug: str) -> tuple[bytes, str] | None:
+    return _pair(await run(scripts.GET_BY_SLUG, [keys.product_slug(slug)], [keys.PREFIX, "p:", slug]))
+
+
+async def category_by_slug(run: Runner, slug: str) -> tuple[bytes, str] | None:
+    return _pair(await run(scripts.GET_BY_SLUG, [keys.category_slug(slug)], [keys.PREFIX, "c:", slug]))
+
+
+async def record_by_id(run: Runner, record_id: int) -> tuple[bytes, str] | None:
+    return _pair(await run(scripts.GET_HASH, [keys.record(record_id)], []))
+
+
+@dataclass(frozen=True)
+class IndexPage:
+    """Products of one page from a sorted set: (id, score, body bytes) each."""
+
+    rows: list[tuple[int, float, bytes]]
+
+
+async def product_page(
+    run: Runner, sort: str, category_slug: str | None, after: tuple[Any, int] | None, count: int
+) -> IndexPage | None:
+    """``count`` products after the keyset position ``after`` (as the PostgreSQL listing takes it), or None."""
+    index, rev = keys.INDEXED_SORTS[sort]
+    if after is None:
+        start, cursor_member = ("+inf" if rev else "-inf"), ""
+    else:
+        first, last_id = after
+        score = keys.created_score(first) if index == "created" else keys.price_score(first)
+        start, cursor_member = str(score), keys.member(last_id)
+    if category_slug is None:
+        index_keys, cat_index = [keys.product_index(index)], ""
+    else:
+        index_keys, cat_index = [keys.category_slug(category_slug)], index
+    args = [keys.PREFIX, cat_index, start, cursor_member, "1" if rev else "0", count]
+    flat = await run(scripts.LIST_PAGE, index_keys, args)
+    if flat is None or flat is False:
+        return None
+    rows = [(int(flat[i]), float(flat[i + 1]), bytes(flat[i + 2])) for i in range(0, len(flat), 3)]
+    return IndexPage(rows)
+
+
+async def cached_page(run: Runner, kind: str, qhash: str) -> tuple[str, bytes | None]:
+    """(generation, cached page or None) for a listing of ``kind``."""
+    gen, page = await run(scripts.GET_PAGE, [keys.generation(kind)], [keys.page_prefix(kind), qhash])
+    return _text(gen), (bytes(page) if page else None)
+
+
+async def store_page(run: Runner, kind: str, generation: str, qhash: str, page: bytes) -> None:
+    """Cache ``page`` under the generation it was read at, within the kind's bounds (none when it is too big)."""
+    if len(page) > keys.PAGE_MAX_BYTES:
+        return
+    page_keys = [keys.page(kind, generation, qhash), keys.page_index(kind), keys.page_bytes(kind)]
+    await run(
+        scripts.SET_PAGE,
+        page_keys,
+        [page, keys.PAGE_TTL_SECONDS, keys.PAGES_PER_KIND, keys.PAGE_BYTES_PER_KIND],
+    )
+
+
+async def birthdays(run: Runner, month_days: list[tuple[int, int]]) -> list[str] | None:
+    """Names whose birthday is on any of ``month_days``, or None if the user projection is not complete."""
+    out = await run(scripts.BIRTHDAYS, [keys.READY] + [keys.birthday(m, d) for m, d in month_days], [])
+    if _text(out[0]) != "1":
+        return None
+    return sorted({_text(n) for n in out[1:]})
+
+
+async def user(run: Runner, username: str) -> tuple[str, dt.date] | None:
+    """(name, date of birth) of a projected user, or None."""
+    found = await run(scripts.GET_USER, [keys.user(username)], [])
+    if not found:
+        return None
+    name, born = (_text(x) for x in found)
+    return name, dt.date.fromisoformat(born)

@@ -1,0 +1,1 @@
+"""The cache worker: keeps the Redis read model in step with PostgreSQL (boot, actors, refresh, rebuild)."""
