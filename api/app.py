@@ -31,10 +31,10 @@ from api.queries import Reads
 from api.routes import setup_routes
 from migrations.runner import discover
 from shared.cursors import Cursors
-from shared.db import close_pool, create_pool
 from shared.fastredis import FastRedis
 from shared.logs import get_logger
 from shared.settings import Settings
+from shared.store.pool import close_pool, create_pool
 
 #: JSON bodies are limited to 1 MiB before parsing (413 beyond).
 JSON_MAX_BYTES = 1024 * 1024

@@ -18,16 +18,16 @@ import asyncpg
 from api.http import validate, versions
 from api.schemas import CategoryIn, ProductIn
 from shared import slugs
-from shared.db import connection
 from shared.errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable, ValidationFailed
 from shared.errors import FieldError as FE
 from shared.merge_patch import apply as merge
 from shared.models import User, Versions, Written
-from shared.repo import categories as cat_repo
-from shared.repo import idempotency
-from shared.repo import products as prod_repo
-from shared.repo import records as rec_repo
-from shared.repo import users as user_repo
+from shared.store import categories as cat_repo
+from shared.store import idempotency
+from shared.store import products as prod_repo
+from shared.store import records as rec_repo
+from shared.store import users as user_repo
+from shared.store.pool import connection
 
 M = TypeVar("M", CategoryIn, ProductIn)
 

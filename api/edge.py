@@ -20,10 +20,10 @@ from api.http import reject_nul, reject_undecodable_headers
 from api.keys import KEY_CACHE, PG_POOL, PRINCIPAL, REQUEST_ID, SETTINGS
 from api.metrics import UNMATCHED
 from api.timeouts import BodyDeadline
-from shared.db import NOT_MIGRATED, SCHEMA_MISSING
 from shared.errors import STATUS, DomainError, SchemaNotMigrated, ServiceUnavailable, problem
 from shared.logs import REQUEST_ID as LOG_REQUEST_ID
 from shared.logs import get_logger
+from shared.store.pool import NOT_MIGRATED, SCHEMA_MISSING
 from shared.views import dumps
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -25,8 +25,8 @@ from api import auth, schemas
 from api.handlers import birthdays, categories, docs, health, images, products, records
 from api.routes import ROUTES, Handler
 from shared.errors import STATUS
-from shared.repo.products import SORTS
 from shared.storage import CONTENT_TYPES
+from shared.store.products import SORTS
 from shared.views import dumps
 
 API_VERSION: Final = "1.0"

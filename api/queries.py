@@ -17,14 +17,14 @@ from redis.exceptions import RedisError
 
 from shared import birthdays, cursors, numbers, readmodel, views
 from shared.cursors import Cursors
-from shared.db import connection
 from shared.errors import BadRequest, FieldError, NotFound
 from shared.logs import get_logger
 from shared.models import Category, Product, Record, User, Written
-from shared.repo import categories as cat_repo
-from shared.repo import products as prod_repo
-from shared.repo import records as rec_repo
-from shared.repo import users as user_repo
+from shared.store import categories as cat_repo
+from shared.store import products as prod_repo
+from shared.store import records as rec_repo
+from shared.store import users as user_repo
+from shared.store.pool import connection
 
 T = TypeVar("T")
 log = get_logger("api.reads")

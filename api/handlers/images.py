@@ -21,7 +21,6 @@ from api.commands import Outcome
 from api.handlers.common import ctx, finish
 from api.http import if_match
 from api.keys import SETTINGS
-from shared.db import connection
 from shared.errors import (
     BadRequest,
     Conflict,
@@ -32,9 +31,6 @@ from shared.errors import (
     UnsupportedMediaType,
 )
 from shared.models import Versions, Written
-from shared.repo import images as repo
-from shared.repo import media as media_repo
-from shared.repo import products as prod_repo
 from shared.settings import Settings
 from shared.storage import (
     CACHE_CONTROL,
@@ -46,6 +42,10 @@ from shared.storage import (
     open_storage,
     sniff,
 )
+from shared.store import images as repo
+from shared.store import media as media_repo
+from shared.store import products as prod_repo
+from shared.store.pool import connection
 from shared.views import dumps, image
 
 STORAGE: Final = web.AppKey[Storage]("storage")
@@ -151,7 +151,7 @@ async def put(request: web.Request) -> web.Response:
 
     async def op(conn: asyncpg.Connection) -> Outcome:
         async with conn.transaction():
-            # Ordered against the collector (shared.repo.media): the file is there, and stays, once locked.
+            # Ordered against the collector (shared.store.media): the file is there, and stays, once locked.
             await media_repo.hold_for_use(conn, [key])
             if not await storage.exists(key):
                 raise ServiceUnavailable("the stored image was collected meanwhile; send it again")

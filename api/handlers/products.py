@@ -13,7 +13,7 @@ from api.http import conditional, if_match, json_response, loads, one_of, query_
 from api.schemas import ProductIn
 from shared.errors import BadRequest, FieldError
 from shared.models import Written
-from shared.repo.products import SORTS, Filters
+from shared.store.products import SORTS, Filters
 from shared.views import dumps
 
 _BOOLS = {"true": True, "1": True, "false": False, "0": False}

@@ -9,8 +9,8 @@ import redis.asyncio as aioredis
 
 from api.app import create_app
 from shared import readmodel
-from shared.db import create_pool
-from shared.repo import products as prod_repo
+from shared.store import products as prod_repo
+from shared.store.pool import create_pool
 from tests.conftest import ADMIN
 from tests.support.tcp_proxy import TcpProxy
 from worker.projection import Resources, project_product

@@ -200,7 +200,7 @@ async def project(settings: Settings, product_id: int) -> None:
     import redis.asyncio as aioredis
 
     from shared import readmodel
-    from shared.db import create_pool
+    from shared.store.pool import create_pool
     from worker.projection import Resources, project_product
 
     pool = await create_pool(settings, max_size=1)
