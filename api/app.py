@@ -32,11 +32,11 @@ from api.state import (
 )
 from migrations.runner import discover
 from shared.cursors import Cursors
-from shared.db import close_pool, create_pool
 from shared.logs import get_logger
 from shared.readmodel.client import FastRedis
 from shared.settings import Settings
 from shared.storage import open_storage
+from shared.store.pool import close_pool, create_pool
 
 #: JSON bodies are limited to 1 MiB before parsing (413 beyond).
 JSON_MAX_BYTES = 1024 * 1024

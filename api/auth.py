@@ -14,10 +14,10 @@ from typing import Final, TypeVar
 import asyncpg
 from aiohttp import web
 
-from shared.db import connection
 from shared.errors import Forbidden, Unauthorized
-from shared.repo import apikeys
 from shared.settings import Settings
+from shared.store import apikeys
+from shared.store.pool import connection
 
 H = TypeVar("H", bound=Callable[[web.Request], Awaitable[web.StreamResponse]])
 

@@ -20,7 +20,6 @@ import asyncpg
 
 from api.schemas import CategoryIn, ProductIn, validate
 from shared import slugs
-from shared.db import connection
 from shared.errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable, ValidationFailed
 from shared.errors import FieldError as FE
 from shared.logs import get_logger
@@ -30,14 +29,15 @@ from shared.readmodel.client import REDIS_ERRORS, FastRedis
 from shared.readmodel.project import project
 from shared.readmodel.read import Stats
 from shared.readmodel.render import counted_versions, dumps, image, versions
-from shared.repo import categories as cat_repo
-from shared.repo import idempotency
-from shared.repo import images as image_repo
-from shared.repo import media as media_repo
-from shared.repo import products as prod_repo
-from shared.repo import records as rec_repo
-from shared.repo import users as user_repo
 from shared.storage import Storage
+from shared.store import categories as cat_repo
+from shared.store import idempotency
+from shared.store import images as image_repo
+from shared.store import media as media_repo
+from shared.store import products as prod_repo
+from shared.store import records as rec_repo
+from shared.store import users as user_repo
+from shared.store.pool import connection
 
 M = TypeVar("M", CategoryIn, ProductIn)
 log = get_logger("api.commands")
@@ -640,7 +640,7 @@ async def _set_image(conn: asyncpg.Connection, ctx: Ctx, slug: str, key: str, ex
     storage = ctx.storage
     assert storage is not None, "image commands need the storage in their context"
     async with conn.transaction():
-        # Ordered against the collector (shared.repo.media): the file is there, and stays, once locked.
+        # Ordered against the collector (shared.store.media): the file is there, and stays, once locked.
         await media_repo.hold_for_use(conn, [key])
         if not await storage.exists(key):
             raise ServiceUnavailable("the stored image was collected meanwhile; send it again")

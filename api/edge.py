@@ -21,10 +21,10 @@ from api.parsing import reject_nul, reject_undecodable_headers
 from api.problems import STATUS, problem_response
 from api.state import KEY_CACHE, PG_POOL, PRINCIPAL, REQUEST_ID, SETTINGS
 from api.timeouts import BodyDeadline
-from shared.db import NOT_MIGRATED, SCHEMA_MISSING
 from shared.errors import DomainError, SchemaNotMigrated, ServiceUnavailable
 from shared.logs import REQUEST_ID as LOG_REQUEST_ID
 from shared.logs import get_logger
+from shared.store.pool import NOT_MIGRATED, SCHEMA_MISSING
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Wrap = Callable[[Handler], Handler]

@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 import asyncpg
 import redis.asyncio as aioredis
 
-from shared.db import SCHEMA_MISSING
 from shared.errors import SchemaNotMigrated
+from shared.store.pool import SCHEMA_MISSING
 
 #: How long one probe may take before the dependency counts as down.
 PROBE_TIMEOUT = 1.0

@@ -19,9 +19,9 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from shared.db import connection, create_pool
-from shared.repo import apikeys
 from shared.settings import Settings
+from shared.store import apikeys
+from shared.store.pool import connection, create_pool
 
 #: How long a rotated-out key keeps working: long enough to roll the new one out to every client.
 DEFAULT_GRACE: Final = "24h"

@@ -26,8 +26,8 @@ from api.handlers import birthdays, categories, docs, health, images, products, 
 from api.problems import STATUS
 from api.routes import ROUTES, Handler
 from shared.readmodel.render import dumps
-from shared.repo.products import SORTS
 from shared.storage import CONTENT_TYPES
+from shared.store.products import SORTS
 
 API_VERSION: Final = "1.0"
 REF: Final = "#/components/schemas/{model}"

@@ -15,7 +15,6 @@ import asyncpg
 
 from shared import birthdays, cursors, numbers
 from shared.cursors import Cursors
-from shared.db import connection
 from shared.errors import NotFound
 from shared.logs import get_logger
 from shared.models import Record, Written
@@ -23,10 +22,11 @@ from shared.readmodel import keys, read, render
 from shared.readmodel.client import REDIS_ERRORS, FastRedis, Runner
 from shared.readmodel.project import project
 from shared.readmodel.read import Stats
-from shared.repo import categories as cat_repo
-from shared.repo import products as prod_repo
-from shared.repo import records as rec_repo
-from shared.repo import users as user_repo
+from shared.store import categories as cat_repo
+from shared.store import products as prod_repo
+from shared.store import records as rec_repo
+from shared.store import users as user_repo
+from shared.store.pool import connection
 
 T = TypeVar("T")
 log = get_logger("api.reads")

@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     async def pool(app: web.Application) -> AsyncIterator[None]:
-        # No reset query on release, as the API's pool (shared.db.keep_session): the ceiling pays no round trip
+        # No reset query on release, as the API's pool (shared.store.pool.keep_session): the ceiling pays no round trip
         # the API does not.
         app[POOL] = await asyncpg.create_pool(args.dsn, min_size=2, max_size=10, reset=_keep_session)
         yield

@@ -35,10 +35,10 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from PIL import Image, ImageOps
 
 from migrations.runner import migrate
-from shared.db import init_connection
-from shared.repo import images as repo
 from shared.settings import Settings
 from shared.storage import LocalStorage
+from shared.store import images as repo
+from shared.store.pool import init_connection
 from worker.imaging import parse_sizes
 
 ROOT = Path(__file__).resolve().parents[1]

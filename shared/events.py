@@ -53,7 +53,7 @@ def actor_args(event: dict[str, object]) -> dict[str, object]:
 
 # -- the event contract (the AsyncAPI document, ``shared.asyncapi``, is generated from these) ----------------------
 
-#: JSON Schema of each event type's ``data``: what the outbox row's payload holds (``shared/repo/*``, one
+#: JSON Schema of each event type's ``data``: what the outbox row's payload holds (``shared/store/*``, one
 #: ``jsonb_build_object`` per aggregate). Consumers needing more read the resource through the API.
 _CATEGORY_DATA: Final = {
     "type": "object",

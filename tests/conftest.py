@@ -22,8 +22,8 @@ from aiohttp.test_utils import TestClient
 
 from api.app import create_app
 from migrations.runner import migrate
-from shared.db import init_connection
 from shared.settings import Settings
+from shared.store.pool import init_connection
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 #: Each session claims a Redis database index of its own (see ``_claim_redis_db``), so parallel runs on one

@@ -7,7 +7,7 @@ the transaction that references it; so an object is removed only when
 1. it is older than the grace period (``MEDIA_GC_GRACE_SECONDS``, or ``--grace``): storing bytes that are there
    already refreshes the object's time, so an upload in flight of the same content is younger than that;
 2. no product references it, live or soft-deleted (a deleted product can be restored with its image), checked
-   once for all, and again for each batch under exclusive locks on its keys (:mod:`shared.repo.media`), with
+   once for all, and again for each batch under exclusive locks on its keys (:mod:`shared.store.media`), with
    its time checked again too. Writers take the same locks, shared, and check their file is still there
    before they reference it, so no product ever points at a removed file.
 """
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from shared.db import init_connection
-from shared.repo import media
 from shared.settings import Settings
 from shared.storage import Storage, open_storage
+from shared.store import media
+from shared.store.pool import init_connection
 
 #: The storage prefixes the collector looks under.
 PREFIXES = ("originals", "thumbs")

@@ -20,9 +20,9 @@ import uuid
 
 import asyncpg
 
-from shared.db import init_connection
-from shared.repo import images as repo
 from shared.settings import Settings
+from shared.store import images as repo
+from shared.store.pool import init_connection
 from worker.imaging import parse_sizes
 from worker.progress import progress_bar
 

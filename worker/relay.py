@@ -39,11 +39,11 @@ import uvloop
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
 from prometheus_client import Counter, Gauge
 
-from shared.db import UNAVAILABLE, connection, create_pool
 from shared.errors import ServiceUnavailable
 from shared.events import EXCHANGE, ROUTES, actor_args, message_id
 from shared.logs import configure_logging, get_logger
 from shared.settings import Settings
+from shared.store.pool import UNAVAILABLE, connection, create_pool
 from worker import queue_metrics
 from worker.queues import declare_topology
 

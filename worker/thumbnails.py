@@ -35,13 +35,13 @@ import asyncpg
 import dramatiq
 import structlog
 
-from shared.db import UNAVAILABLE, init_connection
 from shared.events import THUMBNAILS_QUEUE
 from shared.logs import get_logger
-from shared.repo import images as repo
-from shared.repo import media
 from shared.settings import Settings
 from shared.storage import NotStored, Storage, open_storage
+from shared.store import images as repo
+from shared.store import media
+from shared.store.pool import UNAVAILABLE, init_connection
 from worker import imaging
 from worker.imaging import CorruptImage
 
@@ -255,7 +255,7 @@ async def _finish_ready(res: _Resources, product_id: int, original: str, thumbs:
     storage = await res.store()
     keys = [k for entry in thumbs.values() for k in (entry.get("key"), entry.get("fallback", {}).get("key")) if k]
     async with conn.transaction():
-        # Ordered against the collector (shared.repo.media): referenced only while they are there, and locked.
+        # Ordered against the collector (shared.store.media): referenced only while they are there, and locked.
         await media.hold_for_use(conn, keys)
         for key in keys:
             if not await storage.exists(key):

@@ -11,7 +11,7 @@ from api.parsing import if_match_tags, loads, one_of, parse_price, query_int, re
 from api.responses import conditional, json_response
 from api.schemas import ProductIn, validate
 from shared.errors import BadRequest, FieldError
-from shared.repo.products import SORTS, Filters
+from shared.store.products import SORTS, Filters
 
 _BOOLS = {"true": True, "1": True, "false": False, "0": False}
 

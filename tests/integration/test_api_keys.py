@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 
 from api.auth import KEY_TTL_SECONDS
-from shared.repo import apikeys
 from shared.settings import Settings
+from shared.store import apikeys
 from tests.support.processes import ROOT, api_process, env_for
 
 #: Slack for process scheduling on a loaded machine, on top of the documented times.

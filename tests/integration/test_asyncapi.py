@@ -18,8 +18,8 @@ from aiohttp.test_utils import TestClient
 
 from api.app import create_app
 from shared.events import EVENT_TYPES, EXCHANGE
-from shared.repo import images
 from shared.settings import Settings
+from shared.store import images
 from tests.conftest import ADMIN
 from tests.support import images as gen
 from tests.support.api import category, product, record

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 from aiohttp import ClientResponse
 
-from shared.repo import categories as cat_repo
-from shared.repo import products as prod_repo
+from shared.store import categories as cat_repo
+from shared.store import products as prod_repo
 from tests.conftest import ADMIN
 from tests.support.api import category, outbox, product, record
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.repo import apikeys
+from shared.store import apikeys
 from tests.conftest import ADMIN
 from tests.support.api import category, locs, outbox, problem
 

@@ -17,10 +17,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from api.app import create_app
-from shared.repo import images as image_repo
-from shared.repo import media
 from shared.settings import Settings
 from shared.storage import open_storage
+from shared.store import images as image_repo
+from shared.store import media
 from tests.conftest import ADMIN
 from tests.support import images as gen
 from tests.support.processes import ROOT, env_for

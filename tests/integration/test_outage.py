@@ -13,8 +13,8 @@ import pytest
 from api import auth
 from api.app import create_app
 from api.health import CACHE_SECONDS
-from shared.repo import apikeys
 from shared.settings import Settings
+from shared.store import apikeys
 from tests.conftest import ADMIN
 from tests.support.api import problem
 from tests.support.tcp_proxy import TcpProxy

@@ -15,8 +15,8 @@ from api.app import create_app
 from api.auth import ANONYMOUS, KeyCache
 from api.ratelimit import client_address, trusted_networks
 from api.state import KEY_CACHE
-from shared.repo import apikeys
 from shared.settings import Settings
+from shared.store import apikeys
 from tests.conftest import ADMIN
 from tests.support.api import problem
 from tests.support.processes import free_port

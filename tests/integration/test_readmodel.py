@@ -8,10 +8,10 @@ import time
 import redis.asyncio as aioredis
 
 from api.app import create_app
-from shared.db import create_pool
 from shared.readmodel import project as projection
 from shared.readmodel.client import redis_runner
-from shared.repo import products as prod_repo
+from shared.store import products as prod_repo
+from shared.store.pool import create_pool
 from tests.conftest import ADMIN
 from tests.support.tcp_proxy import TcpProxy
 from worker.readmodel.rebuild import rebuild

@@ -96,7 +96,7 @@ def test_keys_are_never_compared_with_equality() -> None:
     # The bootstrap key is compared with hmac.compare_digest; stored keys are looked up by their SHA-256, so no
     # comparison ever touches a key; nothing compares a key (or its digest) with == or != in Python.
     auth = ast.parse((ROOT / "api" / "auth.py").read_text())
-    repo = ast.parse((ROOT / "shared" / "repo" / "apikeys.py").read_text())
+    repo = ast.parse((ROOT / "shared" / "store" / "apikeys.py").read_text())
     for tree in (auth, repo):
         for node in ast.walk(tree):
             if isinstance(node, ast.Compare) and any(isinstance(op, (ast.Eq, ast.NotEq)) for op in node.ops):

@@ -114,10 +114,10 @@ class Checker:
     def imported_constant(self, module: str, attr: str) -> bool:
         """``module.attr`` where ``module`` is a repository module imported here and ``attr`` fixed in it."""
         for node in ast.walk(self.tree):
-            if isinstance(node, ast.ImportFrom) and node.module == "shared.repo":
+            if isinstance(node, ast.ImportFrom) and node.module == "shared.store":
                 for alias in node.names:
                     if (alias.asname or alias.name) == module:
-                        other = Checker((ROOT / "shared" / "repo" / f"{alias.name}.py").read_text())
+                        other = Checker((ROOT / "shared" / "store" / f"{alias.name}.py").read_text())
                         return other.fixed_name(attr, other.tree)
         return False
 
@@ -212,8 +212,8 @@ class Checker:
 
 
 def sql_modules() -> list[Path]:
-    found = [*sorted((ROOT / "shared" / "repo").glob("*.py")), *sorted((ROOT / "worker").glob("*.py"))]
-    found += [*sorted((ROOT / "api").rglob("*.py")), ROOT / "shared" / "db.py"]
+    found = [*sorted((ROOT / "shared" / "store").glob("*.py")), *sorted((ROOT / "worker").glob("*.py"))]
+    found += [*sorted((ROOT / "api").rglob("*.py")), ROOT / "shared" / "store" / "pool.py"]
     return [p for p in found if "conn" in p.read_text() or "pool" in p.read_text()]
 
 

@@ -199,8 +199,8 @@ async def project(settings: Settings, product_id: int) -> None:
     """What the cache worker does on a product event, run here: PostgreSQL's state of the product into Redis."""
     import redis.asyncio as aioredis
 
-    from shared.db import create_pool
     from shared.readmodel.client import redis_runner
+    from shared.store.pool import create_pool
     from worker.readmodel.refresh import Resources, project_product
 
     pool = await create_pool(settings, max_size=1)

@@ -12,11 +12,11 @@ from typing import Any
 import dramatiq
 import structlog
 
-from shared.db import create_pool
 from shared.events import CACHE_QUEUE
 from shared.logs import get_logger
 from shared.readmodel.client import FastRedis
 from shared.settings import Settings
+from shared.store.pool import create_pool
 from worker.broker import MAX_BACKOFF_MS, MAX_RETRIES
 from worker.readmodel.refresh import Resources, project_event
 

@@ -13,15 +13,15 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from shared.db import connection, create_pool
 from shared.logs import configure_logging, get_logger
 from shared.readmodel import keys
 from shared.readmodel.client import redis_runner
-from shared.repo import categories as cat_repo
-from shared.repo import products as prod_repo
-from shared.repo import records as rec_repo
-from shared.repo import users as user_repo
 from shared.settings import Settings
+from shared.store import categories as cat_repo
+from shared.store import products as prod_repo
+from shared.store import records as rec_repo
+from shared.store import users as user_repo
+from shared.store.pool import connection, create_pool
 from worker.progress import progress_bar
 from worker.readmodel.refresh import Resources, project_category, project_product, project_record, project_user
 

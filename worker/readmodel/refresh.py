@@ -13,13 +13,13 @@ from typing import Any
 
 import asyncpg
 
-from shared.db import connection
 from shared.readmodel.client import Runner
 from shared.readmodel.project import project
-from shared.repo import categories as cat_repo
-from shared.repo import products as prod_repo
-from shared.repo import records as rec_repo
-from shared.repo import users as user_repo
+from shared.store import categories as cat_repo
+from shared.store import products as prod_repo
+from shared.store import records as rec_repo
+from shared.store import users as user_repo
+from shared.store.pool import connection
 
 
 @dataclass(frozen=True)

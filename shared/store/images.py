@@ -19,7 +19,7 @@ from typing import Any, Final
 import asyncpg
 
 from shared.models import Versions, Written
-from shared.repo import products as prod_repo
+from shared.store import products as prod_repo
 
 #: The product as written, with its category slug and the WAL position (what ``products`` writes return).
 _TAIL: Final = """
