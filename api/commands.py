@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import asyncpg
 
@@ -101,101 +101,86 @@ class Command(Protocol):
 
 
 @dataclass(frozen=True)
-class CreateCategory:
-    body: CategoryIn
+class Collection:
+    """A resource addressed by slug (categories, products): its use cases, and how its ``If-Match`` tags name
+    versions. The five commands below take one, so both resources write alike."""
 
-    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
-        return _slugged("categories", await create_category(conn, ctx, self.body), 201)
+    #: The path segment, and the ``kind`` of its messages.
+    name: str
+    create: Callable[[asyncpg.Connection, Ctx, Any], Awaitable[Written]]
+    replace: Callable[[asyncpg.Connection, Ctx, str, Any, Versions | None], Awaitable[Written]]
+    patch: Callable[[asyncpg.Connection, Ctx, str, Any, Versions | None], Awaitable[Written]]
+    delete: Callable[[asyncpg.Connection, Ctx, str, Versions | None], Awaitable[Written]]
+    restore: Callable[[asyncpg.Connection, Ctx, str, Versions | None], Awaitable[Written]]
+    versions: Callable[[asyncpg.Connection, str, Tags], Awaitable[Versions | None]]
+
+    def answer(self, w: Written, status: int = 200) -> Outcome:
+        """The answer to a write: the id, slug and new version, and where the resource is."""
+        body = dumps({"id": w.id, "slug": w.slug, "version": w.version})
+        return Outcome(status, body, location=f"/api/{self.name}/{w.slug}", written=w)
 
 
 @dataclass(frozen=True)
-class ReplaceCategory:
+class Create:
+    collection: Collection
+    body: Any
+
+    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
+        return self.collection.answer(await self.collection.create(conn, ctx, self.body), 201)
+
+
+@dataclass(frozen=True)
+class Replace:
+    collection: Collection
     slug: str
-    body: CategoryIn
+    body: Any
     if_match: Tags = None
 
     async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
-        expected = await category_versions(conn, self.slug, self.if_match)
-        return _slugged("categories", await replace_category(conn, ctx, self.slug, self.body, expected))
+        c = self.collection
+        expected = await c.versions(conn, self.slug, self.if_match)
+        return c.answer(await c.replace(conn, ctx, self.slug, self.body, expected))
 
 
 @dataclass(frozen=True)
-class PatchCategory:
-    slug: str
-    patch: Any
-    if_match: Tags = None
+class Patch:
+    """A JSON merge patch (RFC 7396) of the resource's fields."""
 
-    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
-        expected = await category_versions(conn, self.slug, self.if_match)
-        return _slugged("categories", await patch_category(conn, ctx, self.slug, self.patch, expected))
-
-
-@dataclass(frozen=True)
-class DeleteCategory:
-    slug: str
-    if_match: Tags = None
-
-    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
-        expected = await category_versions(conn, self.slug, self.if_match)
-        return Outcome(204, b"", written=await delete_category(conn, ctx, self.slug, expected))
-
-
-@dataclass(frozen=True)
-class RestoreCategory:
-    slug: str
-    if_match: Tags = None
-
-    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
-        expected = await category_versions(conn, self.slug, self.if_match)
-        return _slugged("categories", await restore_category(conn, ctx, self.slug, expected))
-
-
-@dataclass(frozen=True)
-class CreateProduct:
-    body: ProductIn
-
-    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
-        return _slugged("products", await create_product(conn, ctx, self.body), 201)
-
-
-@dataclass(frozen=True)
-class ReplaceProduct:
-    slug: str
-    body: ProductIn
-    if_match: Tags = None
-
-    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
-        expected = _versions(self.if_match)
-        return _slugged("products", await replace_product(conn, ctx, self.slug, self.body, expected))
-
-
-@dataclass(frozen=True)
-class PatchProduct:
+    collection: Collection
     slug: str
     patch: Any
     if_match: Tags = None
 
     async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
-        expected = _versions(self.if_match)
-        return _slugged("products", await patch_product(conn, ctx, self.slug, self.patch, expected))
+        c = self.collection
+        expected = await c.versions(conn, self.slug, self.if_match)
+        return c.answer(await c.patch(conn, ctx, self.slug, self.patch, expected))
 
 
 @dataclass(frozen=True)
-class DeleteProduct:
+class Delete:
+    """A soft delete."""
+
+    collection: Collection
     slug: str
     if_match: Tags = None
 
     async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
-        return Outcome(204, b"", written=await delete_product(conn, ctx, self.slug, _versions(self.if_match)))
+        c = self.collection
+        expected = await c.versions(conn, self.slug, self.if_match)
+        return Outcome(204, b"", written=await c.delete(conn, ctx, self.slug, expected))
 
 
 @dataclass(frozen=True)
-class RestoreProduct:
+class Restore:
+    collection: Collection
     slug: str
     if_match: Tags = None
 
     async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
-        return _slugged("products", await restore_product(conn, ctx, self.slug, _versions(self.if_match)))
+        c = self.collection
+        expected = await c.versions(conn, self.slug, self.if_match)
+        return c.answer(await c.restore(conn, ctx, self.slug, expected))
 
 
 @dataclass(frozen=True)
@@ -300,12 +285,6 @@ async def _run(ctx: Ctx, command: Command) -> Outcome:
             outcome = await command.apply(conn, ctx)
             await idempotency.save(conn, ctx.owner, ctx.idempotency_key, outcome.status, outcome.body, outcome.location)
             return outcome
-
-
-def _slugged(collection: str, w: Written, status: int = 200) -> Outcome:
-    """The answer to a write of a resource addressed by slug: its id, slug and new version, and where it is."""
-    body = dumps({"id": w.id, "slug": w.slug, "version": w.version})
-    return Outcome(status, body, location=f"/api/{collection}/{w.slug}", written=w)
 
 
 def _versions(tags: Tags) -> Versions | None:
@@ -660,3 +639,21 @@ async def _remove_image(conn: asyncpg.Connection, ctx: Ctx, slug: str, expected:
         # Either an error, or there was no image: removing nothing is done already.
         await _image_refusal(conn, slug, expected)
     return written
+
+
+async def _product_versions(conn: asyncpg.Connection, slug: str, tags: Tags) -> Versions | None:
+    return _versions(tags)
+
+
+CATEGORIES: Final = Collection(
+    "categories",
+    create_category,
+    replace_category,
+    patch_category,
+    delete_category,
+    restore_category,
+    category_versions,
+)
+PRODUCTS: Final = Collection(
+    "products", create_product, replace_product, patch_product, delete_product, restore_product, _product_versions
+)

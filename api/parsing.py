@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -56,7 +56,7 @@ def loads(body: bytes) -> Any:
     if _bracket_count(body) > MAX_JSON_DEPTH and _too_deep(doc):
         msg = f"must not nest objects and arrays more than {MAX_JSON_DEPTH} levels deep"
         raise BadRequest(f"the body {msg}", errors=[FieldError(loc=["body"], msg=msg)])
-    if b"\\u0000" in body and (loc := _nul_loc(doc, ["body"])) is not None:
+    if b"\\u0000" in body and (loc := _first(doc, ["body"], _has_nul)) is not None:
         raise Invalid("the body holds a NUL character", errors=[FieldError(loc=loc, msg=_NUL_MSG)])
     if loc := _big_int_loc(body):
         raise Invalid("the body holds an integer out of range", errors=[FieldError(loc=loc, msg=_INT_MSG)])
@@ -98,36 +98,27 @@ def _big_int_loc(body: bytes) -> list[str | int] | None:
         doc = json.loads(body, parse_int=_exact_int)
     except (ValueError, RecursionError):
         return None
-    return _out_of_range(doc, ["body"])
+    return _first(doc, ["body"], _out_of_range)
 
 
-def _out_of_range(value: Any, loc: list[str | int]) -> list[str | int] | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return None if numbers.INT64_MIN <= value <= numbers.INT64_MAX else loc
-    items: Iterable[tuple[str | int, Any]]
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        if (found := _out_of_range(item, [*loc, key])) is not None:
-            return found
-    return None
+def _out_of_range(value: Any) -> bool:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return False
+    return not numbers.INT64_MIN <= value <= numbers.INT64_MAX
 
 
-_NUL_MSG = "must not contain NUL characters (\\u0000)"
+def _has_nul(value: Any) -> bool:
+    return isinstance(value, str) and "\x00" in value
 
 
-def _nul_loc(value: Any, loc: list[str | int]) -> list[str | int] | None:
-    """Where in ``value`` the first string (or key) holding NUL is, or ``None``."""
-    if isinstance(value, str):
-        return loc if "\x00" in value else None
+def _first(value: Any, loc: list[str | int], at_fault: Callable[[Any], bool]) -> list[str | int] | None:
+    """Where in ``value`` the first value (or object key) ``at_fault`` is, or ``None``."""
+    if at_fault(value):
+        return loc
     items: Iterable[tuple[str | int, Any]]
     if isinstance(value, dict):
         for key in value:
-            if "\x00" in key:
+            if at_fault(key):
                 return [*loc, key]
         items = value.items()
     elif isinstance(value, list):
@@ -135,9 +126,12 @@ def _nul_loc(value: Any, loc: list[str | int]) -> list[str | int] | None:
     else:
         return None
     for key, item in items:
-        if (found := _nul_loc(item, [*loc, key])) is not None:
+        if (found := _first(item, [*loc, key], at_fault)) is not None:
             return found
     return None
+
+
+_NUL_MSG = "must not contain NUL characters (\\u0000)"
 
 
 def reject_nul(request: web.Request) -> None:

@@ -89,6 +89,27 @@ def _page(items: list[Any], next_cursor: str | None) -> bytes:
     return render.dumps({"items": items, "next_cursor": next_cursor})
 
 
+def _by_id(
+    r: Reads,
+    kind: str,
+    list_page: Callable[[asyncpg.Connection, int | None, int], Awaitable[list[Any]]],
+    shape: Callable[[Any], dict[str, Any]],
+    after: int | None,
+    limit: int,
+) -> Callable[[], Awaitable[bytes]]:
+    """How to build a page of a listing in id order from PostgreSQL (its cursor: the last id)."""
+
+    async def build() -> bytes:
+        async with connection(r.pool, r.wait) as conn:
+            rows = await list_page(conn, after, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        nxt = r.cursors.encode(kind, [rows[-1].id]) if more else None
+        return _page([shape(row) for row in rows], nxt)
+
+    return build
+
+
 async def _cached_listing(r: Reads, kind: str, qhash: str, build: Callable[[], Awaitable[bytes]]) -> bytes:
     """A listing page cached under ``kind``'s generation counter (bumped by every write of that kind)."""
     cached = await _redis(r, lambda run: read.cached_page(run, kind, qhash))
@@ -118,15 +139,7 @@ async def category(r: Reads, slug: str) -> tuple[bytes, str]:
 
 async def categories(r: Reads, limit: int, cursor: str | None) -> bytes:
     after = _after_id(r, "categories", cursor)
-
-    async def build() -> bytes:
-        async with connection(r.pool, r.wait) as conn:
-            rows = await cat_repo.list_page(conn, after, limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        nxt = r.cursors.encode("categories", [rows[-1].id]) if more else None
-        return _page([render.category(c) for c in rows], nxt)
-
+    build = _by_id(r, "categories", cat_repo.list_page, render.category, after, limit)
     return await _cached_listing(r, "categories", keys.page_hash(limit, after), build)
 
 
@@ -217,15 +230,7 @@ async def record(r: Reads, record_id: int) -> tuple[bytes, str]:
 
 async def records(r: Reads, limit: int, cursor: str | None) -> bytes:
     after = _after_id(r, "records", cursor)
-
-    async def build() -> bytes:
-        async with connection(r.pool, r.wait) as conn:
-            rows = await rec_repo.list_page(conn, after, limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        nxt = r.cursors.encode("records", [rows[-1].id]) if more else None
-        return _page([render.record(x) for x in rows], nxt)
-
+    build = _by_id(r, "records", rec_repo.list_page, render.record, after, limit)
     return await _cached_listing(r, "records", keys.page_hash("api", limit, after), build)
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from api import commands, queries
-from api.auth import requires
-from api.handlers.common import reads, write
-from api.parsing import if_match_tags, loads, query_int, read_body
+from api.handlers.common import reads, slugged_writes
+from api.parsing import query_int
 from api.responses import conditional, json_response
-from api.schemas import CategoryIn, validate
+from api.schemas import CategoryIn
 
 
 async def list_(request: web.Request) -> web.Response:
@@ -23,29 +22,5 @@ async def get(request: web.Request) -> web.Response:
     return conditional(request, body, etag)
 
 
-@requires("write")
-async def create(request: web.Request) -> web.Response:
-    raw = await read_body(request)
-    return await write(request, commands.CreateCategory(validate(CategoryIn, loads(raw))), raw)
-
-
-@requires("write")
-async def replace(request: web.Request) -> web.Response:
-    body = validate(CategoryIn, loads(await read_body(request)))
-    return await write(request, commands.ReplaceCategory(request.match_info["slug"], body, if_match_tags(request)))
-
-
-@requires("write")
-async def patch(request: web.Request) -> web.Response:
-    doc = loads(await read_body(request))
-    return await write(request, commands.PatchCategory(request.match_info["slug"], doc, if_match_tags(request)))
-
-
-@requires("write")
-async def delete(request: web.Request) -> web.Response:
-    return await write(request, commands.DeleteCategory(request.match_info["slug"], if_match_tags(request)))
-
-
-@requires("admin")
-async def restore(request: web.Request) -> web.Response:
-    return await write(request, commands.RestoreCategory(request.match_info["slug"], if_match_tags(request)))
+#: The writes: each hands one command down (:func:`api.handlers.common.slugged_writes`).
+create, replace, patch, delete, restore = slugged_writes(commands.CATEGORIES, CategoryIn, __name__)

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple
+
 from aiohttp import web
+from pydantic import BaseModel
 
 from api import commands
-from api.auth import Principal
-from api.commands import Command, Ctx, Outcome, request_hash
+from api.auth import Principal, requires
+from api.commands import Collection, Command, Ctx, Outcome, request_hash
+from api.parsing import if_match_tags, loads, read_body
 from api.queries import Reads
 from api.responses import JSON
+from api.schemas import validate
 from api.state import PG_POOL, PRINCIPAL, READS, REQUEST_ID, SETTINGS, STORAGE, WRITE_THROUGH
 from shared.errors import BadRequest, NotFound
 from shared.models import Category
 from shared.readmodel import render
 
 MAX_IDEMPOTENCY_KEY = 255
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 def ctx(request: web.Request, body: bytes = b"") -> Ctx:
@@ -46,6 +54,48 @@ def reads(request: web.Request) -> Reads:
 async def write(request: web.Request, command: Command, body: bytes = b"") -> web.Response:
     """Hand ``command`` down (``body``: the raw body an Idempotency-Key is checked against), answer its outcome."""
     return respond(await commands.execute(ctx(request, body), command))
+
+
+class SluggedWrites(NamedTuple):
+    create: Handler
+    replace: Handler
+    patch: Handler
+    delete: Handler
+    restore: Handler
+
+
+def slugged_writes(collection: Collection, model: type[BaseModel], module: str) -> SluggedWrites:
+    """The five write handlers of a resource addressed by slug, each one command handed down. ``module`` names
+    them as if written out in the resource's own module (the OpenAPI document's operation ids come from it)."""
+
+    async def create(request: web.Request) -> web.Response:
+        raw = await read_body(request)
+        return await write(request, commands.Create(collection, validate(model, loads(raw))), raw)
+
+    async def replace(request: web.Request) -> web.Response:
+        body = validate(model, loads(await read_body(request)))
+        return await write(
+            request, commands.Replace(collection, request.match_info["slug"], body, if_match_tags(request))
+        )
+
+    async def patch(request: web.Request) -> web.Response:
+        doc = loads(await read_body(request))
+        return await write(request, commands.Patch(collection, request.match_info["slug"], doc, if_match_tags(request)))
+
+    async def delete(request: web.Request) -> web.Response:
+        return await write(request, commands.Delete(collection, request.match_info["slug"], if_match_tags(request)))
+
+    async def restore(request: web.Request) -> web.Response:
+        return await write(request, commands.Restore(collection, request.match_info["slug"], if_match_tags(request)))
+
+    for handler in (create, replace, patch, delete, restore):
+        handler.__module__ = module
+        handler.__qualname__ = handler.__name__
+    # Restoring a deleted resource needs the admin scope; every other write, ``write``.
+    write_scope, admin_scope = requires("write"), requires("admin")
+    return SluggedWrites(
+        write_scope(create), write_scope(replace), write_scope(patch), write_scope(delete), admin_scope(restore)
+    )
 
 
 def respond(outcome: Outcome) -> web.Response:
