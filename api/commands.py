@@ -231,7 +231,8 @@ _COUNTED_TAG = re.compile(r"[1-9][0-9]{0,8}\.(?:0|[1-9][0-9]{0,17})")
 
 
 async def delete_category(conn: asyncpg.Connection, ctx: Ctx, slug: str, expected: Versions | None) -> Written:
-    written = await cat_repo.soft_delete(conn, slug, expected, ctx.request_id)
+    async with conn.transaction():  # soft_delete's lock and its product check, together
+        written = await cat_repo.soft_delete(conn, slug, expected, ctx.request_id)
     if written is not None:
         return written
     state = await cat_repo.state(conn, slug)
