@@ -14,7 +14,8 @@ from api import cors, edge, openapi, ratelimit
 from api.auth import KeyCache
 from api.commands import ReadModel
 from api.health import Readiness
-from api.metrics import METRICS, Metrics, recorder, setup_metrics
+from api.metrics import METRICS, Metrics, recorder, scrape
+from api.metrics.series import multiprocess
 from api.queries import Reads
 from api.routes import setup_routes
 from api.state import (
@@ -130,7 +131,16 @@ def create_app(settings: Settings) -> web.Application:
     app[READ_STATS] = metrics.stats()
     app.cleanup_ctx.extend([_postgres, _redis, _readiness, ratelimit.limiter_context, _storage])
     setup_routes(app, wrap)
-    setup_metrics(app, wrap)
+    if settings.metrics_enabled:
+        # /metrics on the main port, or on internal_port only (a site of its own); the pools must exist first.
+        if multiprocess():
+            app.cleanup_ctx.append(scrape.pool_gauges)
+        if settings.internal_port:
+            app.cleanup_ctx.append(scrape.internal_site)
+        else:
+            scrape_handler = wrap(scrape.scrape)
+            app.router.add_get("/metrics", scrape_handler)
+            app.router.add_get("/metrics/", scrape_handler)
     edge.add_fallback(app, wrap)
     if settings.auth_disabled:
         log.warning("auth_disabled", message="AUTH_DISABLED=true: writes need no API key. Local development only!")

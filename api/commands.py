@@ -442,7 +442,8 @@ async def category_versions(conn: asyncpg.Connection, slug: str, tags: Tags) -> 
 
 
 async def delete_category(conn: asyncpg.Connection, ctx: Ctx, slug: str, expected: Versions | None) -> Written:
-    written = await cat_repo.soft_delete(conn, slug, expected, ctx.request_id)
+    async with conn.transaction():  # soft_delete's lock and its product check, together
+        written = await cat_repo.soft_delete(conn, slug, expected, ctx.request_id)
     if written is not None:
         return written
     state = _live_or_refuse(await cat_repo.state(conn, slug), "category", slug, expected)

@@ -39,7 +39,7 @@ from shared.settings import Settings
 from shared.storage import LocalStorage
 from shared.store import images as repo
 from shared.store.pool import init_connection
-from worker.imaging import parse_sizes
+from worker.thumbnails.imaging import parse_sizes
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = parse_sizes(Settings(_env_file=None).thumbnail_sizes)  # type: ignore[call-arg]
@@ -55,7 +55,7 @@ def photo(width: int = 4000, height: int = 3000) -> bytes:
 
 
 def bare(data: bytes) -> None:
-    """The same resize as worker.imaging, written out plainly: the ceiling."""
+    """The same resize as worker.thumbnails.imaging, written out plainly: the ceiling."""
     im = Image.open(io.BytesIO(data))
     largest = max(SIZES.values())
     scale = largest / max(im.size)

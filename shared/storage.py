@@ -2,7 +2,7 @@
 
 Keys are content addresses: ``<prefix>/ab/cd/<sha256 of the bytes>.<ext>``, so a stored object never changes
 (it can be cached forever) and storing the same bytes twice is one object. Storing bytes that are there already
-refreshes the object's time of last write: the collector (``worker.collect``) only removes objects older than its
+refreshes the time of last write: the collector (``worker.thumbnails.collect``) only removes objects older than its
 grace period, so an upload in flight of the same bytes keeps its file. Uploads are streamed: the local
 store writes a temporary file and renames it into place; the S3 store spools to a temporary file (the key is
 only known once the last byte is hashed) and then uploads that file. Neither holds a whole upload in memory.

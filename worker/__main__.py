@@ -12,7 +12,7 @@ from shared.events import CACHE_QUEUE, THUMBNAILS_QUEUE
 from shared.settings import Settings
 
 #: dramatiq entry modules: each sets up the broker, then imports its actors.
-ENTRIES = {"cache": ("worker.readmodel.boot", CACHE_QUEUE), "thumbnails": ("worker.entry_thumbnails", THUMBNAILS_QUEUE)}
+ENTRIES = {"cache": ("worker.readmodel.boot", CACHE_QUEUE), "thumbnails": ("worker.thumbnails.boot", THUMBNAILS_QUEUE)}
 
 
 def _dramatiq(kind: str, argv: list[str]) -> int:
@@ -89,11 +89,11 @@ def main(argv: list[str]) -> int:
 
         return rebuild_main(rest[1:])
     if command == "thumbnails" and rest[:1] == ["regenerate"]:
-        from worker.regenerate import main as regenerate_main
+        from worker.thumbnails.regenerate import main as regenerate_main
 
         return regenerate_main(rest[1:])
     if command == "thumbnails" and rest[:1] == ["collect"]:
-        from worker.collect import main as collect_main
+        from worker.thumbnails.collect import main as collect_main
 
         return collect_main(rest[1:])
     if command in ENTRIES:

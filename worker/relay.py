@@ -27,7 +27,6 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Final
 
 import aio_pika
@@ -43,6 +42,8 @@ from shared.errors import ServiceUnavailable
 from shared.events import EXCHANGE, ROUTES, actor_args, message_id
 from shared.logs import configure_logging, get_logger
 from shared.settings import Settings
+from shared.store import outbox
+from shared.store.outbox import OutboxEvent, claim_batch, delete_expired, mark_sent
 from shared.store.pool import UNAVAILABLE, connection, create_pool
 from worker import queue_metrics
 from worker.queues import declare_topology
@@ -58,10 +59,6 @@ BACKOFF_CAP: Final = 10.0
 RECONNECT_INTERVAL: Final = 1.0
 #: Seconds between two housekeeping runs; the first runs at start.
 HOUSEKEEPING_INTERVAL: Final = 300.0
-#: Rows deleted per statement: short transactions, no long lock on a table the API writes to.
-DELETE_CHUNK: Final = 5_000
-#: Idempotency keys are honoured for a day.
-IDEMPOTENCY_TTL_HOURS: Final = 24
 #: The backlog gauges are refreshed at most this often (seconds).
 METRICS_INTERVAL: Final = 1.0
 #: Seconds between two pings on the LISTEN connection: a silently dead socket is noticed and replaced.
@@ -86,21 +83,6 @@ OUTBOX_BACKLOG = Gauge("stockroom_relay_outbox_backlog", "Outbox rows not yet se
 OUTBOX_OLDEST_AGE = Gauge(
     "stockroom_relay_outbox_oldest_unsent_age_seconds", "Age of the oldest unsent outbox row (0 when there is none)."
 )
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEvent:
-    """One claimed outbox row."""
-
-    row_id: int
-    event_id: str
-    type: str
-    aggregate: str
-    aggregate_id: str
-    version: int
-    payload: Any
-    request_id: str | None
-    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,68 +155,11 @@ def build_messages(event: OutboxEvent) -> list[Outgoing]:
 # -- PostgreSQL ----------------------------------------------------------------------------------------------------
 
 
-async def claim_batch(conn: asyncpg.Connection, limit: int) -> list[OutboxEvent]:
-    """Lock up to ``limit`` unsent rows, oldest first, skipping rows another relay holds. Run inside a transaction."""
-    rows = await conn.fetch(
-        """SELECT id, event_id, type, aggregate, aggregate_id, version, payload, request_id, created_at
-           FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
-        limit,
-    )
-    return [
-        OutboxEvent(
-            row_id=r["id"],
-            event_id=str(r["event_id"]),
-            type=r["type"],
-            aggregate=r["aggregate"],
-            aggregate_id=r["aggregate_id"],
-            version=r["version"],
-            payload=r["payload"],
-            request_id=r["request_id"],
-            created_at=r["created_at"],
-        )
-        for r in rows
-    ]
-
-
-async def mark_sent(conn: asyncpg.Connection, row_ids: Sequence[int]) -> None:
-    """Mark rows sent; only after every message of theirs was confirmed."""
-    await conn.execute("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", list(row_ids))
-
-
-async def delete_expired(conn: asyncpg.Connection, retention_hours: float, chunk: int = DELETE_CHUNK) -> int:
-    """Delete sent rows older than the retention, and stale idempotency keys, ``chunk`` rows per statement."""
-    deleted = 0
-    for sql, hours in (
-        (
-            """DELETE FROM outbox WHERE id IN (
-                   SELECT id FROM outbox WHERE sent_at < now() - $1 * interval '1 hour' LIMIT $2)""",
-            retention_hours,
-        ),
-        (
-            """DELETE FROM idempotency_keys WHERE (owner, key) IN (
-                   SELECT owner, key FROM idempotency_keys
-                   WHERE created_at < now() - $1 * interval '1 hour' LIMIT $2)""",
-            float(IDEMPOTENCY_TTL_HOURS),
-        ),
-    ):
-        while True:
-            status = await conn.execute(sql, hours, chunk)
-            n = int(status.rsplit(" ", 1)[-1])
-            deleted += n
-            if n < chunk:
-                break
-    return deleted
-
-
 async def refresh_backlog(conn: asyncpg.Connection) -> None:
-    """Set the backlog gauges (uses the partial index on unsent rows)."""
-    row = await conn.fetchrow(
-        """SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age
-           FROM outbox WHERE sent_at IS NULL"""
-    )
-    assert row is not None
-    OUTBOX_BACKLOG.set(row["n"])
-    OUTBOX_OLDEST_AGE.set(max(0.0, row["age"]))
+    """Set the backlog gauges."""
+    figures = await outbox.backlog(conn)
+    OUTBOX_BACKLOG.set(figures.count)
+    OUTBOX_OLDEST_AGE.set(figures.oldest_age)
 
 
 # -- RabbitMQ ------------------------------------------------------------------------------------------------------

@@ -63,12 +63,6 @@ async def get_by_slug(conn: asyncpg.Connection, slug: str) -> Category | None:
     return None if row is None else _category(row)
 
 
-async def get_by_id(conn: asyncpg.Connection, category_id: int) -> Category | None:
-    """The category with that id, live or not (``None`` if it never existed or is deleted)."""
-    row = await conn.fetchrow(_SELECT + " WHERE c.id = $1 AND c.deleted_at IS NULL", category_id)
-    return None if row is None else _category(row)
-
-
 async def list_page(conn: asyncpg.Connection, after_id: int | None, limit: int) -> list[Category]:
     rows = await conn.fetch(
         _SELECT + " WHERE c.deleted_at IS NULL AND ($1::bigint IS NULL OR c.id > $1) ORDER BY c.id LIMIT $2",
@@ -89,11 +83,6 @@ async def get_any_by_id(conn: asyncpg.Connection, category_id: int) -> tuple[Cat
 async def ids_after(conn: asyncpg.Connection, after_id: int, limit: int) -> list[int]:
     rows = await conn.fetch("SELECT id FROM categories WHERE id > $1 ORDER BY id LIMIT $2", after_id, limit)
     return [r["id"] for r in rows]
-
-
-async def live_id(conn: asyncpg.Connection, slug: str) -> int | None:
-    id_: int | None = await conn.fetchval("SELECT id FROM categories WHERE slug = $1 AND deleted_at IS NULL", slug)
-    return id_
 
 
 async def slugs_like(conn: asyncpg.Connection, base: str) -> list[str]:
@@ -190,23 +179,23 @@ async def soft_delete(
 
     A product insert holds the category row FOR SHARE until it commits, and one statement cannot see a row
     committed after it began. So the row is locked FOR UPDATE first, which waits for such inserts, and the
-    product check runs in a second statement, whose snapshot includes them.
+    product check runs in a second statement, whose snapshot includes them. The caller holds the transaction that
+    keeps the two together (the lock lasts until it ends).
     """
-    async with conn.transaction():
-        await conn.execute("SELECT 1 FROM categories WHERE slug = $1 AND deleted_at IS NULL FOR UPDATE", slug)
-        row = await conn.fetchrow(
-            """
+    await conn.execute("SELECT 1 FROM categories WHERE slug = $1 AND deleted_at IS NULL FOR UPDATE", slug)
+    row = await conn.fetchrow(
+        """
 WITH w AS (
     UPDATE categories SET deleted_at = now(), version = version + 1, updated_at = now()
     WHERE slug = $1 AND deleted_at IS NULL AND ($2::int[] IS NULL OR version = ANY($2))
       AND NOT EXISTS (SELECT 1 FROM products p WHERE p.category_id = categories.id AND p.deleted_at IS NULL)
     RETURNING id, slug, name, description, parent_id, version, created_at, updated_at),
 """
-            + _event("category.deleted", 3),
-            slug,
-            expected_version,
-            request_id,
-        )
+        + _event("category.deleted", 3),
+        slug,
+        expected_version,
+        request_id,
+    )
     written = _written(row)
     return None if written is None else dataclasses.replace(written, deleted=True)
 

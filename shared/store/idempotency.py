@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 import asyncpg
+
+#: Idempotency keys are honoured for a day (the relay's housekeeping deletes older ones).
+TTL_HOURS: Final = 24
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Which stored media (originals, thumbnails) products reference, and the locks that order an upload against the
-collector (``worker.collect``).
+collector (``worker.thumbnails.collect``).
 
 Every product counts, soft-deleted ones too: a deleted product can be restored, its image with it.
 

@@ -136,11 +136,6 @@ async def get_by_slug(conn: asyncpg.Connection, slug: str) -> Product | None:
     return None if row is None else _product(row)
 
 
-async def get_by_id(conn: asyncpg.Connection, product_id: int) -> Product | None:
-    row = await conn.fetchrow(_SELECT + " WHERE p.id = $1 AND p.deleted_at IS NULL", product_id)
-    return None if row is None else _product(row)
-
-
 async def get_any_by_id(conn: asyncpg.Connection, product_id: int) -> tuple[Product, bool] | None:
     """The product, live or soft-deleted, and whether it is deleted (for the read model's projections)."""
     row = await conn.fetchrow(

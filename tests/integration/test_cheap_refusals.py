@@ -11,7 +11,7 @@ import aiohttp
 from aiohttp.test_utils import TestClient
 
 from api.app import create_app
-from api.metrics import CLIENT_ERROR_LINES_PER_SECOND
+from api.metrics.access import CLIENT_ERROR_LINES_PER_SECOND
 from shared.settings import Settings
 from tests.conftest import ADMIN
 from tests.support.api import category, problem, product

@@ -24,8 +24,8 @@ from shared.store import media
 from tests.conftest import ADMIN
 from tests.support import images as gen
 from tests.support.processes import ROOT, env_for
-from worker import thumbnails
-from worker.collect import collect
+from worker.thumbnails import actors as thumbnails
+from worker.thumbnails.collect import collect
 
 s3_endpoint = gen.s3_endpoint
 s3_settings = gen.s3_settings

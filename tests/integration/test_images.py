@@ -21,7 +21,7 @@ from shared.settings import Settings
 from shared.storage import CACHE_CONTROL
 from tests.conftest import ADMIN
 from tests.support import images as gen
-from worker import thumbnails
+from worker.thumbnails import actors as thumbnails
 
 MiB = 1024 * 1024
 

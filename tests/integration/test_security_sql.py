@@ -212,7 +212,7 @@ class Checker:
 
 
 def sql_modules() -> list[Path]:
-    found = [*sorted((ROOT / "shared" / "store").glob("*.py")), *sorted((ROOT / "worker").glob("*.py"))]
+    found = [*sorted((ROOT / "shared" / "store").glob("*.py")), *sorted((ROOT / "worker").rglob("*.py"))]
     found += [*sorted((ROOT / "api").rglob("*.py")), ROOT / "shared" / "store" / "pool.py"]
     return [p for p in found if "conn" in p.read_text() or "pool" in p.read_text()]
 

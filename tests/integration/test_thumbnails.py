@@ -24,8 +24,9 @@ from api.app import create_app
 from shared.settings import Settings
 from tests.conftest import ADMIN
 from tests.support import images as gen
-from worker import regenerate, thumbnails
-from worker.imaging import CorruptImage
+from worker.thumbnails import actors as thumbnails
+from worker.thumbnails import regenerate
+from worker.thumbnails.imaging import CorruptImage
 
 s3_endpoint = gen.s3_endpoint
 s3_settings = gen.s3_settings

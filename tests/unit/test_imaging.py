@@ -1,4 +1,4 @@
-"""worker.imaging: bytes in, thumbnails out (no services)."""
+"""worker.thumbnails.imaging: bytes in, thumbnails out (no services)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from PIL import Image
 
 from shared.storage import sniff
 from tests.support import images as gen
-from worker.imaging import CorruptImage, ImageTooLarge, Output, make_thumbnails, parse_sizes
+from worker.thumbnails.imaging import CorruptImage, ImageTooLarge, Output, make_thumbnails, parse_sizes
 
 SIZES = {"small": 40, "large": 120}
 MAX_PIXELS = 50_000_000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from api.metrics import LATENCY_BUCKETS, LATENCY_DOC, LATENCY_NAME, REQUESTS_DOC, REQUESTS_NAME, RequestTally
+from api.metrics.tally import LATENCY_BUCKETS, LATENCY_DOC, LATENCY_NAME, REQUESTS_DOC, REQUESTS_NAME, RequestTally
 
 # Bounds exactly (a bucket is "less than or equal"), between them, below the first and past the last.
 REQUESTS = [

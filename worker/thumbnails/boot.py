@@ -10,7 +10,7 @@ settings = Settings()
 configure_logging(settings, "thumbnails")
 broker = setup_broker(settings)
 
-from worker import thumbnails  # noqa: E402  (actors bind to the broker set above)
+from worker.thumbnails import actors  # noqa: E402  (actors bind to the broker set above)
 
-thumbnails.configure(settings)
-broker.add_middleware(thumbnails.CloseResources())
+actors.configure(settings)
+broker.add_middleware(actors.CloseResources())

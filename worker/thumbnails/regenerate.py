@@ -23,8 +23,8 @@ import asyncpg
 from shared.settings import Settings
 from shared.store import images as repo
 from shared.store.pool import init_connection
-from worker.imaging import parse_sizes
 from worker.progress import progress_bar
+from worker.thumbnails.imaging import parse_sizes
 
 #: Products per transaction.
 BATCH = 500

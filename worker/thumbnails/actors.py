@@ -11,12 +11,12 @@ One job, for event ``E`` (a ``product.image_uploaded`` of product ``P``):
    been purged by the relay's retention, whatever original ``P`` has now).
 2. Superseded rule: the job does nothing unless ``P`` is live, ``pending`` and its ``image_original`` is the job's
    original. A replaced, removed or already finished image, or a deleted product, ends the job quietly.
-3. Load the original, make the thumbnails (:mod:`worker.imaging`), store them under content-addressed keys
+3. Load the original, make the thumbnails (:mod:`worker.thumbnails.imaging`), store them under content-addressed keys
    (storing them again is a no-op, so a redelivered job is harmless).
 4. One statement: ``ready`` + thumbnails + ``product.thumbnails_ready``, under the same condition as in 2. Of two
    deliveries racing, one finishes the product; the other changes nothing.
 
-Failures: a corrupt image or a pixel bomb (:class:`~worker.imaging.CorruptImage`) is permanent: the product
+Failures: a corrupt image or a pixel bomb (:class:`~worker.thumbnails.imaging.CorruptImage`) is permanent: the product
 becomes ``failed`` with the reason and ``product.thumbnails_failed`` is written, and the message is not retried
 (``throws=``; it lands in ``thumbnails.XQ``). Anything else (PostgreSQL or storage unavailable, a time limit) is
 retried with backoff; when the retries run out, ``thumbnails_gave_up`` records ``failed`` the same way.
@@ -42,8 +42,8 @@ from shared.storage import NotStored, Storage, open_storage
 from shared.store import images as repo
 from shared.store import media
 from shared.store.pool import UNAVAILABLE, init_connection
-from worker import imaging
-from worker.imaging import CorruptImage
+from worker.thumbnails import imaging
+from worker.thumbnails.imaging import CorruptImage
 
 T = TypeVar("T")
 #: Errors after which a thread's PostgreSQL connection is not trusted again.
@@ -78,7 +78,7 @@ _config: _Config | None = None
 
 
 def configure(settings: Settings) -> None:
-    """Set this process's settings (from ``worker.entry_thumbnails``, or a test). Sizes are checked here."""
+    """Set this process's settings (from ``worker.thumbnails.boot``, or a test). Sizes are checked here."""
     global _config
     _config = _Config(settings, imaging.parse_sizes(settings.thumbnail_sizes))
     imaging.configure_pillow(settings.image_max_pixels)
@@ -86,7 +86,7 @@ def configure(settings: Settings) -> None:
 
 def _configured() -> _Config:
     if _config is None:
-        raise RuntimeError("worker.thumbnails.configure(settings) was not called")
+        raise RuntimeError("worker.thumbnails.actors.configure(settings) was not called")
     return _config
 
 

@@ -1,5 +1,6 @@
-"""``python -m worker thumbnails collect [--grace SECONDS] [--dry-run]``: remove stored originals and thumbnails
-that no product references any more (replaced or removed images, superseded thumbnails).
+"""``python -m worker thumbnails collect``: remove stored originals and thumbnails no product references any more.
+
+Options: ``[--grace SECONDS] [--dry-run]``. What goes: replaced or removed images, superseded thumbnails.
 
 Keys are content addresses shared by every product with the same bytes, and an upload writes its file before
 the transaction that references it; so an object is removed only when

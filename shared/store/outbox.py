@@ -1,0 +1,103 @@
+"""The outbox table: claim unsent rows, mark them sent, delete expired rows, and the backlog figures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import asyncpg
+
+from shared.store.idempotency import TTL_HOURS as IDEMPOTENCY_TTL_HOURS
+
+#: Rows deleted per statement: short transactions, no long lock on a table the API writes to.
+DELETE_CHUNK: Final = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """One claimed outbox row."""
+
+    row_id: int
+    event_id: str
+    type: str
+    aggregate: str
+    aggregate_id: str
+    version: int
+    payload: Any
+    request_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Unsent rows, and the age of the oldest one in seconds (0 when there is none)."""
+
+    count: int
+    oldest_age: float
+
+
+async def claim_batch(conn: asyncpg.Connection, limit: int) -> list[OutboxEvent]:
+    """Lock up to ``limit`` unsent rows, oldest first, skipping rows another relay holds. The caller holds the
+    transaction (the rows stay locked until it commits, after :func:`mark_sent`)."""
+    rows = await conn.fetch(
+        """SELECT id, event_id, type, aggregate, aggregate_id, version, payload, request_id, created_at
+           FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
+        limit,
+    )
+    return [
+        OutboxEvent(
+            row_id=r["id"],
+            event_id=str(r["event_id"]),
+            type=r["type"],
+            aggregate=r["aggregate"],
+            aggregate_id=r["aggregate_id"],
+            version=r["version"],
+            payload=r["payload"],
+            request_id=r["request_id"],
+            created_at=r["created_at"],
+        )
+        for r in rows
+    ]
+
+
+async def mark_sent(conn: asyncpg.Connection, row_ids: Sequence[int]) -> None:
+    """Mark rows sent; only after every message of theirs was confirmed."""
+    await conn.execute("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", list(row_ids))
+
+
+async def delete_expired(conn: asyncpg.Connection, retention_hours: float, chunk: int = DELETE_CHUNK) -> int:
+    """Delete sent rows older than the retention, and stale idempotency keys, ``chunk`` rows per statement (each
+    statement commits on its own unless the caller holds a transaction). How many rows were deleted."""
+    deleted = 0
+    for sql, hours in (
+        (
+            """DELETE FROM outbox WHERE id IN (
+                   SELECT id FROM outbox WHERE sent_at < now() - $1 * interval '1 hour' LIMIT $2)""",
+            retention_hours,
+        ),
+        (
+            """DELETE FROM idempotency_keys WHERE (owner, key) IN (
+                   SELECT owner, key FROM idempotency_keys
+                   WHERE created_at < now() - $1 * interval '1 hour' LIMIT $2)""",
+            float(IDEMPOTENCY_TTL_HOURS),
+        ),
+    ):
+        while True:
+            status = await conn.execute(sql, hours, chunk)
+            n = int(status.rsplit(" ", 1)[-1])
+            deleted += n
+            if n < chunk:
+                break
+    return deleted
+
+
+async def backlog(conn: asyncpg.Connection) -> Backlog:
+    """The backlog figures (the partial index on unsent rows answers them)."""
+    row = await conn.fetchrow(
+        """SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age
+           FROM outbox WHERE sent_at IS NULL"""
+    )
+    assert row is not None
+    return Backlog(int(row["n"]), max(0.0, float(row["age"])))

@@ -1,0 +1,1 @@
+"""The thumbnails worker: its boot module, actors, image making, and the regenerate and collect commands."""
