@@ -10,9 +10,10 @@ from aiohttp import web
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from api import cors, edge, ratelimit
+from api import cors, edge, openapi, ratelimit
 from api.auth import KeyCache
 from api.health import Readiness
+from api.http import known_query
 from api.keys import (
     FAST_REDIS,
     KEY_CACHE,
@@ -28,7 +29,7 @@ from api.keys import (
 )
 from api.metrics import Metrics, recorder, setup_metrics
 from api.queries import Reads
-from api.routes import setup_routes
+from api.routes import Handler, setup_routes
 from migrations.runner import discover
 from shared.cursors import Cursors
 from shared.db import close_pool, create_pool
@@ -111,13 +112,18 @@ def _cursors(settings: Settings) -> Cursors:
 def create_app(settings: Settings) -> web.Application:
     metrics = Metrics()
     app = web.Application(client_max_size=JSON_MAX_BYTES)
-    wrap = edge.edge(
+    edge_wrap = edge.edge(
         recorder(metrics if settings.metrics_enabled else None),
         # After authorization: writes are limited per API key. Left out when off: every call costs.
         ratelimit.rate_limit if settings.rate_limit_enabled else None,
         settings.http_body_timeout,
         cors.from_setting(settings.cors_origins),
     )
+
+    def wrap(handler: Handler) -> Handler:
+        known = openapi.query_parameters(handler)
+        return edge_wrap(handler if known is None else known_query(handler, known))
+
     app[SETTINGS] = settings
     app[KEY_CACHE] = KeyCache()
     app[METRICS] = metrics

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import orjson
@@ -295,3 +296,22 @@ def one_of(request: web.Request, name: str, default: str, allowed: Iterable[str]
 def written(payload: dict[str, Any], status: int, etag: str | None = None, location: str | None = None) -> web.Response:
     headers = {"Location": location} if location else None
     return json_response(dumps(payload), status=status, headers=headers, etag=etag)
+
+
+def known_query(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]], known: frozenset[str]
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """``handler``, refusing with 400 a query parameter that is not in ``known`` (the route's declared ones,
+    from the OpenAPI document), naming it: a client's ``?page=2`` or ``?colour=red`` is never silently ignored."""
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        if request.query_string and (unknown := sorted(set(request.query) - known)):
+            takes = ", ".join(f"`{n}`" for n in sorted(known)) or "none"
+            raise BadRequest(
+                f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
+                f" (this route takes: {takes})",
+                errors=[FieldError(loc=["query", name], msg="unknown query parameter") for name in unknown],
+            )
+        return await handler(request)
+
+    return functools.wraps(handler)(checked)
