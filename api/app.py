@@ -17,8 +17,9 @@ from api.commands import ReadModel
 from api.health import Readiness
 from api.metrics import METRICS, Metrics, recorder, scrape
 from api.metrics.series import multiprocess
+from api.parsing import known_query
 from api.queries import Reads
-from api.routes import ROUTES
+from api.routes import ROUTES, Handler
 from api.state import (
     FAST_REDIS,
     KEY_CACHE,
@@ -117,13 +118,18 @@ def _cursors(settings: Settings) -> Cursors:
 def create_app(settings: Settings) -> web.Application:
     metrics = Metrics()
     app = web.Application(client_max_size=JSON_MAX_BYTES)
-    wrap = edge.edge(
+    edge_wrap = edge.edge(
         recorder(metrics if settings.metrics_enabled else None),
         # After authorization: writes are limited per API key. Left out when off: every call costs.
         ratelimit.rate_limit if settings.rate_limit_enabled else None,
         settings.http_body_timeout,
         cors.from_setting(settings.cors_origins),
     )
+
+    def wrap(handler: Handler) -> Handler:
+        known = openapi.query_parameters(handler)
+        return edge_wrap(handler if known is None else known_query(handler, known))
+
     app[SETTINGS] = settings
     document: Callable[[], bytes] = openapi.document_bytes
     app[OPENAPI_DOCUMENT] = document

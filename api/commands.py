@@ -18,7 +18,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 import asyncpg
 
-from api.schemas import CategoryIn, ProductIn, validate
+from api.schemas import CategoryIn, DataItemIn, ProductIn, validate
 from shared import slugs
 from shared.errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable, ValidationFailed
 from shared.errors import FieldError as FE
@@ -213,6 +213,22 @@ class CreateRecord:
     async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
         w = await rec_repo.insert(conn, self.data, ctx.request_id)
         return Outcome(self.status, dumps({"id": w.id}), location=f"/api/records/{w.id}", written=w)
+
+
+@dataclass(frozen=True)
+class CreateLegacyRecord:
+    """A document of an older service's own collection: ``/picus/put`` answers ``{"id"}``, ``POST /data`` the older
+    service's message with the item as sent."""
+
+    collection: str
+    data: dict[str, Any]
+
+    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
+        w = await create_legacy_record(conn, ctx, self.collection, self.data)
+        answer = (
+            {"message": "Item criado com sucesso", "item": self.data} if self.collection == "data" else {"id": w.id}
+        )
+        return Outcome(201, dumps(answer), location=f"/api/records/{w.id}", written=w)
 
 
 @dataclass(frozen=True)
@@ -580,10 +596,39 @@ async def patch_product(
 # -- records -------------------------------------------------------------------------------------
 
 
+def check_collection(collection: str, data: dict[str, Any]) -> None:
+    """The rules of an older service's collection, for every write into it (``/data``'s ``POST``, ``/picus/put``
+    and ``PUT /api/records/{id}`` alike): a ``data`` item is exactly ``{id, name, value}``; a ``picus`` document
+    carries no ``"id"`` (the service assigns it). 422 otherwise."""
+    if collection == "data":
+        validate(DataItemIn, data)
+    elif collection == "picus" and "id" in data:
+        raise ValidationFailed(
+            "the service gives the id; a document carries none",
+            errors=[FE(loc=["body", "id"], msg="must not be given: the service assigns the id")],
+        )
+
+
+async def create_legacy_record(conn: asyncpg.Connection, ctx: Ctx, collection: str, data: dict[str, Any]) -> Written:
+    """A record of an older service's own collection (``picus``, ``data``); 409 for a ``/data`` id taken."""
+    check_collection(collection, data)
+    try:
+        async with _savepoint(conn):
+            return await rec_repo.insert(conn, data, ctx.request_id, collection)
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict(f"an item with id {data.get('id')!r} already exists") from exc
+
+
 async def replace_record(
     conn: asyncpg.Connection, ctx: Ctx, record_id: int, data: dict[str, Any], expected: Versions | None
 ) -> Written:
-    written = await rec_repo.update(conn, record_id, data, expected, ctx.request_id)
+    if (collection := await rec_repo.collection_of(conn, record_id)) is not None:
+        check_collection(collection, data)
+    try:
+        async with _savepoint(conn):
+            written = await rec_repo.update(conn, record_id, data, expected, ctx.request_id)
+    except asyncpg.UniqueViolationError as exc:  # a /data item given another item's id
+        raise Conflict(f"another /data item has the id {data.get('id')!r}") from exc
     return written or await _record_refusal(conn, record_id, expected)
 
 

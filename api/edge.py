@@ -162,12 +162,21 @@ def edge(
     return wrap
 
 
+def unavailable_body(request: web.Request) -> bytes | None:
+    """The body an older service's route answers a 503 with, instead of a problem document (its handler's
+    ``unavailable_body``: ``/picus``'s ``{"error": "Database not ready"}``), or None."""
+    body: bytes | None = getattr(request.match_info.handler, "unavailable_body", None)
+    return body
+
+
 def _domain_problem(request: web.Request, exc: DomainError) -> web.Response:
     status, title = STATUS.get(type(exc), (500, "Internal Server Error"))
     headers = dict(exc.headers)
     if isinstance(exc, ServiceUnavailable):
         headers.setdefault("Retry-After", str(request.app[SETTINGS].retry_after_seconds))
         log.warning("dependency_unavailable", detail=str(exc), path=request.path)
+        if (legacy := unavailable_body(request)) is not None:
+            return web.Response(status=503, body=legacy, content_type="application/json", headers=headers)
     return problem_response(status, title, str(exc), exc.errors, headers)
 
 

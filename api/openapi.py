@@ -266,6 +266,16 @@ _PRODUCT_EXAMPLE: Final = {
 }
 _RECORD_EXAMPLE: Final = {"title": "anything", "tags": ["a", "b"], "nested": {"n": 1}}
 _RECORD_BODY: Final = schemas.RecordIn
+_PICUS_DOC: Final = {
+    "type": "object",
+    "required": ["id"],
+    "properties": {"id": {"type": "integer"}},
+    "additionalProperties": True,
+}
+_NOT_READY: Final = (
+    " While PostgreSQL is unreachable or not migrated, 503 with the older service's body"
+    ' `{"error": "Database not ready"}` (and `Retry-After`), not a problem document.'
+)
 
 
 def _crud(
@@ -430,44 +440,54 @@ def _specs() -> dict[Handler, Op]:
         ),
         records.delete: Op("Delete a record", "records", (NO_CONTENT,), errors=frozenset({409}), if_match=True),
         records.picus_put: Op(
-            "Create a record (legacy `/picus`)",
+            "Create a document (legacy `/picus`)",
             "legacy",
-            (Ok(200, schemas.RecordCreated, "Created.", WRITE_HEADERS),),
+            (RECORD_CREATED,),
+            description='Any JSON object without an `"id"` key (the service assigns it; 422 otherwise).',
             body=_RECORD_BODY,
             body_example=_RECORD_EXAMPLE,
             errors=frozenset({409}),
             idempotent=True,
         ),
         records.picus_list: Op(
-            "Every record as `{id, data}` (legacy `/picus`)",
-            "legacy",
-            (Ok(200, ListOf(schemas.LegacyRecord), "Live records, by id, one bounded page.", {"Link": False}),),
-            description=_LEGACY_PAGING,
-            query=LEGACY_PAGE,
-        ),
-        records.picus_get: Op(
-            "A record's stored object (legacy `/picus`)",
-            "legacy",
-            (Ok(200, {"type": "object"}, "The object as it was stored.", {"ETag": True}),),
-            conditional=True,
-        ),
-        records.data_post: Op(
-            "Create a record (legacy `/data`)",
-            "legacy",
-            (RECORD_CREATED,),
-            body=_RECORD_BODY,
-            body_example=_RECORD_EXAMPLE,
-            errors=frozenset({409}),
-            idempotent=True,
-        ),
-        records.data_list: Op(
-            "Every record's stored object (legacy `/data`)",
+            "Every `/picus` document with its `id` (legacy `/picus`)",
             "legacy",
             (
                 Ok(
                     200,
-                    {"type": "array", "items": {"type": "object"}},
-                    "Live records' objects, by id, one bounded page.",
+                    {"type": "array", "items": _PICUS_DOC},
+                    "Live `/picus` documents, by id, one bounded page.",
+                    {"Link": False},
+                ),
+            ),
+            description=_LEGACY_PAGING + _NOT_READY,
+            query=LEGACY_PAGE,
+        ),
+        records.picus_get: Op(
+            "A `/picus` document with its `id` (legacy `/picus`)",
+            "legacy",
+            (Ok(200, _PICUS_DOC, "The object as it was stored, with its `id`.", {"ETag": True}),),
+            description=_NOT_READY.strip(),
+            conditional=True,
+        ),
+        records.data_post: Op(
+            "Create an item (legacy `/data`)",
+            "legacy",
+            (Ok(201, schemas.DataItemCreated, "Created: the item as sent.", WRITE_HEADERS),),
+            description="Exactly `{id: int, name: str, value: number}`, nothing else (422); 409 if `id` exists.",
+            body=schemas.DataItemIn,
+            body_example={"id": 1, "name": "sensor", "value": 21.5},
+            errors=frozenset({409}),
+            idempotent=True,
+        ),
+        records.data_list: Op(
+            "Every `/data` item as sent (legacy `/data`)",
+            "legacy",
+            (
+                Ok(
+                    200,
+                    ListOf(schemas.DataItemIn),
+                    "Live `/data` items, in the order they were created, one bounded page.",
                     {"Link": False},
                 ),
             ),
@@ -502,6 +522,15 @@ def _specs() -> dict[Handler, Op]:
 
 #: Handler -> its operation's spec.
 SPECS: Final = _specs()
+
+
+def query_parameters(handler: Handler) -> frozenset[str] | None:
+    """The query parameters the document declares for ``handler`` (the one source of truth for which a route
+    takes: :func:`api.http.known_query` refuses the others), or None for a route it does not describe."""
+    op = SPECS.get(handler)
+    return None if op is None else frozenset(p.name for p in op.query)
+
+
 #: The documentation's own routes, which the document leaves out.
 HIDDEN: Final = frozenset({docs.openapi_json, docs.asyncapi_json, docs.swagger_ui, docs.redoc, docs.asset})
 

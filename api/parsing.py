@@ -3,9 +3,10 @@ undecodable bytes) and query parameters (integers, choices, prices); each fault 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -249,3 +250,22 @@ def parse_price(raw: str | None, name: str) -> Decimal | None:
     except ValueError as exc:
         msg = f"must be a price (a decimal number >= 0 with at most 2 places): {exc}"
         raise BadRequest(f"{name} {msg}", errors=[FieldError(loc=["query", name], msg=msg)]) from exc
+
+
+def known_query(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]], known: frozenset[str]
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """``handler``, refusing with 400 a query parameter that is not in ``known`` (the route's declared ones,
+    from the OpenAPI document), naming it: a client's ``?page=2`` or ``?colour=red`` is never silently ignored."""
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        if request.query_string and (unknown := sorted(set(request.query) - known)):
+            takes = ", ".join(f"`{n}`" for n in sorted(known)) or "none"
+            raise BadRequest(
+                f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
+                f" (this route takes: {takes})",
+                errors=[FieldError(loc=["query", name], msg="unknown query parameter") for name in unknown],
+            )
+        return await handler(request)
+
+    return functools.wraps(handler)(checked)

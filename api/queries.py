@@ -235,6 +235,16 @@ async def record(r: Reads, record_id: int) -> tuple[bytes, str]:
     return rec if isinstance(rec, tuple) else (render.dumps(render.record(rec)), render.etag(rec.version))
 
 
+async def legacy_record(r: Reads, collection: str, record_id: int) -> tuple[Record, str]:
+    """A live record of an older service's own collection, from PostgreSQL (the read model keeps no
+    collection), and its ETag."""
+    async with connection(r.pool, r.wait) as conn:
+        rec = await rec_repo.get_in(conn, collection, record_id)
+    if rec is None:
+        raise NotFound(f"no record {record_id}")
+    return rec, render.etag(rec.version)
+
+
 async def records(r: Reads, limit: int, cursor: str | None) -> bytes:
     after = _after_id(r, "records", cursor)
     build = _by_id(r, "records", rec_repo.list_page, render.record, after, limit)
@@ -249,20 +259,22 @@ LEGACY_MAX_BYTES = 2 * 1024 * 1024
 
 
 async def legacy_records(
-    r: Reads, shape: Callable[[list[Record]], Any], limit: int, cursor: str | None
+    r: Reads, shape: Callable[[list[Record]], Any], limit: int, cursor: str | None, collection: str | None = None
 ) -> tuple[bytes, str | None]:
-    """A bounded page of live records shaped by ``shape`` (a bare JSON array, as the older services answered),
-    and the cursor of the next page (None on the last)."""
+    """A bounded page of live records (of ``collection``) shaped by ``shape`` (a bare JSON array, as the older
+    services answered), and the cursor of the next page (None on the last)."""
     after = _after_id(r, "records:legacy", cursor)
 
     async def build() -> bytes:
         async with connection(r.pool, r.wait) as conn:
-            rows, more = await rec_repo.list_bounded(conn, after, limit, LEGACY_MAX_BYTES)
+            rows, more = await rec_repo.list_bounded(conn, after, limit, LEGACY_MAX_BYTES, collection)
         nxt = r.cursors.encode("records:legacy", [rows[-1].id]) if more and rows else ""
         # Cached as one value: the next cursor (or nothing), a newline, the page.
         return nxt.encode() + b"\n" + render.dumps(shape(rows))
 
-    cached = await _cached_listing(r, "records", keys.page_hash("legacy", shape.__name__, limit, after), build)
+    cached = await _cached_listing(
+        r, "records", keys.page_hash("legacy", collection, shape.__name__, limit, after), build
+    )
     cut = cached.index(b"\n")
     return cached[cut + 1 :], cached[:cut].decode() or None
 

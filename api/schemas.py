@@ -83,6 +83,19 @@ class BirthdayIn(_Body):
     dateOfBirth: Annotated[dt.date, BeforeValidator(_iso_date_only), Field(examples=["1990-05-17"])]
 
 
+class DataItemIn(_Body):
+    """``POST /data``: exactly the older service's item, nothing else (strict: ``"1"`` is no int, ``true`` no
+    number)."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"id": 1, "name": "sensor", "value": 21.5}]}
+    )
+
+    id: int
+    name: str
+    value: float
+
+
 class RecordIn(BaseModel):
     """Any JSON object."""
 
@@ -230,11 +243,11 @@ class RecordPage(_Out):
     next_cursor: str | None
 
 
-class LegacyRecord(_Out):
-    """An item of ``GET /picus/list``."""
+class DataItemCreated(_Out):
+    """What ``POST /data`` answers, as the older service did."""
 
-    id: int
-    data: dict[str, Any]
+    message: Literal["Item criado com sucesso"]
+    item: DataItemIn
 
 
 class Greeting(_Out):

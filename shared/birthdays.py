@@ -22,11 +22,12 @@ def days_until(born: dt.date, today: dt.date) -> int:
 
 
 def greeting(name: str, born: dt.date, today: dt.date) -> str:
-    """The greeting the contract words: ``Hello, <name>! Happy birthday!`` or ``... is in N day(s)``."""
+    """The older service's exact words: ``Hello, <Name>! Happy birthday!`` or ``... is in N day(s)`` (the literal
+    ``day(s)``), the name capitalised as it did (``pepe`` -> ``Pepe``, ``ALICE`` -> ``Alice``)."""
     days = days_until(born, today)
     if days == 0:
-        return f"Hello, {name}! Happy birthday!"
-    return f"Hello, {name}! Your birthday is in {days} {'day' if days == 1 else 'days'}"
+        return f"Hello, {name.capitalize()}! Happy birthday!"
+    return f"Hello, {name.capitalize()}! Your birthday is in {days} day(s)"
 
 
 def birth_days_celebrated_on(today: dt.date) -> tuple[int, list[int]]:

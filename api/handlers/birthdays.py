@@ -13,12 +13,13 @@ from api.handlers.common import reads, write
 from api.parsing import loads, read_body
 from api.responses import json_response
 from api.schemas import USERNAME_LETTERS, BirthdayIn, validate
-from shared.errors import FieldError, ValidationFailed
+from shared.errors import BadRequest, FieldError, ValidationFailed
 
 #: Letters only, the whole path segment: ``fullmatch``, since ``$`` also matches before a final newline
 #: (``Ann%0A`` passed ``re.match`` and made a second user named "Ann\n").
 _USERNAME = re.compile(USERNAME_LETTERS)
 _USERNAME_FAULT = "must be 1 to 64 letters (A-Z, a-z)"
+_NOT_BORN = "must be a date before today"
 
 
 def _bad_username(username: str) -> FieldError | None:
@@ -33,15 +34,20 @@ def today() -> dt.date:
 async def put(request: web.Request) -> web.Response:
     username = request.match_info["username"]
     faults = [fault] if (fault := _bad_username(username)) is not None else []
+    body: BirthdayIn | None = None
     try:
         body = validate(BirthdayIn, loads(await read_body(request)))
     except ValidationFailed as exc:
         faults.extend(exc.errors)
-    else:
-        if body.dateOfBirth >= today():
-            faults.append(FieldError(loc=["body", "dateOfBirth"], msg="must be a date before today"))
+    unborn = body is not None and body.dateOfBirth >= today()
     if faults:
+        if unborn:
+            faults.append(FieldError(loc=["body", "dateOfBirth"], msg=_NOT_BORN))
         raise ValidationFailed("the request failed validation", errors=faults)
+    assert body is not None
+    if unborn:
+        # The older service's answer: 400, not 422 (the date is well formed, only not in the past).
+        raise BadRequest(_NOT_BORN, errors=[FieldError(loc=["body", "dateOfBirth"], msg=_NOT_BORN)])
     return await write(request, commands.UpsertUser(username, body.dateOfBirth))
 
 

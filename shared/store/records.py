@@ -57,6 +57,22 @@ async def get_any(conn: asyncpg.Connection, record_id: int) -> tuple[Record, boo
     return None if row is None else (_record(row), row["deleted"])
 
 
+async def get_in(conn: asyncpg.Connection, collection: str, record_id: int) -> Record | None:
+    """The live record ``record_id`` if it belongs to ``collection`` (the older services' own collections)."""
+    row = await conn.fetchrow(
+        _SELECT + " WHERE id = $1 AND collection = $2 AND deleted_at IS NULL", record_id, collection
+    )
+    return None if row is None else _record(row)
+
+
+async def collection_of(conn: asyncpg.Connection, record_id: int) -> str | None:
+    """The collection of the live record ``record_id``, or None."""
+    collection: str | None = await conn.fetchval(
+        "SELECT collection FROM records WHERE id = $1 AND deleted_at IS NULL", record_id
+    )
+    return collection
+
+
 async def ids_after(conn: asyncpg.Connection, after_id: int, limit: int) -> list[int]:
     rows = await conn.fetch("SELECT id FROM records WHERE id > $1 ORDER BY id LIMIT $2", after_id, limit)
     return [r["id"] for r in rows]
@@ -73,11 +89,11 @@ async def list_page(conn: asyncpg.Connection, after_id: int | None, limit: int |
 
 
 async def list_bounded(
-    conn: asyncpg.Connection, after_id: int | None, limit: int, max_bytes: int
+    conn: asyncpg.Connection, after_id: int | None, limit: int, max_bytes: int, collection: str | None = None
 ) -> tuple[list[Record], bool]:
-    """Live records by id after ``after_id``: at most ``limit``, and no more than ``max_bytes`` of documents
-    (always at least one); and whether more follow. Only the ``limit + 1`` candidates are read, and the documents
-    past the byte bound never leave PostgreSQL."""
+    """Live records (of ``collection``, or of every one) by id after ``after_id``: at most ``limit``, and no more
+    than ``max_bytes`` of documents (always at least one); and whether more follow. Only the ``limit + 1``
+    candidates are read, and the documents past the byte bound never leave PostgreSQL."""
     rows = await conn.fetch(
         """
         SELECT id, data, created_at, updated_at, version, lsn, considered FROM (
@@ -86,6 +102,7 @@ async def list_bounded(
             FROM (SELECT id, data, created_at, updated_at, version,
                          (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn
                   FROM records WHERE deleted_at IS NULL AND ($1::bigint IS NULL OR id > $1)
+                    AND ($4::text IS NULL OR collection = $4)
                   ORDER BY id LIMIT $2 + 1) c
             WINDOW w AS (ORDER BY c.id)
         ) s
@@ -95,17 +112,20 @@ async def list_bounded(
         after_id,
         limit,
         max_bytes,
+        collection,
     )
     more = bool(rows) and rows[0]["considered"] > len(rows)
     return [_record(r) for r in rows], more
 
 
-async def insert(conn: asyncpg.Connection, data: Any, request_id: str) -> Written:
+async def insert(conn: asyncpg.Connection, data: Any, request_id: str, collection: str = "records") -> Written:
+    """A new record in ``collection``; ``asyncpg.UniqueViolationError`` for a ``data`` item whose id is taken."""
     row = await conn.fetchrow(
-        "WITH w AS (INSERT INTO records (data) VALUES ($1) RETURNING id, data, created_at, updated_at, version),"
-        + _event("record.created", 2),
+        "WITH w AS (INSERT INTO records (data, collection) VALUES ($1, $3)"
+        " RETURNING id, data, created_at, updated_at, version)," + _event("record.created", 2),
         data,
         request_id,
+        collection,
     )
     written = _written(row)
     assert written is not None  # an INSERT ... VALUES always returns its row

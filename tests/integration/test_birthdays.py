@@ -51,25 +51,25 @@ async def test_put_creates_user_and_writes_one_event(client, pg, today) -> None:
 async def test_greeting_counts_days_to_the_birthday(client, today) -> None:
     today(dt.date(2025, 6, 1))
     await _put(client, "alice", "1990-06-11")
-    assert await _message(client, "alice") == "Hello, alice! Your birthday is in 10 days"
+    assert await _message(client, "alice") == "Hello, Alice! Your birthday is in 10 day(s)"
 
 
 async def test_greeting_says_one_day_in_the_singular(client, today) -> None:
     today(dt.date(2025, 6, 10))
     await _put(client, "alice", "1990-06-11")
-    assert await _message(client, "alice") == "Hello, alice! Your birthday is in 1 day"
+    assert await _message(client, "alice") == "Hello, Alice! Your birthday is in 1 day(s)"
 
 
 async def test_greeting_on_the_day_is_happy_birthday(client, today) -> None:
     today(dt.date(2025, 6, 11))
     await _put(client, "alice", "1990-06-11")
-    assert await _message(client, "alice") == "Hello, alice! Happy birthday!"
+    assert await _message(client, "alice") == "Hello, Alice! Happy birthday!"
 
 
 async def test_birthday_already_past_counts_to_next_year(client, today) -> None:
     today(dt.date(2025, 6, 12))
     await _put(client, "alice", "1990-06-11")
-    assert await _message(client, "alice") == "Hello, alice! Your birthday is in 364 days"
+    assert await _message(client, "alice") == "Hello, Alice! Your birthday is in 364 day(s)"
 
 
 async def test_29_february_is_celebrated_on_28_february_in_common_years(client, today) -> None:
@@ -82,17 +82,17 @@ async def test_29_february_is_celebrated_on_28_february_in_common_years(client, 
     today(dt.date(2025, 2, 27))
     day_before = await _message(client, "leapy")
     # Then 28 February is the birthday
-    assert on_the_day == "Hello, leapy! Happy birthday!"
-    assert day_before == "Hello, leapy! Your birthday is in 1 day"
+    assert on_the_day == "Hello, Leapy! Happy birthday!"
+    assert day_before == "Hello, Leapy! Your birthday is in 1 day(s)"
 
 
 async def test_29_february_is_its_own_day_in_leap_years(client, today) -> None:
     today(dt.date(2023, 1, 1))
     await _put(client, "leapy", "2000-02-29")
     today(dt.date(2024, 2, 28))
-    assert await _message(client, "leapy") == "Hello, leapy! Your birthday is in 1 day"
+    assert await _message(client, "leapy") == "Hello, Leapy! Your birthday is in 1 day(s)"
     today(dt.date(2024, 2, 29))
-    assert await _message(client, "leapy") == "Hello, leapy! Happy birthday!"
+    assert await _message(client, "leapy") == "Hello, Leapy! Happy birthday!"
 
 
 async def test_usernames_are_case_insensitive_and_greeted_as_written(client, today) -> None:
@@ -100,8 +100,8 @@ async def test_usernames_are_case_insensitive_and_greeted_as_written(client, tod
     today(dt.date(2025, 6, 11))
     await _put(client, "Alice", "1990-06-11")
     # When greeted as "ALICE"
-    # Then it is the same user, named as the request wrote it
-    assert await _message(client, "ALICE") == "Hello, ALICE! Happy birthday!"
+    # Then it is the same user, capitalised as the older service named it
+    assert await _message(client, "ALICE") == "Hello, Alice! Happy birthday!"
 
 
 async def test_put_again_replaces_the_date(client, pg, today) -> None:
@@ -112,7 +112,7 @@ async def test_put_again_replaces_the_date(client, pg, today) -> None:
     r = await _put(client, "ALICE", "1990-06-02")
     # Then the new date counts, and a second user.upserted carries version 2
     assert r.status == 204
-    assert await _message(client, "alice") == "Hello, alice! Your birthday is in 1 day"
+    assert await _message(client, "alice") == "Hello, Alice! Your birthday is in 1 day(s)"
     assert [(e["aggregate_id"], e["version"]) for e in await outbox(pg)] == [("alice", 1), ("alice", 2)]
 
 
@@ -161,10 +161,10 @@ async def test_username_of_64_letters_is_accepted(client, today) -> None:
     assert (await _put(client, "a" * 64, "1990-06-11")).status == 204
 
 
-async def test_date_of_birth_today_or_later_is_422(client, today) -> None:
+async def test_date_of_birth_today_or_later_is_400_as_the_older_service_answered(client, pg, today) -> None:
     today(dt.date(2025, 6, 1))
     for born in ("2025-06-01", "2025-06-02", "2999-01-01"):
-        body = await problem(await _put(client, "alice", born), 422)
+        body = await problem(await _put(client, "alice", born), 400)
         assert locs(body) == [["body", "dateOfBirth"]]
     await problem(await client.get("/hello/alice"), 404)
 
@@ -213,3 +213,18 @@ async def test_birthdays_today_includes_29_february_on_28_february_of_common_yea
     leap = await (await client.get("/api/users/birthdays/today")).json()
     assert common["usernames"] == ["leapy", "plain"]
     assert leap["usernames"] == ["plain"]
+
+
+async def test_the_older_services_client_sees_its_exact_words(client, today) -> None:
+    # Given the older service's client, as it was: PUT pepe, then GET in another case
+    today(dt.date(2025, 6, 1))
+    r = await client.put("/hello/pepe", json={"dateOfBirth": "1990-06-06"}, headers=ADMIN)
+    assert (r.status, await r.read()) == (204, b"")
+    # Then the greeting is word for word what the older service answered: capitalised name, literal "day(s)"
+    r = await client.get("/hello/PEPE")
+    assert (r.status, await r.json()) == (200, {"message": "Hello, Pepe! Your birthday is in 5 day(s)"})
+    today(dt.date(2025, 6, 6))
+    assert await (await client.get("/hello/pepe")).json() == {"message": "Hello, Pepe! Happy birthday!"}
+    # And a date of birth of today is the older service's 400
+    r = await client.put("/hello/pepe", json={"dateOfBirth": "2025-06-06"}, headers=ADMIN)
+    assert r.status == 400

@@ -13,10 +13,12 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from shared.events import THUMBNAILS_QUEUE
 from shared.settings import Settings
 from tests.conftest import ADMIN
 from tests.integration.test_thumbnails import count, new_product, original_as_fifo, row, upload, wait_for_reader
@@ -57,15 +59,19 @@ class Workers:
         }
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self) -> subprocess.Popen[bytes]:
+    def start(self, log: Path | None = None) -> subprocess.Popen[bytes]:
+        """One worker; its output goes to ``log`` if given."""
+        out = log.open("wb") if log is not None else subprocess.DEVNULL
         proc = subprocess.Popen(
             [sys.executable, "-m", "worker", "thumbnails", "--processes", "1", "--threads", "1"],
             cwd=ROOT,
             env=self.env,
             start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
         )
+        if log is not None:
+            out.close()  # type: ignore[union-attr]
         self.procs.append(proc)
         return proc
 
@@ -153,3 +159,65 @@ async def test_upload_to_ready_through_the_relay_and_a_worker_process(
     image = (await (await client.get(f"/api/products/{p['slug']}", headers=ADMIN)).json())["image"]
     assert image["status"] == "ready"
     assert (await client.get(image["thumbnails"]["large"]["url"])).status == 200
+
+
+async def _depth(rabbitmq_url: str, queue: str) -> int:
+    conn = await aio_pika.connect(rabbitmq_url)
+    async with conn:
+        declared = await (await conn.channel()).declare_queue(queue, passive=True)
+        return declared.declaration_result.message_count or 0
+
+
+async def _settled(rabbitmq_url: str, within: float = 20.0) -> None:
+    """Wait until the live thumbnails queue is drained (the worker acknowledged or dead-lettered its message)."""
+    deadline = time.monotonic() + within
+    while await _depth(rabbitmq_url, THUMBNAILS_QUEUE) or await _depth(rabbitmq_url, f"{THUMBNAILS_QUEUE}.DQ"):
+        assert time.monotonic() < deadline, "the thumbnails queue never drained"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_corrupt_upload_ends_failed_and_is_not_dead_lettered(
+    client: TestClient, pg: asyncpg.Connection, pipeline_settings: Settings, relay_running: None, workers: Workers
+) -> None:
+    # Given a running worker and an upload that passes the API's sniffing but cannot be decoded
+    workers.start()
+    p = await new_product(client)
+    await upload(client, p["slug"], gen.truncated_jpeg())
+    # When its job has run
+    r = await wait_status(pg, p["id"], "failed")
+    # Then the product is failed with its reason: a handled outcome, so thumbnails.XQ stays empty
+    assert "the image cannot be decoded" in r["image_error"]
+    await _settled(pipeline_settings.rabbitmq_url)
+    await asyncio.sleep(1)  # a rejection would have reached the dead-letter queue by now
+    assert await _depth(pipeline_settings.rabbitmq_url, f"{THUMBNAILS_QUEUE}.XQ") == 0
+    assert await count(pg, p["id"], "product.thumbnails_failed") == 1
+
+
+async def test_a_transient_fault_is_still_retried_and_the_product_ends_ready(
+    client: TestClient,
+    pg: asyncpg.Connection,
+    pipeline_settings: Settings,
+    relay_running: None,
+    workers: Workers,
+    tmp_path: Path,
+) -> None:
+    # Given an upload whose original cannot be read for now (a directory stands where the file is: an OSError)
+    p = await new_product(client)
+    data = gen.jpeg(400, 200)
+    up = await upload(client, p["slug"], data)
+    path = Path(pipeline_settings.media_root) / up["image"]["original"].removeprefix("/media/")
+    await asyncio.to_thread(path.unlink)
+    await asyncio.to_thread(path.mkdir)
+    # When the worker tries it (and fails), and then the file is back
+    log = tmp_path / "worker.log"
+    workers.start(log)
+    deadline = time.monotonic() + 40
+    while "IsADirectoryError" not in await asyncio.to_thread(log.read_text, errors="replace"):
+        assert time.monotonic() < deadline, "the worker never tried the job"
+        await asyncio.sleep(0.05)
+    assert (await row(pg, p["id"]))["image_status"] == "pending"
+    await asyncio.to_thread(path.rmdir)
+    await asyncio.to_thread(path.write_bytes, data)
+    # Then the retry makes the thumbnails, and nothing was dead-lettered
+    await wait_status(pg, p["id"], "ready")
+    assert await _depth(pipeline_settings.rabbitmq_url, f"{THUMBNAILS_QUEUE}.XQ") == 0

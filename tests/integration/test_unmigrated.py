@@ -77,10 +77,32 @@ async def test_every_route_answers_503_with_retry_after_when_the_schema_is_not_m
     # Given an API on a database whose migrations have not run
     # When a route that needs a table is called
     r = await unmigrated.request(method, path, json=body, headers=ADMIN)
-    # Then 503 (not 500), Retry-After, and a problem that says why
-    got = await problem(r, 503)
+    # Then 503 (not 500), Retry-After, and a problem that says why (the older /picus service's own body there)
     assert r.headers["Retry-After"] == "2"
+    if path.startswith("/picus/"):
+        assert (r.status, r.content_type, await r.json()) == (503, "application/json", PICUS_NOT_READY)
+        return
+    got = await problem(r, 503)
     assert "not migrated" in got["detail"]
+
+
+PICUS_NOT_READY = {"error": "Database not ready"}
+PICUS_ROUTES = [(m, p, b) for m, p, b in ROUTES if p.startswith("/picus/")]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), PICUS_ROUTES, ids=[f"{m} {p}" for m, p, _ in PICUS_ROUTES])
+async def test_picus_routes_answer_the_older_services_503_when_the_database_is_unreachable(
+    aiohttp_client: Any, settings: Settings, method: str, path: str, body: Any
+) -> None:
+    # Given an API whose PostgreSQL refuses connections (nothing listens on port 1)
+    down = settings.model_copy(update={"database_url": "postgresql://postgres@127.0.0.1:1/stockroom"})
+    client = await aiohttp_client(create_app(down))
+    # When the older /picus service's client calls it
+    r = await client.request(method, path, json=body, headers=ADMIN)
+    # Then it gets the older service's answer, with Retry-After; the other routes keep the problem document
+    assert (r.status, await r.json()) == (503, PICUS_NOT_READY)
+    assert r.headers["Retry-After"]
+    await problem(await client.get("/api/records/1"), 503)
 
 
 async def test_readiness_names_the_unmigrated_schema(unmigrated: TestClient) -> None:

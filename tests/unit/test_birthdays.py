@@ -56,8 +56,10 @@ def test_days_until_is_within_a_year_and_lands_on_the_birthday(born: dt.date, to
 def test_greeting_wording() -> None:
     today = D(2025, 6, 1)
     assert greeting("Ann", D(1990, 6, 1), today) == "Hello, Ann! Happy birthday!"
-    assert greeting("Ann", D(1990, 6, 2), today) == "Hello, Ann! Your birthday is in 1 day"
-    assert greeting("Ann", D(1990, 6, 3), today) == "Hello, Ann! Your birthday is in 2 days"
+    assert greeting("Ann", D(1990, 6, 2), today) == "Hello, Ann! Your birthday is in 1 day(s)"
+    assert greeting("Ann", D(1990, 6, 3), today) == "Hello, Ann! Your birthday is in 2 day(s)"
+    assert greeting("pepe", D(1990, 6, 3), today) == "Hello, Pepe! Your birthday is in 2 day(s)"
+    assert greeting("ALICE", D(1990, 6, 1), today) == "Hello, Alice! Happy birthday!"
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,11 @@ One job, for event ``E`` (a ``product.image_uploaded`` of product ``P``):
    deliveries racing, one finishes the product; the other changes nothing.
 
 Failures: a corrupt image or a pixel bomb (:class:`~worker.thumbnails.imaging.CorruptImage`) is permanent: the product
-becomes ``failed`` with the reason and ``product.thumbnails_failed`` is written, and the message is not retried
-(``throws=``; it lands in ``thumbnails.XQ``). Anything else (PostgreSQL or storage unavailable, a time limit) is
-retried with backoff; when the retries run out, ``thumbnails_gave_up`` records ``failed`` the same way.
+becomes ``failed`` with the reason and ``product.thumbnails_failed`` is written, and the job ends there: a
+handled outcome, acknowledged, neither retried nor dead-lettered (``thumbnails.XQ`` holds only work that needs
+an operator). Should recording the failure itself fail (PostgreSQL away), the job is retried. Anything else
+(PostgreSQL or storage unavailable, a time limit) is retried with backoff; when the retries run out,
+``thumbnails_gave_up`` records ``failed`` the same way.
 """
 
 from __future__ import annotations
@@ -284,7 +286,7 @@ def run_job(event: dict[str, Any]) -> None:
         except CorruptImage as exc:
             recorded = _db(res, _finish_failed(res, product_id, original, str(exc), rid))
             log.warning("thumbnails_failed", product_id=product_id, reason=str(exc), recorded=recorded)
-            raise
+            return
         thumbs = res.run(_store(res, outputs))
         done = _db(res, _finish_ready(res, product_id, original, thumbs, rid))
         log.info("thumbnails_ready" if done else "thumbnails_superseded", product_id=product_id, original=original)
@@ -293,7 +295,6 @@ def run_job(event: dict[str, Any]) -> None:
 @dramatiq.actor(
     queue_name=THUMBNAILS_QUEUE,
     actor_name="make_thumbnails",
-    throws=(CorruptImage,),
     max_retries=MAX_RETRIES,
     min_backoff=MIN_BACKOFF_MS,
     max_backoff=MAX_BACKOFF_MS,
@@ -304,8 +305,6 @@ def make_thumbnails(event: dict[str, Any]) -> None:
     """Thumbnails for the image of a ``product.image_uploaded`` event (``event`` is ``actor_args(event)``)."""
     try:
         run_job(event)
-    except CorruptImage:
-        raise
     except BaseException:
         # A time limit is raised into the thread wherever it is, perhaps inside the private loop: start the
         # retry from a fresh loop and connection rather than from whatever state that left behind.
