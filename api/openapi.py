@@ -526,7 +526,7 @@ SPECS: Final = _specs()
 
 def query_parameters(handler: Handler) -> frozenset[str] | None:
     """The query parameters the document declares for ``handler`` (the one source of truth for which a route
-    takes: :func:`api.http.known_query` refuses the others), or None for a route it does not describe."""
+    takes: :func:`api.parsing.known_query` refuses the others), or None for a route it does not describe."""
     op = SPECS.get(handler)
     return None if op is None else frozenset(p.name for p in op.query)
 
