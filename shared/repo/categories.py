@@ -99,7 +99,8 @@ async def live_id(conn: asyncpg.Connection, slug: str) -> int | None:
 async def slugs_like(conn: asyncpg.Connection, base: str) -> list[str]:
     """Live slugs equal to ``base`` or ``base-<anything>``: the candidates a new slug must avoid."""
     rows = await conn.fetch(
-        "SELECT slug FROM categories WHERE deleted_at IS NULL AND (slug = $1 OR starts_with(slug, $1 || '-'))",
+        "SELECT slug FROM categories WHERE deleted_at IS NULL AND slug ~>=~ $1 AND slug ~<~ ($1 || '.')"
+        " AND (slug = $1 OR starts_with(slug, $1 || '-'))",  # the range is the index's (migration 0005)
         base,
     )
     return [r["slug"] for r in rows]
