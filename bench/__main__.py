@@ -473,5 +473,22 @@ def main() -> int:
     return 0
 
 
+def cli(argv: list[str]) -> int:
+    """``python -m bench`` runs the benchmark; ``python -m bench seed ...`` seeds. Anything else is refused."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", metavar="{seed}")
+    commands.add_parser("seed", help="load N realistic products fast (python -m bench seed --help)", add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "seed":
+        from bench.seed import main as seed_main
+
+        return seed_main(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(sys.argv[1:]))
