@@ -7,9 +7,9 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+from shared.repo import products as prod_repo
 
 from bench.seed import seed
-from shared.repo import products as prod_repo
 from shared.settings import Settings
 
 CASES: dict[str, tuple[prod_repo.Filters, str, tuple[Any, int] | None]] = {
