@@ -251,7 +251,7 @@ def main(argv: list[str]) -> int:
         f"seed: {done.products:,} products in {len(done.categories)} categories in {done.seconds:.1f} s ({rate:,.0f}/s)"
     )
     if not args.no_rebuild:
-        from worker.rebuild import rebuild
+        from worker.readmodel.rebuild import rebuild
 
         began = time.monotonic()
         counts = asyncio.run(rebuild(settings))

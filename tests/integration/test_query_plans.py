@@ -7,10 +7,10 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
-from shared.repo import products as prod_repo
 
 from bench.seed import seed
 from shared.settings import Settings
+from shared.store import products as prod_repo
 
 CASES: dict[str, tuple[prod_repo.Filters, str, tuple[Any, int] | None]] = {
     "q no match": (prod_repo.Filters(q="zzyzzx"), "-created_at", None),
