@@ -150,55 +150,12 @@ async def ids_after(conn: asyncpg.Connection, after_id: int, limit: int) -> list
     return [r["id"] for r in rows]
 
 
-#: Rows of the sort order a filtered listing looks through before it asks the filters' own indexes instead.
-#: A filter that matches often (a common word, most price ranges) fills a page within the first rows of the order's
-#: index; one that matches rarely or never (a word in no product) would walk the whole index. So a filtered page is
-#: first looked for among the next WINDOW rows of the order, and only when they hold too few matches is it taken
-#: from the match set itself (GIN for ``q``, the price index for a range), sorted: a set then known to be sparse.
-WINDOW: Final = 5_000
-
-
 async def list_page(
     conn: asyncpg.Connection, filters: Filters, sort: str, after: tuple[Any, int] | None, limit: int
 ) -> list[Product]:
-    """One page in ``sort`` order after the keyset position ``after`` (see :data:`WINDOW`)."""
-    sql, args = page_query(filters, sort, after, limit)
-    rows = await conn.fetch(sql, *args)
-    if len(rows) < limit and _filtered(filters, sort):
-        sql, args = page_query(filters, sort, after, WINDOW, window_size=True)
-        if await conn.fetchval(sql, *args) == WINDOW:
-            # The window was full of rows and short of matches (else the order ended and the page is whole).
-            sql, args = page_query(filters, sort, after, limit, sparse=True)
-            rows = await conn.fetch(sql, *args)
-    return [_product(r) for r in rows]
-
-
-def _filtered(filters: Filters, sort: str) -> bool:
-    """Whether a filter the order's index cannot apply (the category and, sorted by price, a price range it can)
-    narrows the listing."""
-    by_price = sort.endswith("price")
-    return bool(filters.q) or filters.in_stock is not None or (not by_price and _priced(filters))
-
-
-def _priced(filters: Filters) -> bool:
-    return filters.min_price is not None or filters.max_price is not None
-
-
-def page_query(
-    filters: Filters,
-    sort: str,
-    after: tuple[Any, int] | None,
-    limit: int,
-    *,
-    sparse: bool = False,
-    window_size: bool = False,
-) -> tuple[str, list[Any]]:
-    """A statement of :func:`list_page` and its arguments (their plans are tested): the window of the sort order,
-    or how many rows it holds (``window_size``, up to ``limit``), or the sorted match set (``sparse``). Only fixed
-    SQL fragments are joined."""
+    """One page in ``sort`` order after the keyset position ``after``. Only fixed SQL fragments are joined."""
     order, op, (col, idcol) = SORTS[sort]
-    walk = ["p.deleted_at IS NULL"]
-    match: list[str] = []
+    where = ["p.deleted_at IS NULL"]
     args: list[Any] = []
 
     def param(value: Any) -> str:
@@ -206,50 +163,28 @@ def page_query(
         return f"${len(args)}"
 
     if filters.category is not None:
-        walk.append(
+        where.append(
             f"p.category_id = (SELECT id FROM categories WHERE slug = {param(filters.category)} AND deleted_at IS NULL)"
         )
-    if after is not None:
-        walk.append(f"({col}, {idcol}) {op} ({param(after[0])}, {param(after[1])})")
-    # Sorted by price, the price index applies a range itself: it bounds the walk instead of filtering it.
-    ranged = walk if sort.endswith("price") else match
-    # The window's own rows (``window_size``) leave the filters out: their parameters would be unused, undeclared.
-    if ranged is walk or not window_size:
-        if filters.min_price is not None:
-            ranged.append(f"p.price >= {param(filters.min_price)}")
-        if filters.max_price is not None:
-            ranged.append(f"p.price <= {param(filters.max_price)}")
-    if window_size:
-        walked = f"SELECT 1 FROM products p WHERE {' AND '.join(walk)} ORDER BY {order} LIMIT {param(limit)}"
-        return f"SELECT count(*) FROM ({walked}) w", args
+    if filters.min_price is not None:
+        where.append(f"p.price >= {param(filters.min_price)}")
+    if filters.max_price is not None:
+        where.append(f"p.price <= {param(filters.max_price)}")
     if filters.in_stock is True:
-        match.append("p.stock > 0")
+        where.append("p.stock > 0")
     elif filters.in_stock is False:
-        match.append("p.stock = 0")
+        where.append("p.stock = 0")
     if filters.q:
-        match.append(f"p.search @@ websearch_to_tsquery('english', {param(filters.q)})")
-    if not match:
-        return f"{_SELECT} WHERE {' AND '.join(walk)} ORDER BY {order} LIMIT {param(limit)}", args
-    if sparse:
-        # Materialized with the sort key: the order's index cannot serve an ORDER BY over the CTE's columns, so the
-        # matches are found by the filters' indexes and sorted, whatever plan (custom or generic) is chosen.
-        keys = order.replace("p.", "m.")
-        sql = (
-            f"WITH m AS MATERIALIZED (SELECT p.id, {col} AS k FROM products p WHERE {' AND '.join(walk + match)})"
-            f" {_SELECT} JOIN m ON m.id = p.id ORDER BY {keys.replace('m.' + col[2:], 'm.k')} LIMIT {param(limit)}"
-        )
-        return sql, args
-    # The subquery's order carries through the join (no sort): the page stops at its last match, a common filter
-    # after a few dozen rows, and a rare one at the window's end.
-    window = f"(SELECT * FROM products p WHERE {' AND '.join(walk)} ORDER BY {order} LIMIT {WINDOW})"
-    sql = f"{_SELECT.replace('FROM products p', 'FROM ' + window + ' p', 1)} WHERE {' AND '.join(match)}"
-    return f"{sql} ORDER BY {order} LIMIT {param(limit)}", args
+        where.append(f"p.search @@ websearch_to_tsquery('english', {param(filters.q)})")
+    if after is not None:
+        where.append(f"({col}, {idcol}) {op} ({param(after[0])}, {param(after[1])})")
+    sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY {order} LIMIT {param(limit)}"
+    return [_product(r) for r in await conn.fetch(sql, *args)]
 
 
 async def slugs_like(conn: asyncpg.Connection, base: str) -> list[str]:
     rows = await conn.fetch(
-        "SELECT slug FROM products WHERE deleted_at IS NULL AND slug ~>=~ $1 AND slug ~<~ ($1 || '.')"
-        " AND (slug = $1 OR starts_with(slug, $1 || '-'))",  # the range is the index's (migration 0005)
+        "SELECT slug FROM products WHERE deleted_at IS NULL AND (slug = $1 OR starts_with(slug, $1 || '-'))",
         base,
     )
     return [r["slug"] for r in rows]
