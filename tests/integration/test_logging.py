@@ -61,7 +61,8 @@ async def test_the_api_logs_json_lines_with_the_request_id_and_no_secret(
         }
     )
     async with api_process(s, tmp_path / "api.log", LOG_LEVEL="DEBUG") as api, aiohttp.ClientSession() as session:
-        # When a write with the admin key, a write with a wrong key, a failing readiness probe and a read with an unknown query parameter (400) are made
+        # When a write with the admin key, a write with a wrong key, a failing readiness probe and a read with an
+        # unknown query parameter (400) are made
         async with session.post(
             api.url + "/api/records", json={"a": 1}, headers={**ADMIN, "X-Request-ID": "req-log-write"}
         ) as r:
