@@ -159,7 +159,11 @@ async def categories(r: Reads, limit: int, cursor: str | None) -> bytes:
 async def product(r: Reads, slug: str) -> tuple[bytes, str]:
     get = r.get
     if get is not None:
-        hit = await _redis(r, lambda _: _copy(get, slug))
+        copy = await _redis(r, lambda _: get(readmodel.product_copy_key(slug)))
+        if copy == readmodel.ABSENT:  # PostgreSQL had no such product a moment ago (no write since)
+            # Raised here, at the query's own level, not from inside the Redis call: fewer frames to unwind.
+            raise NotFound(f"no product {slug!r}")
+        hit = readmodel.split_copy(copy)
     else:
         hit = await _redis(r, lambda run: readmodel.product_by_slug(run, slug))
     if hit is not None:
@@ -171,13 +175,6 @@ async def product(r: Reads, slug: str) -> tuple[bytes, str]:
         raise NotFound(f"no product {slug!r}")
     await _fill(r, lambda run: readmodel.project_product(run, p, r.media_url))
     return views.dumps(views.product(p, r.media_url)), views.etag(p.version)
-
-
-async def _copy(get: Callable[[str], Awaitable[bytes | None]], slug: str) -> tuple[bytes, str] | None:
-    value = await get(readmodel.product_copy_key(slug))
-    if value == readmodel.ABSENT:  # PostgreSQL had no such product a moment ago (no write since)
-        raise NotFound(f"no product {slug!r}")
-    return readmodel.split_copy(value)
 
 
 def _indexed(filters: prod_repo.Filters, sort: str) -> bool:
