@@ -159,7 +159,11 @@ async def categories(r: Reads, limit: int, cursor: str | None) -> bytes:
 
 
 async def product(r: Reads, slug: str) -> tuple[bytes, str]:
-    hit = await _redis(r, lambda _: _copy(r.redis, slug))
+    copy = await _redis(r, lambda _: r.redis.execute("GET", keys.product_copy(slug)))
+    if copy == keys.ABSENT:  # PostgreSQL had no such product a moment ago (no write since)
+        # Raised here, at the query's own level, not from inside the Redis call: fewer frames to unwind.
+        raise NotFound(f"no product {slug!r}")
+    hit = read.split_copy(copy)
     if hit is not None:
         return hit
     async with connection(r.pool, r.wait) as conn:
@@ -169,13 +173,6 @@ async def product(r: Reads, slug: str) -> tuple[bytes, str]:
         raise NotFound(f"no product {slug!r}")
     await _fill(r, lambda run: project(run, p, r.media_url))
     return render.dumps(render.product(p, r.media_url)), render.etag(p.version)
-
-
-async def _copy(redis: FastRedis, slug: str) -> tuple[bytes, str] | None:
-    value = await redis.execute("GET", keys.product_copy(slug))
-    if value == keys.ABSENT:  # PostgreSQL had no such product a moment ago (no write since)
-        raise NotFound(f"no product {slug!r}")
-    return read.split_copy(value)
 
 
 def _indexed(filters: prod_repo.Filters, sort: str) -> bool:

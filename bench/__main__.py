@@ -58,6 +58,17 @@ GOALS = {"read": 0.50, "page": 0.35, "page_cat": 0.35, "create": 0.75, "refusal"
 #: API keys the create scenario spreads its writes over: the default write limit is 50/s per key.
 WRITE_KEYS = 200
 MARK_START, MARK_END = "<!-- http-bench:start -->", "<!-- http-bench:end -->"
+#: Every scenario, by the name ``BENCH_ONLY`` picks it with.
+SCENARIOS = ("read", "page", "page_cat", "refused", "unauthorized", "missing", "create", "latency")
+
+
+def _only() -> frozenset[str]:
+    """``BENCH_ONLY`` (comma-separated scenario names): run just those; unset runs all. A subset prints its table
+    and leaves RESULTS.md as it is (the table there is a whole run's)."""
+    names = frozenset(n.strip() for n in os.environ.get("BENCH_ONLY", "").split(",") if n.strip())
+    if unknown := names - set(SCENARIOS):
+        raise SystemExit(f"bench: unknown BENCH_ONLY scenario(s) {sorted(unknown)}; known: {', '.join(SCENARIOS)}")
+    return names or frozenset(SCENARIOS)
 
 
 @dataclass
@@ -269,6 +280,26 @@ Row = tuple[str, Result, str, float | None, list[float] | None, float | None]
 REFUSALS: dict[str, float] = {}
 
 
+def _table(rows: list[Row]) -> list[str]:
+    """The scenario table's lines (markdown)."""
+    lines = [
+        "| scenario | req/s | p50 ms | p99 ms | errors | CPU us/req | ceiling | ratio [range] | goal |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
+    ]
+    for label, r, ceiling, ratio, ratios, goal in rows:
+        ratio_s = f"{ratio:.0%}" if ratio is not None else ""
+        if ratios:
+            ratio_s += f" [{min(ratios):.0%}-{max(ratios):.0%}]"
+        goal_s = f">= {goal:.0%} {'met' if ratio is not None and ratio >= goal else 'MISSED'}" if goal else ""
+        if label in REFUSALS:
+            hit_cpu = REFUSALS[label]
+            goal_s = f"CPU {r.cpu_us / hit_cpu:.0%} of a hit's: {'met' if r.cpu_us <= hit_cpu else 'MISSED'}"
+        cells = [label, f"{r.rps:,.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}", str(r.errors), f"{r.cpu_us:.0f}"]
+        cells += [ceiling, ratio_s, goal_s]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _write_results(rows: list[Row], latency: dict[str, float], cpu_ms: dict[str, float]) -> str:
     lines = [
         MARK_START,
@@ -287,20 +318,8 @@ def _write_results(rows: list[Row], latency: dict[str, float], cpu_ms: dict[str,
         "is, as req/s does: for the refusals the goal is read on it (a refusal's CPU over a hit's, measured in "
         "adjacent windows).",
         "",
-        "| scenario | req/s | p50 ms | p99 ms | errors | CPU us/req | ceiling | ratio [range] | goal |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
+        *_table(rows),
     ]
-    for label, r, ceiling, ratio, ratios, goal in rows:
-        ratio_s = f"{ratio:.0%}" if ratio is not None else ""
-        if ratios:
-            ratio_s += f" [{min(ratios):.0%}-{max(ratios):.0%}]"
-        goal_s = f">= {goal:.0%} {'met' if ratio is not None and ratio >= goal else 'MISSED'}" if goal else ""
-        if label in REFUSALS:
-            hit_cpu = REFUSALS[label]
-            goal_s = f"CPU {r.cpu_us / hit_cpu:.0%} of a hit's: {'met' if r.cpu_us <= hit_cpu else 'MISSED'}"
-        cells = [label, f"{r.rps:,.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}", str(r.errors), f"{r.cpu_us:.0f}"]
-        cells += [ceiling, ratio_s, goal_s]
-        lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "Event latency, API 201 (committed) -> projection in Redis, through relay, RabbitMQ and the cache "
@@ -354,6 +373,10 @@ def main() -> int:
         "dramatiq_prom_port": str(_free_port()),
     }
     procs: list[Proc] = []
+    only = _only()
+    done: dict[str, Scenario] = {}
+    latency: dict[str, float] = {}
+    cpu_ms: dict[str, float] = {}
     try:
         print("bench: seeding 10,000 products and projecting them into Redis")
         os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "RABBITMQ_URL")})
@@ -373,104 +396,118 @@ def main() -> int:
         print(f"bench: Stockroom API and the ceilings, both on core 0; {ROUNDS} rounds of {SECONDS} s windows each")
         bare_label, cte_label = "bare handler, constant JSON", "bare handler, one CTE insert"
         bare_json = (bare_label, curl + "/json", _script(""))
-        read = _paired("read by slug (Redis hit)", url, _script("read"), *bare_json)
-        page = _paired("first page /api/products", url, _script("page", "/api/products"), *bare_json)
-        page_cat = _paired(
-            "first page ?category=category-3", url, _script("page", "/api/products?category=category-3"), *bare_json
-        )
         hit = ("read by slug (Redis hit)", url, _script("read"))
-        refused = _paired("429, one client past its limit", url, _script("refused"), *hit, refused=True)
-        unauthorized = _paired("401, a key nobody issued", url, _script("unauthorized"), *hit, refused=True)
-        missing = _paired("404, a product that does not exist", url, _script("missing"), *hit, refused=True)
-        create = _paired(
-            "create product (auth, validation)",
-            url,
-            _script("create", keys=keys),
-            cte_label,
-            curl,
-            _script("create", keys=keys),
-        )
+        if "read" in only:
+            done["read"] = _paired("read by slug (Redis hit)", url, _script("read"), *bare_json)
+        if "page" in only:
+            done["page"] = _paired("first page /api/products", url, _script("page", "/api/products"), *bare_json)
+        if "page_cat" in only:
+            page_path = "/api/products?category=category-3"
+            done["page_cat"] = _paired("first page ?category=category-3", url, _script("page", page_path), *bare_json)
+        if "refused" in only:
+            done["refused"] = _paired("429, one client past its limit", url, _script("refused"), *hit, refused=True)
+        if "unauthorized" in only:
+            done["unauthorized"] = _paired("401, a key nobody issued", url, _script("unauthorized"), *hit, refused=True)
+        if "missing" in only:
+            done["missing"] = _paired("404, a product that does not exist", url, _script("missing"), *hit, refused=True)
+        if "create" in only:
+            create_script = _script("create", keys=keys)
+            done["create"] = _paired(
+                "create product (auth, validation)", url, create_script, cte_label, curl, create_script
+            )
         api.stop()
         ceiling.stop()
-
-        print(f"bench: event latency at {WRITE_RATE} writes/s (relay + cache worker, write-through off)")
-        # The create scenario left its events unsent (no relay ran): they are not what is timed here, and a
-        # backlog would make every latency a queueing delay. Mark them sent, so the pipeline starts idle.
-        asyncio.run(_mark_outbox_sent())
-        relay = Proc([PY, "-m", "worker", "relay"], env, log=logs / "relay.log")
-        worker = Proc([PY, "-m", "worker", "cache", "--processes", "1", "--threads", "8"], env, log=logs / "w.log")
-        port = _free_port()
-        lurl = f"http://127.0.0.1:{port}"
-        api2 = Proc(
-            [PY, "-m", "api", "--host", "127.0.0.1", "--port", str(port)],
-            {**env, "READ_MODEL_WRITE_THROUGH": "false"},
-            core=0,
-            log=logs / "api2.log",
-        )
-        procs += [relay, worker, api2]
-        _wait_http(lurl + "/health/live")
-        time.sleep(3)  # the worker and the relay connect and declare their queues
-        roots = {"relay": relay.p.pid, "cache worker": worker.p.pid, "API": api2.p.pid}
-        shared_servers = {"PostgreSQL": ["postgres"], "RabbitMQ": ["beam.smp"], "Redis": ["redis-server"]}
-        before = cpu.snapshot(roots, shared_servers)
-        probe = ["-m", "bench.latency", "--url", lurl, "--redis-url", redis_url, "--key", ",".join(keys[:20])]
-        out = subprocess.run(
-            ["taskset", "-c", "1", PY, *probe, "--rate", str(WRITE_RATE)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if out.returncode != 0:
-            raise SystemExit(f"bench: the latency probe failed:\n{out.stderr[-3000:]}")
-        latency = json.loads(next(x for x in out.stdout.splitlines() if x.startswith("BENCHJSON "))[10:])
-        after = cpu.snapshot(roots, shared_servers)
-        cpu_ms = {k: (after[k] - before[k]) * 1000 / max(1, latency.get("count", 0)) for k in before}
-        print(f"  {latency}")
-        print("  CPU per event: " + ", ".join(f"{k} {v:.2f} ms" for k, v in cpu_ms.items()))
+        if "latency" in only:
+            latency, cpu_ms = _latency_phase(env, keys, redis_url, logs, procs)
     finally:
         for p in reversed(procs):
             p.stop()
         _release_redis(redis_url)
 
-    bare = _summary("framework ceiling, every window", [*read[4], *page[4], *page_cat[4]])
-    rows = [
-        ("bare aiohttp + uvloop, constant JSON (framework ceiling)", bare, "", None, None, None),
-        ("bare handler, product + outbox in one CTE (write ceiling)", create[1], "", None, None, None),
-        ("GET /api/products/{slug} (Redis hit)", read[0], "framework", read[2], read[3], GOALS["read"]),
-        ("GET /api/products first page", page[0], "framework", page[2], page[3], GOALS["page"]),
-        (
-            "GET /api/products?category= first page",
-            page_cat[0],
-            "framework",
-            page_cat[2],
-            page_cat[3],
-            GOALS["page_cat"],
-        ),
-        (
-            "POST /api/products (auth, validation, slug, outbox)",
-            create[0],
-            "write",
-            create[2],
-            create[3],
-            GOALS["create"],
-        ),
-        ("429 (rate limited read) vs a cache hit", refused[0], "cache hit", refused[2], refused[3], GOALS["refusal"]),
-        ("401 (unknown key) vs a cache hit", unauthorized[0], "cache hit", *unauthorized[2:4], GOALS["refusal"]),
-        ("404 (no such product) vs a cache hit", missing[0], "cache hit", missing[2], missing[3], GOALS["refusal"]),
-    ]
-    REFUSALS.update(
-        {
-            rows[-3][0]: refused[1].cpu_us,
-            rows[-2][0]: unauthorized[1].cpu_us,
-            rows[-1][0]: missing[1].cpu_us,
-        }
-    )
+    rows = _rows(done)
     print()
-    print(_write_results(rows, latency, cpu_ms))
-    print(f"\nbench: logs in {logs}; results in bench/RESULTS.md")
+    if only == frozenset(SCENARIOS):
+        print(_write_results(rows, latency, cpu_ms))
+        print(f"\nbench: logs in {logs}; results in bench/RESULTS.md")
+    else:
+        print("\n".join(_table(rows)))
+        print(f"\nbench: logs in {logs}; a subset ({', '.join(sorted(only))}): RESULTS.md left as it was")
     return 0
+
+
+def _latency_phase(
+    env: dict[str, str], keys: list[str], redis_url: str, logs: Path, procs: list[Proc]
+) -> tuple[dict[str, float], dict[str, float]]:
+    print(f"bench: event latency at {WRITE_RATE} writes/s (relay + cache worker, write-through off)")
+    # The create scenario left its events unsent (no relay ran): they are not what is timed here, and a
+    # backlog would make every latency a queueing delay. Mark them sent, so the pipeline starts idle.
+    asyncio.run(_mark_outbox_sent())
+    relay = Proc([PY, "-m", "worker", "relay"], env, log=logs / "relay.log")
+    worker = Proc([PY, "-m", "worker", "cache", "--processes", "1", "--threads", "8"], env, log=logs / "w.log")
+    port = _free_port()
+    lurl = f"http://127.0.0.1:{port}"
+    api2 = Proc(
+        [PY, "-m", "api", "--host", "127.0.0.1", "--port", str(port)],
+        {**env, "READ_MODEL_WRITE_THROUGH": "false"},
+        core=0,
+        log=logs / "api2.log",
+    )
+    procs += [relay, worker, api2]
+    _wait_http(lurl + "/health/live")
+    time.sleep(3)  # the worker and the relay connect and declare their queues
+    roots = {"relay": relay.p.pid, "cache worker": worker.p.pid, "API": api2.p.pid}
+    shared_servers = {"PostgreSQL": ["postgres"], "RabbitMQ": ["beam.smp"], "Redis": ["redis-server"]}
+    before = cpu.snapshot(roots, shared_servers)
+    probe = ["-m", "bench.latency", "--url", lurl, "--redis-url", redis_url, "--key", ",".join(keys[:20])]
+    out = subprocess.run(
+        ["taskset", "-c", "1", PY, *probe, "--rate", str(WRITE_RATE)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"bench: the latency probe failed:\n{out.stderr[-3000:]}")
+    latency = json.loads(next(x for x in out.stdout.splitlines() if x.startswith("BENCHJSON "))[10:])
+    after = cpu.snapshot(roots, shared_servers)
+    cpu_ms = {k: (after[k] - before[k]) * 1000 / max(1, latency.get("count", 0)) for k in before}
+    print(f"  {latency}")
+    print("  CPU per event: " + ", ".join(f"{k} {v:.2f} ms" for k, v in cpu_ms.items()))
+    return latency, cpu_ms
+
+
+Scenario = tuple[Result, Result, float, list[float], list[Result]]
+#: Table rows, in order: scenario name, label, ceiling it is read against, goal.
+ROWS: tuple[tuple[str, str, str, str], ...] = (
+    ("read", "GET /api/products/{slug} (Redis hit)", "framework", "read"),
+    ("page", "GET /api/products first page", "framework", "page"),
+    ("page_cat", "GET /api/products?category= first page", "framework", "page_cat"),
+    ("create", "POST /api/products (auth, validation, slug, outbox)", "write", "create"),
+    ("refused", "429 (rate limited read) vs a cache hit", "cache hit", "refusal"),
+    ("unauthorized", "401 (unknown key) vs a cache hit", "cache hit", "refusal"),
+    ("missing", "404 (no such product) vs a cache hit", "cache hit", "refusal"),
+)
+
+
+def _rows(done: dict[str, Scenario]) -> list[Row]:
+    """The table's rows for the scenarios that ran: the ceilings first, then each scenario against its own."""
+    rows: list[Row] = []
+    framework = [w for name in ("read", "page", "page_cat") if name in done for w in done[name][4]]
+    if framework:
+        bare = _summary("framework ceiling, every window", framework)
+        rows.append(("bare aiohttp + uvloop, constant JSON (framework ceiling)", bare, "", None, None, None))
+    if "create" in done:
+        write_ceiling = done["create"][1]
+        rows.append(("bare handler, product + outbox in one CTE (write ceiling)", write_ceiling, "", None, None, None))
+    for name, label, ceiling, goal in ROWS:
+        if name not in done:
+            continue
+        me, beside, ratio, ratios, _ = done[name]
+        rows.append((label, me, ceiling, ratio, ratios, GOALS[goal]))
+        if ceiling == "cache hit":
+            REFUSALS[label] = beside.cpu_us
+    return rows
 
 
 def cli(argv: list[str]) -> int:

@@ -138,6 +138,10 @@ def _request(peer: str, forwarded: str | None) -> Any:
         ("10.0.0.2", "garbage, 203.0.113.7", "203.0.113.7"),
         ("10.0.0.2", "203.0.113.7, garbage", "10.0.0.2"),  # a proxy wrote nonsense: trust nothing left of it
         ("10.0.0.2", None, "10.0.0.2"),
+        ("10.0.0.2", " 203.0.113.7 ", "203.0.113.7"),  # the address, as its canonical text
+        ("10.0.0.2", "2001:DB8:0::7", "2001:db8::7"),
+        ("10.0.0.2", "203.0.113.007", "10.0.0.2"),  # leading zeros (octal to some parsers) are no address
+        ("10.0.0.2", "203.0.113", "10.0.0.2"),
     ],
 )
 def test_client_address_reads_forwarded_for_from_the_right(peer: str, forwarded: str | None, expected: str) -> None:
