@@ -145,28 +145,34 @@ def rabbitmq_url(services: None) -> Iterator[str]:
         _management("DELETE", f"vhosts/{RABBITMQ_VHOST}")
 
 
+async def admin_execute(sql: str) -> None:
+    """Run one statement (CREATE or DROP DATABASE) on the server's maintenance database."""
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def drop_database(name: str) -> None:
+    """Drop a test database if it exists, closing any connection still open on it."""
+    await admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def template_db(services: None) -> Iterator[str]:
     """A migrated template database, made once per session."""
     name = f"stockroom_tmpl_{os.getpid()}"
 
     async def setup() -> None:
-        conn = await asyncpg.connect(PG_URL)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        await drop_database(name)
         await migrate(_dsn(name))
 
     asyncio.run(setup())
     yield name
 
     async def teardown() -> None:
-        conn = await asyncpg.connect(PG_URL)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        await drop_database(name)
 
     asyncio.run(teardown())
 
@@ -175,17 +181,9 @@ def template_db(services: None) -> Iterator[str]:
 async def database_url(template_db: str) -> AsyncIterator[str]:
     """A fresh database cloned from the template, dropped after the test."""
     name = f"stockroom_t_{uuid.uuid4().hex[:16]}"
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    finally:
-        await conn.close()
+    await admin_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
     yield _dsn(name)
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    await drop_database(name)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 from api.auth import KEY_TTL_SECONDS
 from shared.settings import Settings
 from shared.store import apikeys
-from tests.support.processes import ROOT, api_process, env_for
+from tests.support.processes import api_process, run_module
 
 #: Slack for process scheduling on a loaded machine, on top of the documented times.
 SLACK = 2.0
@@ -22,17 +21,7 @@ SLACK = 2.0
 
 async def keys_cli(settings: Settings, *args: str) -> tuple[int, str, str]:
     """``python -m api keys *args``: (exit status, stdout, stderr)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "api", "keys", *args),
-        cwd=ROOT,
-        env=env_for(settings),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_module(settings, "-m", "api", "keys", *args, seconds=30)
 
 
 async def new_key(settings: Settings, name: str, scope: str = "write") -> str:

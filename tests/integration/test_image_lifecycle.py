@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +30,7 @@ s3_endpoint = gen.s3_endpoint
 s3_settings = gen.s3_settings
 
 
-@pytest.fixture
-def worker(settings: Settings) -> Iterator[None]:
-    thumbnails.configure(settings)
-    yield
-    thumbnails.close_resources()
+worker = gen.worker
 
 
 async def make_product(client: TestClient, name: str = "Desk Lamp") -> dict[str, Any]:

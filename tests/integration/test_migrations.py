@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from migrations.runner import MIGRATIONS_DIR, MigrationError, discover, migrate
-from tests.conftest import PG_URL, _dsn
+from tests.conftest import _dsn, drop_database
 
 
 @pytest.fixture
@@ -19,11 +19,7 @@ async def fresh_dsn(services: None) -> AsyncIterator[str]:
     """The DSN of a database that does not exist yet (dropped after the test if something made it)."""
     name = f"stockroom_mig_{uuid.uuid4().hex[:12]}"
     yield _dsn(name)
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    await drop_database(name)
 
 
 async def _applied(dsn: str) -> list[tuple[int, str]]:

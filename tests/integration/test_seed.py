@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
-
 import asyncpg
 from aiohttp.test_utils import TestClient
 
 from bench.seed import seed
 from shared.settings import Settings
 from tests.support.api import category, outbox, product
-from tests.support.processes import ROOT, env_for
+from tests.support.processes import run_module
 
 
 async def _indexes(pg: asyncpg.Connection) -> set[str]:
@@ -20,17 +17,7 @@ async def _indexes(pg: asyncpg.Connection) -> set[str]:
 
 
 async def _seed_command(settings: Settings, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "bench", *args),
-        cwd=ROOT,
-        env=env_for(settings),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_module(settings, "-m", "bench", *args, seconds=120)
 
 
 async def test_seed_command_loads_products_the_api_then_serves(

@@ -31,11 +31,7 @@ s3_endpoint = gen.s3_endpoint
 s3_settings = gen.s3_settings
 
 
-@pytest.fixture
-def worker(settings: Settings) -> Iterator[None]:
-    thumbnails.configure(settings)
-    yield
-    thumbnails.close_resources()
+worker = gen.worker
 
 
 async def new_product(client: TestClient, name: str = "Desk Lamp") -> dict[str, Any]:

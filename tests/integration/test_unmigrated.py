@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from api.app import create_app
 from shared.settings import Settings
-from tests.conftest import ADMIN, PG_URL, _dsn
+from tests.conftest import ADMIN, _dsn, admin_execute, drop_database
 from tests.support.api import problem
 
 #: (method, path, JSON body) of every route that reads or writes a table.
@@ -52,17 +52,9 @@ ROUTES: list[tuple[str, str, Any]] = [
 async def empty_database_url(redis_url: str) -> AsyncIterator[str]:
     """A real, empty database: created, never migrated."""
     name = f"stockroom_empty_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
+    await admin_execute(f'CREATE DATABASE "{name}"')
     yield _dsn(name)
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    await drop_database(name)
 
 
 @pytest.fixture

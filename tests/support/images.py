@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from shared.settings import Settings
+from worker.thumbnails import actors as thumbnails
 
 #: Quadrant colours of :func:`quadrants`: top-left, top-right, bottom-left, bottom-right.
 RED, GREEN, BLUE, YELLOW = (220, 20, 20), (20, 200, 20), (20, 20, 220), (230, 220, 20)
@@ -210,3 +211,11 @@ async def project(settings: Settings, product_id: int) -> None:
     finally:
         await client.aclose()
         await pool.close()
+
+
+@pytest.fixture
+def worker(settings: Settings) -> Iterator[None]:
+    """The thumbnail actors configured in-process for one test, their resources closed after it."""
+    thumbnails.configure(settings)
+    yield
+    thumbnails.close_resources()

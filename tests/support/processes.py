@@ -96,3 +96,18 @@ async def api_process(settings: Settings, log: Path, *args: str, **env: str) -> 
         except TimeoutError:
             proc.kill()
             await proc.wait()
+
+
+async def run_module(settings: Settings, *argv: str, seconds: float) -> tuple[int, str, str]:
+    """``python *argv`` from the repo root with the settings' environment: (exit status, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *argv,
+        cwd=ROOT,
+        env=env_for(settings),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), seconds)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
