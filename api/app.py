@@ -1,4 +1,5 @@
-"""``create_app(settings)``: synchronous, no I/O; resources come from cleanup contexts."""
+"""``create_app(settings)``: the app factory, synchronous, no I/O. Every route (the URL table, ``/metrics``, the
+fallback) and every cleanup context (the resources) is registered here."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from api.health import Readiness
 from api.metrics import METRICS, Metrics, recorder, scrape
 from api.metrics.series import multiprocess
 from api.queries import Reads
-from api.routes import setup_routes
+from api.routes import ROUTES
 from api.state import (
     FAST_REDIS,
     KEY_CACHE,
@@ -130,7 +131,12 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = metrics
     app[READ_STATS] = metrics.stats()
     app.cleanup_ctx.extend([_postgres, _redis, _readiness, ratelimit.limiter_context, _storage])
-    setup_routes(app, wrap)
+    for method, path, handler in ROUTES:
+        wrapped = wrap(handler)
+        # HEAD runs the GET handler; aiohttp sends its status and headers (Content-Length too), never the body.
+        for verb in ("GET", "HEAD") if method == "GET" else (method,):
+            app.router.add_route(verb, path, wrapped)
+            app.router.add_route(verb, path + "/", wrapped)
     if settings.metrics_enabled:
         # /metrics on the main port, or on internal_port only (a site of its own); the pools must exist first.
         if multiprocess():
@@ -141,7 +147,7 @@ def create_app(settings: Settings) -> web.Application:
             scrape_handler = wrap(scrape.scrape)
             app.router.add_get("/metrics", scrape_handler)
             app.router.add_get("/metrics/", scrape_handler)
-    edge.add_fallback(app, wrap)
+    app.router.register_resource(edge.fallback(wrap))
     if settings.auth_disabled:
         log.warning("auth_disabled", message="AUTH_DISABLED=true: writes need no API key. Local development only!")
     return app

@@ -1,4 +1,4 @@
-"""Write use cases: a command value in, one :class:`Outcome` out (:func:`execute`).
+"""Write use cases: a command value in, one :class:`Outcome` out (:func:`run`).
 
 Each write is one PostgreSQL statement (row + outbox row) or, with an Idempotency-Key, one transaction holding
 that statement and the key's record. Once it has committed, what it wrote goes through to the read model, so the
@@ -245,7 +245,7 @@ class UpsertUser:
         return Outcome(204, b"", written=Written(user))
 
 
-async def execute(ctx: Ctx, command: Command) -> Outcome:
+async def run(ctx: Ctx, command: Command) -> Outcome:
     """Run ``command`` within the write deadline (503 past it), then write what it wrote through to the read
     model. With an Idempotency-Key, inside a transaction that records (or replays) the answer."""
     try:

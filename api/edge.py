@@ -204,11 +204,11 @@ class _Everything(web.Resource):
         raise RuntimeError("the fallback route cannot move under a prefix")
 
 
-def add_fallback(app: web.Application, wrap: Wrap) -> None:
-    """Register the fallback route; after it, no request leaves aiohttp's router unanswered by the edge."""
+def fallback(wrap: Wrap) -> web.Resource:
+    """The fallback route, registered last: after it, no request leaves aiohttp's router unanswered by the edge."""
     resource = _Everything()
     resource.add_route("*", wrap(unmatched))
-    app.router.register_resource(resource)
+    return resource
 
 
 async def unmatched(request: web.Request) -> web.StreamResponse:

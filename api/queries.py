@@ -17,7 +17,7 @@ from shared import birthdays, cursors, numbers
 from shared.cursors import Cursors
 from shared.errors import NotFound
 from shared.logs import get_logger
-from shared.models import Record, Written
+from shared.models import Category, Record, Written
 from shared.readmodel import keys, read, render
 from shared.readmodel.client import REDIS_ERRORS, FastRedis, Runner
 from shared.readmodel.project import project
@@ -29,6 +29,7 @@ from shared.store import users as user_repo
 from shared.store.pool import connection
 
 T = TypeVar("T")
+E = TypeVar("E", Category, Record)
 log = get_logger("api.reads")
 
 
@@ -71,6 +72,22 @@ async def write_through(r: Reads, written: Written) -> None:
     """Write-through after a committed write: the client's next read sees at least this version."""
     entity = written.entity
     await _fill(r, lambda run: project(run, entity, r.media_url, deleted=written.deleted, from_write=True))
+
+
+async def _one(
+    r: Reads,
+    cached: Callable[[Runner], Awaitable[tuple[bytes, str] | None]],
+    load: Callable[[asyncpg.Connection], Awaitable[E | None]],
+) -> tuple[bytes, str] | E | None:
+    """The stored (bytes, ETag) on a hit; else the entity from PostgreSQL (projected on the way), or None."""
+    hit = await _redis(r, cached)
+    if hit is not None:
+        return hit
+    async with connection(r.pool, r.wait) as conn:
+        entity = await load(conn)
+    if entity is not None:
+        await _fill(r, lambda run: project(run, entity, r.media_url))
+    return entity
 
 
 def _after_id(r: Reads, kind: str, cursor: str | None) -> int | None:
@@ -126,15 +143,10 @@ async def _cached_listing(r: Reads, kind: str, qhash: str, build: Callable[[], A
 
 
 async def category(r: Reads, slug: str) -> tuple[bytes, str]:
-    hit = await _redis(r, lambda run: read.category_by_slug(run, slug))
-    if hit is not None:
-        return hit
-    async with connection(r.pool, r.wait) as conn:
-        c = await cat_repo.get_by_slug(conn, slug)
+    c = await _one(r, lambda run: read.category_by_slug(run, slug), lambda conn: cat_repo.get_by_slug(conn, slug))
     if c is None:
         raise NotFound(f"no category {slug!r}")
-    await _fill(r, lambda run: project(run, c, r.media_url))
-    return render.dumps(render.category(c)), render.category_etag(c)
+    return c if isinstance(c, tuple) else (render.dumps(render.category(c)), render.category_etag(c))
 
 
 async def categories(r: Reads, limit: int, cursor: str | None) -> bytes:
@@ -217,15 +229,10 @@ async def products(r: Reads, filters: prod_repo.Filters, sort: str, limit: int, 
 
 
 async def record(r: Reads, record_id: int) -> tuple[bytes, str]:
-    hit = await _redis(r, lambda run: read.record_by_id(run, record_id))
-    if hit is not None:
-        return hit
-    async with connection(r.pool, r.wait) as conn:
-        rec = await rec_repo.get(conn, record_id)
+    rec = await _one(r, lambda run: read.record_by_id(run, record_id), lambda conn: rec_repo.get(conn, record_id))
     if rec is None:
         raise NotFound(f"no record {record_id}")
-    await _fill(r, lambda run: project(run, rec, r.media_url))
-    return render.dumps(render.record(rec)), render.etag(rec.version)
+    return rec if isinstance(rec, tuple) else (render.dumps(render.record(rec)), render.etag(rec.version))
 
 
 async def records(r: Reads, limit: int, cursor: str | None) -> bytes:

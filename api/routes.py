@@ -1,4 +1,5 @@
-"""The one URL table. Every path answers with and without a trailing slash, without a redirect."""
+"""The one URL table (the app factory registers it). Every path answers with and without a trailing slash,
+without a redirect."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from api.handlers import birthdays, categories, docs, health, images, products, 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: (method, path, handler); the OpenAPI document is generated from this table too. Every ``GET`` answers
-#: ``HEAD`` as well (:func:`setup_routes`). A record's ``{id}`` is digits only, so ``/picus/list`` and
-#: ``/picus/put`` are no record's path: ``DELETE`` there is a 405 naming what they take, not a 404.
+#: ``HEAD`` as well (:func:`api.app.create_app` registers both). A record's ``{id}`` is digits only, so
+#: ``/picus/list`` and ``/picus/put`` are no record's path: ``DELETE`` there is a 405 naming what they take.
 ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/health/live", health.live),
     ("GET", "/health/ready", health.ready),
@@ -56,13 +57,3 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/api/redoc", docs.redoc),
     ("GET", "/api/redoc/static/{name}", docs.asset),
 ]
-
-
-def setup_routes(app: web.Application, wrap: Callable[[Handler], Handler]) -> None:
-    """Register every route, its handler wrapped by ``wrap`` (the edge: :func:`api.edge.edge`)."""
-    for method, path, handler in ROUTES:
-        wrapped = wrap(handler)
-        # HEAD runs the GET handler; aiohttp sends its status and headers (Content-Length too), never the body.
-        for verb in ("GET", "HEAD") if method == "GET" else (method,):
-            app.router.add_route(verb, path, wrapped)
-            app.router.add_route(verb, path + "/", wrapped)

@@ -53,7 +53,7 @@ def reads(request: web.Request) -> Reads:
 
 async def write(request: web.Request, command: Command, body: bytes = b"") -> web.Response:
     """Hand ``command`` down (``body``: the raw body an Idempotency-Key is checked against), answer its outcome."""
-    return respond(await commands.execute(ctx(request, body), command))
+    return respond(await commands.run(ctx(request, body), command))
 
 
 class SluggedWrites(NamedTuple):
