@@ -25,6 +25,10 @@ migrate: install services
 # pipes and cannot tell themselves; make knows (MAKE_TERMOUT, set by GNU make when its stdout is a terminal).
 RUN_LOG_FORMAT := $(or $(LOG_FORMAT),$(shell sed -n 's/^LOG_FORMAT=//p' .env 2>/dev/null),$(if $(MAKE_TERMOUT),console,json))
 run: export LOG_FORMAT := $(RUN_LOG_FORMAT)
+# And one line per event from the relay and the cache worker (LOG_EVENTS), so that each write's way shows under its
+# request id; off by default elsewhere (profiled: 21 % of the relay's CPU, 12 % of the cache worker's). LOG_EVENTS=false turns them off.
+RUN_LOG_EVENTS := $(or $(LOG_EVENTS),$(shell sed -n 's/^LOG_EVENTS=//p' .env 2>/dev/null),true)
+run: export LOG_EVENTS := $(RUN_LOG_EVENTS)
 
 ## The whole stack, locally: services checked/started, migrations, then every process (Ctrl-C stops all).
 run: var/stack.running

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import random
 import signal
@@ -297,11 +298,14 @@ async def relay_batch(
             return 0
         messages = await publish_batch(publisher, events, settings.relay_publish_timeout)
         await mark_sent(conn, [e.row_id for e in events])
+    for type_, count in collections.Counter(e.type for e in events).items():
+        EVENTS_PUBLISHED.labels(type_).inc(count)
+    # With LOG_EVENTS (make run), at INFO: with the API's write line and the worker's line, each event's way shows
+    # under its request id. Otherwise DEBUG: at INFO they cost the relay 21 % of its CPU; the counter counts.
+    emit = log.info if settings.log_events else log.debug
     for e in events:
-        EVENTS_PUBLISHED.labels(e.type).inc()
-        # At INFO: with the API's write line and the worker's line, it shows each event's way under its request id.
-        log.info("event published", event_id=e.event_id, type=e.type, request_id=e.request_id)
-    log.info(
+        emit("event published", event_id=e.event_id, type=e.type, request_id=e.request_id)
+    emit(
         "outbox batch published",
         count=len(events),
         messages=messages,

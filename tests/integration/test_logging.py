@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import aio_pika
 import aiohttp
 import asyncpg
 import pytest
@@ -102,21 +103,32 @@ async def test_the_api_logs_json_lines_with_the_request_id_and_no_secret(
         assert secret not in text
 
 
+async def _purge_worker_queues(rabbitmq_url: str) -> None:
+    """Leave no message behind in the session's vhost (the next test's worker would count it)."""
+    conn = await aio_pika.connect(rabbitmq_url)
+    async with conn:
+        channel = await conn.channel()
+        for queue in ("cache-warming", "thumbnails"):
+            await (await channel.get_queue(queue, ensure=False)).purge()
+
+
 @pytest.mark.slow
-async def test_the_relay_logs_each_event_with_its_request_id(
-    client, settings: Settings, rabbitmq_url: str, pg: asyncpg.Connection, tmp_path: Path
+@pytest.mark.parametrize("log_events", [False, True], ids=["default", "LOG_EVENTS"])
+async def test_the_relay_logs_each_event_with_its_request_id_when_told(
+    client, settings: Settings, rabbitmq_url: str, pg: asyncpg.Connection, tmp_path: Path, log_events: bool
 ) -> None:
     # Given a write made under a request id
     r = await client.post("/api/records", json={"a": 1}, headers={**ADMIN, "X-Request-ID": "req-log-relay"})
     assert r.status == 201
-    # When the relay publishes it
+    # When the relay publishes it, at the default level, with LOG_EVENTS on (make run) or unset
     log = tmp_path / "relay.log"
+    events = {"LOG_EVENTS": "true"} if log_events else {}
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             *("-m", "worker", "relay"),
             cwd=ROOT,
-            env=env_for(settings, RABBITMQ_URL=rabbitmq_url, LOG_LEVEL="DEBUG"),
+            env=env_for(settings, RABBITMQ_URL=rabbitmq_url, LOG_LEVEL="INFO", **events),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -127,10 +139,14 @@ async def test_the_relay_logs_each_event_with_its_request_id(
             await asyncio.sleep(0.1)
     finally:
         assert await _terminate(proc) == 0
-    # Then its log line names the event and the request id, and every line is JSON
+        await _purge_worker_queues(rabbitmq_url)
+    # Then with LOG_EVENTS its log line names the event and the request id; without, there is no per-event or
+    # per-batch line (the counter counts them); and every line is JSON
     records = lines(log.read_text())
-    published = [r for r in records if r.get("event") == "event published"]
-    assert [(r["type"], r["request_id"]) for r in published] == [("record.created", "req-log-relay")]
+    published = [(r["type"], r["request_id"]) for r in records if r.get("event") == "event published"]
+    batches = [r for r in records if r.get("event") == "outbox batch published"]
+    assert published == ([("record.created", "req-log-relay")] if log_events else [])
+    assert len(batches) == (1 if log_events else 0)
     assert records[-1]["event"] == "relay stopped"
 
 

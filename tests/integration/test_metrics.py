@@ -326,6 +326,9 @@ async def test_each_worker_reports_its_own_messages_only(
         assert _sum(busy, "dramatiq_messages_total") == 3
         assert value(busy, "dramatiq_messages_total", actor_name="project_record") == 3
         assert _sum(busy, "dramatiq_messages_inprogress") == 0
+        # And its own counter counts the three projections (the per-event log lines are off by default)
+        assert _sum(busy, "stockroom_cache_events_projected_total") == 3
+        assert value(busy, "stockroom_cache_events_projected_total", type="record.created", changed="false") == 3
         # And the second, which got nothing, shows every actor's series at 0
         for name in ("dramatiq_messages_total", "dramatiq_message_errors_total", "dramatiq_message_retries_total"):
             assert value(idle, name, actor_name="project_record", queue_name="cache-warming") == 0, name
@@ -356,6 +359,10 @@ async def test_each_worker_reports_its_own_messages_only(
     # And each worker had a folder of its own, removed at exit
     assert all(len(f) == 1 for f in folders), folders
     assert not any(_metrics_folders(proc.pid) for proc in procs[1:])
+    # And the failed projection's warning names the write's request id
+    failures = [line for line in (tmp_path / "busy.log").read_text().splitlines() if "projection failed" in line]
+    assert failures
+    assert all('"request_id": "req-own-metrics"' in line for line in failures), failures
 
 
 def _metrics_folders(pid: int) -> list[Path]:

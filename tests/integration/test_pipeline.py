@@ -69,6 +69,7 @@ def cache_worker(pipeline_settings: Settings, tmp_path: Path) -> object:
         "REDIS_URL": pipeline_settings.redis_url,
         "RABBITMQ_URL": pipeline_settings.rabbitmq_url,
         "LOG_FORMAT": "json",
+        "LOG_EVENTS": "true",
         "dramatiq_prom_port": str(_free_port()),
     }
     with log_path.open("wb") as log:
@@ -164,6 +165,7 @@ def _start_cache_worker(settings: Settings, log_path: Path, threads: int = 4) ->
         "REDIS_URL": settings.redis_url,
         "RABBITMQ_URL": settings.rabbitmq_url,
         "LOG_FORMAT": "json",
+        "LOG_EVENTS": "true",
         "dramatiq_prom_port": str(_free_port()),
     }
     with log_path.open("ab") as log:

@@ -37,6 +37,7 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
         "BOOTSTRAP_API_KEY": settings.bootstrap_api_key or "",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
+        "LOG_EVENTS": "false",
         "RELAY_METRICS_PORT": "0",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)

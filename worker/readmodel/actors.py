@@ -11,6 +11,7 @@ from typing import Any
 
 import dramatiq
 import structlog
+from prometheus_client import Counter
 
 from shared.events import CACHE_QUEUE
 from shared.logs import get_logger
@@ -22,15 +23,24 @@ from worker.readmodel.refresh import Resources, project_event
 
 log = get_logger("worker.cache")
 
+#: Counted per event instead of a log line (multiprocess: ``python -m worker`` names the folder before the fork,
+#: so dramatiq's exposition server sums it with its own series). ``changed``: false for a stale or duplicate event.
+PROJECTED = Counter(
+    "stockroom_cache_events_projected_total", "Events projected by the cache worker.", ["type", "changed"]
+)
+
 _settings: Settings | None = None
+#: ``LOG_EVENTS``: one ``projected`` line per event at INFO (else DEBUG).
+_log_events = False
 _resources: Resources | None = None
 _lock = asyncio.Lock()
 
 
 def configure(settings: Settings) -> None:
     """Give the actors their settings (called by the entry module before the worker starts)."""
-    global _settings
+    global _settings, _log_events
     _settings = settings
+    _log_events = settings.log_events
 
 
 async def resources() -> Resources:
@@ -50,7 +60,8 @@ async def _project(actor: str, event: dict[str, Any]) -> None:
     structlog.contextvars.bind_contextvars(request_id=event.get("request_id"), event_id=event.get("id"))
     try:
         changed = await project_event(await resources(), event)
-        log.info(
+        PROJECTED.labels(event.get("type"), "true" if changed else "false").inc()
+        (log.info if _log_events else log.debug)(
             "projected",
             actor=actor,
             type=event.get("type"),
@@ -58,6 +69,10 @@ async def _project(actor: str, event: dict[str, Any]) -> None:
             version=event.get("version"),
             changed=changed,
         )
+    except Exception as exc:
+        # Under the event's request id (dramatiq's own line about the retry, from its worker thread, has none).
+        log.warning("projection failed; retried by dramatiq", actor=actor, type=event.get("type"), error=repr(exc))
+        raise
     finally:
         structlog.contextvars.unbind_contextvars("request_id", "event_id")
 
