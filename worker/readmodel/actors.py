@@ -15,6 +15,7 @@ import structlog
 from shared.events import CACHE_QUEUE
 from shared.logs import get_logger
 from shared.readmodel.client import FastRedis
+from shared.readmodel.debts import Guard
 from shared.settings import Settings
 from shared.store.pool import create_pool
 from worker.broker import MAX_BACKOFF_MS, MAX_RETRIES
@@ -24,6 +25,8 @@ log = get_logger("worker.cache")
 
 _settings: Settings | None = None
 _resources: Resources | None = None
+#: Repays the read-model debts the API left (its connection suspect, or every few seconds): none pile up.
+_guard: Guard | None = None
 _lock = asyncio.Lock()
 
 
@@ -34,7 +37,7 @@ def configure(settings: Settings) -> None:
 
 
 async def resources() -> Resources:
-    global _resources
+    global _resources, _guard
     async with _lock:
         if _resources is None:
             settings = _settings or Settings()
@@ -43,13 +46,17 @@ async def resources() -> Resources:
             # A slow or lost Redis fails the message after 5 s, and dramatiq retries it.
             client = FastRedis(settings.redis_url, timeout=5.0, retry_after=0.5)
             _resources = Resources(pool, client.run_script, settings.media_url)
+            _guard = Guard(client, pool, settings.pg_connect_timeout, settings.media_url)
     return _resources
 
 
 async def _project(actor: str, event: dict[str, Any]) -> None:
     structlog.contextvars.bind_contextvars(request_id=event.get("request_id"), event_id=event.get("id"))
     try:
-        changed = await project_event(await resources(), event)
+        res = await resources()
+        if _guard is not None:
+            await _guard.sweep()
+        changed = await project_event(res, event)
         log.info(
             "projected",
             actor=actor,
