@@ -37,6 +37,7 @@ from migrations.runner import discover
 from shared.cursors import Cursors
 from shared.logs import get_logger
 from shared.readmodel.client import FastRedis
+from shared.readmodel.debts import Guard
 from shared.settings import Settings
 from shared.storage import open_storage
 from shared.store.pool import close_pool, create_pool
@@ -87,6 +88,8 @@ async def _readiness(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     schema_version = max((m.version for m in discover()), default=0)
     app[READINESS] = Readiness(app[PG_POOL], app[REDIS], settings.rabbitmq_url, schema_version)
+    # One read-your-writes guard per process over its Redis connection: reads and writes-through share it.
+    guard = Guard(app[FAST_REDIS], app[PG_POOL], settings.pg_connect_timeout, settings.media_url)
     app[READS] = Reads(
         app[PG_POOL],
         settings.pg_connect_timeout,
@@ -94,8 +97,10 @@ async def _readiness(app: web.Application) -> AsyncIterator[None]:
         settings.media_url,
         app[READ_STATS],
         _cursors(settings),
+        guard,
     )
-    app[WRITE_THROUGH] = ReadModel(app[FAST_REDIS], app[READ_STATS]) if settings.read_model_write_through else None
+    write_through = settings.read_model_write_through
+    app[WRITE_THROUGH] = ReadModel(app[FAST_REDIS], app[READ_STATS], guard) if write_through else None
     yield
 
 

@@ -26,6 +26,7 @@ from shared.logs import get_logger
 from shared.merge_patch import apply as merge
 from shared.models import Product, Versions, Written
 from shared.readmodel.client import REDIS_ERRORS, FastRedis
+from shared.readmodel.debts import Guard
 from shared.readmodel.project import project
 from shared.readmodel.read import Stats
 from shared.readmodel.render import counted_versions, dumps, image, versions
@@ -58,6 +59,8 @@ class ReadModel:
 
     redis: FastRedis
     stats: Stats
+    #: Where a failed write-through is recorded as a debt (:mod:`shared.readmodel.debts`).
+    guard: Guard
 
 
 @dataclass(frozen=True)
@@ -275,12 +278,14 @@ async def run(ctx: Ctx, command: Command) -> Outcome:
 
 
 async def _write_through(rm: ReadModel, w: Written, media_url: str) -> None:
-    """A failed write-through is no failed write: the worker projects it, and the fence keeps reads honest."""
+    """A failed write-through is no failed write, but a debt: recorded in PostgreSQL before the answer, and
+    repaid before any process reads Redis again (:mod:`shared.readmodel.debts`)."""
     try:
         await project(rm.redis.run_script, w.entity, media_url, deleted=w.deleted, from_write=True)
     except REDIS_ERRORS as exc:
         rm.stats.errors += 1
         log.debug("redis_fill_failed", error=type(exc).__name__)
+        await rm.guard.owe(w)
 
 
 async def _run(ctx: Ctx, command: Command) -> Outcome:

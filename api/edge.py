@@ -16,12 +16,12 @@ from yarl import URL
 
 from api import auth, ratelimit
 from api.cors import Cors
-from api.metrics import UNMATCHED
+from api.metrics import METRICS, UNMATCHED
 from api.parsing import reject_nul, reject_undecodable_headers
 from api.problems import STATUS, problem_response
 from api.state import KEY_CACHE, PG_POOL, PRINCIPAL, REQUEST_ID, SETTINGS
 from api.timeouts import BodyDeadline
-from shared.errors import DomainError, SchemaNotMigrated, ServiceUnavailable
+from shared.errors import DomainError, Overloaded, SchemaNotMigrated, ServiceUnavailable
 from shared.logs import REQUEST_ID as LOG_REQUEST_ID
 from shared.logs import get_logger
 from shared.store.pool import NOT_MIGRATED, SCHEMA_MISSING
@@ -174,7 +174,11 @@ def _domain_problem(request: web.Request, exc: DomainError) -> web.Response:
     headers = dict(exc.headers)
     if isinstance(exc, ServiceUnavailable):
         headers.setdefault("Retry-After", str(request.app[SETTINGS].retry_after_seconds))
-        log.warning("dependency_unavailable", detail=str(exc), path=request.path)
+        if isinstance(exc, Overloaded):
+            request.app[METRICS].overload.labels(reason=exc.reason).inc()
+            log.warning("overloaded", reason=exc.reason, path=request.path)
+        else:
+            log.warning("dependency_unavailable", detail=str(exc), path=request.path)
         if (legacy := unavailable_body(request)) is not None:
             return web.Response(status=503, body=legacy, content_type="application/json", headers=headers)
     return problem_response(status, title, str(exc), exc.errors, headers)

@@ -11,7 +11,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from shared.errors import SchemaNotMigrated
-from shared.store.pool import SCHEMA_MISSING
+from shared.store.pool import SCHEMA_MISSING, saturated
 
 #: How long one probe may take before the dependency counts as down.
 PROBE_TIMEOUT = 1.0
@@ -21,13 +21,22 @@ CACHE_SECONDS = 1.0
 
 async def _postgres(pool: asyncpg.Pool, schema_version: int) -> None:
     """PostgreSQL answers, and its schema is migrated at least as far as this code needs (a newer one is fine:
-    migrations only add, and a rolling upgrade migrates before the new code starts)."""
-    async with asyncio.timeout(PROBE_TIMEOUT):
-        async with pool.acquire() as conn:
-            try:
-                applied = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
-            except SCHEMA_MISSING:
-                applied = 0
+    migrations only add, and a rolling upgrade migrates before the new code starts).
+
+    A pool that stays :func:`~shared.store.pool.saturated` for the whole probe is overload, not an outage: every
+    one of its connections is in use, talking to PostgreSQL (a PostgreSQL that stopped answering ends them within
+    the command timeout, and the next probe's connect then fails)."""
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            async with pool.acquire() as conn:
+                try:
+                    applied = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
+                except SCHEMA_MISSING:
+                    applied = 0
+    except TimeoutError:
+        if saturated(pool):
+            return
+        raise
     if applied < schema_version:
         raise SchemaNotMigrated(f"schema not migrated (at version {applied}, needs {schema_version})")
 

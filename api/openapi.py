@@ -238,7 +238,9 @@ ERRORS: Final[dict[int, str]] = {
     422: "The body is JSON but fails validation: `errors` lists every field at fault. Integers outside the "
     "signed 64-bit range and strings holding `\\u0000` are refused here, anywhere in the body.",
     429: "Too many requests: wait as `Retry-After` says.",
-    503: "PostgreSQL is unreachable, or its schema is not migrated: retry after `Retry-After` seconds.",
+    503: "PostgreSQL is unreachable, its schema is not migrated, or the service is overloaded (every database "
+    'connection stayed busy for the whole wait; `detail` says "overloaded" and readiness stays up): retry '
+    "after `Retry-After` seconds.",
 }
 _TITLES: Final = dict(STATUS.values())
 _ERROR_HEADERS: Final = {401: ("WWW-Authenticate",), 429: ("Retry-After",), 503: ("Retry-After",)}

@@ -14,6 +14,7 @@ from shared.errors import (
     FieldError,
     Forbidden,
     NotFound,
+    Overloaded,
     PayloadTooLarge,
     PreconditionFailed,
     SchemaNotMigrated,
@@ -41,6 +42,7 @@ STATUS: dict[type[DomainError], tuple[int, str]] = {
     TooManyRequests: (429, "Too Many Requests"),
     ServiceUnavailable: (503, "Service Unavailable"),
     SchemaNotMigrated: (503, "Service Unavailable"),
+    Overloaded: (503, "Service Unavailable"),
 }
 
 

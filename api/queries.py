@@ -20,6 +20,7 @@ from shared.logs import get_logger
 from shared.models import Category, Record, Written
 from shared.readmodel import keys, read, render
 from shared.readmodel.client import REDIS_ERRORS, FastRedis, Runner
+from shared.readmodel.debts import Guard
 from shared.readmodel.project import project
 from shared.readmodel.read import Stats
 from shared.store import categories as cat_repo
@@ -44,9 +45,14 @@ class Reads:
     stats: Stats
     #: Makes and checks the listings' cursors (``CURSOR_SECRET``).
     cursors: Cursors
+    #: Redis is read only while trusted: after its connection failed, once the read-model debts are repaid.
+    guard: Guard
 
 
 async def _redis(r: Reads, call: Callable[[Runner], Awaitable[T]]) -> T | None:
+    if r.redis.suspect and not await r.guard.settle():
+        r.stats.errors += 1
+        return None
     try:
         result = await call(r.redis.run_script)
     except REDIS_ERRORS as exc:

@@ -73,3 +73,10 @@ class ServiceUnavailable(DomainError):
 class SchemaNotMigrated(ServiceUnavailable):
     """PostgreSQL answers, but a table (or column, function) the service needs is not there yet: the migrations
     have not run. Retrying helps once they have (``python -m migrations``)."""
+
+
+class Overloaded(ServiceUnavailable):
+    """Every PostgreSQL connection of the pool is in use and none came free in time: the service is saturated,
+    PostgreSQL is there. The client should retry; readiness stays up. ``reason`` names what ran out."""
+
+    reason = "pg_pool"

@@ -66,6 +66,14 @@ class Metrics:
             "Requests let through unchecked because Redis could not be asked (the limiter fails open).",
             registry=r,
         )
+        self.overload = Counter(
+            "stockroom_overload_total",
+            "Requests answered 503 overloaded (not an outage), by what ran out (pg_pool: every PostgreSQL "
+            "connection of the pool was in use for the whole wait).",
+            ["reason"],
+            registry=r,
+        )
+        self.overload.labels(reason="pg_pool")
         self.pg_pool = Gauge(
             "stockroom_pg_pool_connections",
             "PostgreSQL pool connections by state (in_use, idle) and the pool's maximum (max).",

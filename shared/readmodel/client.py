@@ -78,6 +78,12 @@ class FastRedis:
         self._shas: dict[str, str] = {}
         #: The loop of the current connection. CPython 3.11's get_running_loop() makes a getpid() system call.
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Whether what Redis holds may be older than a write some process acknowledged: true from the start and
+        #: after every connect, connection loss, timeout or :meth:`distrust`, until :meth:`trust` (once the
+        #: read-model debts are repaid, :mod:`shared.readmodel.debts`). A plain attribute: the hot path reads it.
+        self.suspect = True
+        #: Counts connects, losses and distrusts: :meth:`trust` holds only if none happened since it was read.
+        self.epoch = 0
 
     async def _connect(self) -> None:
         self._loop = loop = asyncio.get_running_loop()
@@ -86,8 +92,10 @@ class FastRedis:
                 transport, _ = await loop.create_connection(lambda: _Protocol(self), self.host, self.port)
         except (OSError, TimeoutError) as exc:
             self._down_until = time.monotonic() + self.retry_after
+            self.distrust()
             raise RedisConnectionError(f"Redis at {self.host}:{self.port} is unreachable: {exc!r}") from exc
         self._transport = transport
+        self.distrust()  # a new connection: whatever failed meanwhile, here or in another process, is unknown
         # Queued ahead of any caller's command on the new connection; their replies are awaited and dropped.
         setup: list[list[Any]] = []
         if self.password is not None:
@@ -109,8 +117,20 @@ class FastRedis:
             return
         self._watchdog = asyncio.get_running_loop().call_later(self.timeout / 2, self._check)
 
+    def distrust(self) -> None:
+        """What Redis holds may be stale (a write-through failed, the connection changed): see :attr:`suspect`."""
+        self.suspect = True
+        self.epoch += 1
+
+    def trust(self, epoch: int) -> bool:
+        """Clear :attr:`suspect` if the connection is up and nothing distrusted it since ``epoch`` was read."""
+        if epoch == self.epoch and self._transport is not None:
+            self.suspect = False
+        return not self.suspect
+
     def lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self.distrust()
         self._down_until = time.monotonic() + self.retry_after
         if self._watchdog is not None:
             self._watchdog.cancel()

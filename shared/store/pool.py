@@ -10,7 +10,7 @@ from typing import Any, Final, cast
 import asyncpg
 import orjson
 
-from shared.errors import ServiceUnavailable
+from shared.errors import Overloaded, ServiceUnavailable
 from shared.settings import Settings
 
 #: The errors that mean "PostgreSQL is not there right now", as opposed to a bug or a constraint.
@@ -94,12 +94,28 @@ async def close_pool(pool: asyncpg.Pool, within: float = POOL_CLOSE_TIMEOUT) -> 
     return True
 
 
+#: What a client is told when the pool wait times out with every connection in use (:class:`Overloaded`).
+OVERLOADED: Final = "the service is overloaded (every database connection is busy): retry after Retry-After seconds"
+
+
+def saturated(pool: asyncpg.Pool) -> bool:
+    """Whether the pool is at its maximum size with every connection in use (a wait for one is queueing, not an
+    outage: each of them reached PostgreSQL)."""
+    return pool.get_size() >= pool.get_max_size() and pool.get_idle_size() == 0
+
+
 @contextlib.asynccontextmanager
 async def connection(pool: asyncpg.Pool, wait: float) -> AsyncIterator[asyncpg.Connection]:
-    """Acquire a connection; an unreachable PostgreSQL becomes :class:`ServiceUnavailable` within ``wait`` seconds."""
+    """Acquire a connection; an unreachable PostgreSQL becomes :class:`ServiceUnavailable` within ``wait`` seconds,
+    a wait that times out while the pool is :func:`saturated` becomes :class:`Overloaded` (refused or timed-out
+    connects stay "unavailable": then the pool is not full of working connections)."""
     try:
         async with asyncio.timeout(wait):
             conn = await pool.acquire()
+    except TimeoutError as exc:
+        if saturated(pool):
+            raise Overloaded(OVERLOADED) from exc
+        raise ServiceUnavailable("PostgreSQL is unavailable") from exc
     except UNAVAILABLE as exc:
         raise ServiceUnavailable("PostgreSQL is unavailable") from exc
     try:

@@ -16,6 +16,7 @@ from prometheus_client import Counter
 from shared.events import CACHE_QUEUE
 from shared.logs import get_logger
 from shared.readmodel.client import FastRedis
+from shared.readmodel.debts import Guard
 from shared.settings import Settings
 from shared.store.pool import create_pool
 from worker.broker import MAX_BACKOFF_MS, MAX_RETRIES
@@ -33,6 +34,8 @@ _settings: Settings | None = None
 #: ``LOG_EVENTS``: one ``projected`` line per event at INFO (else DEBUG).
 _log_events = False
 _resources: Resources | None = None
+#: Repays the read-model debts the API left (its connection suspect, or every few seconds): none pile up.
+_guard: Guard | None = None
 _lock = asyncio.Lock()
 
 
@@ -44,7 +47,7 @@ def configure(settings: Settings) -> None:
 
 
 async def resources() -> Resources:
-    global _resources
+    global _resources, _guard
     async with _lock:
         if _resources is None:
             settings = _settings or Settings()
@@ -53,13 +56,17 @@ async def resources() -> Resources:
             # A slow or lost Redis fails the message after 5 s, and dramatiq retries it.
             client = FastRedis(settings.redis_url, timeout=5.0, retry_after=0.5)
             _resources = Resources(pool, client.run_script, settings.media_url)
+            _guard = Guard(client, pool, settings.pg_connect_timeout, settings.media_url)
     return _resources
 
 
 async def _project(actor: str, event: dict[str, Any]) -> None:
     structlog.contextvars.bind_contextvars(request_id=event.get("request_id"), event_id=event.get("id"))
     try:
-        changed = await project_event(await resources(), event)
+        res = await resources()
+        if _guard is not None:
+            await _guard.sweep()
+        changed = await project_event(res, event)
         PROJECTED.labels(event.get("type"), "true" if changed else "false").inc()
         (log.info if _log_events else log.debug)(
             "projected",
