@@ -17,7 +17,7 @@ from shared import birthdays, cursors, numbers
 from shared.cursors import Cursors
 from shared.errors import NotFound
 from shared.logs import get_logger
-from shared.models import Category, Record, Written
+from shared.models import Category, Record
 from shared.readmodel import keys, read, render
 from shared.readmodel.client import REDIS_ERRORS, FastRedis, Runner
 from shared.readmodel.debts import Guard
@@ -72,12 +72,6 @@ async def _fill(r: Reads, call: Callable[[Runner], Awaitable[Any]]) -> None:
     except REDIS_ERRORS as exc:
         r.stats.errors += 1
         log.debug("redis_fill_failed", error=type(exc).__name__)
-
-
-async def write_through(r: Reads, written: Written) -> None:
-    """Write-through after a committed write: the client's next read sees at least this version."""
-    entity = written.entity
-    await _fill(r, lambda run: project(run, entity, r.media_url, deleted=written.deleted, from_write=True))
 
 
 async def _one(

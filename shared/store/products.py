@@ -190,6 +190,10 @@ async def slugs_like(conn: asyncpg.Connection, base: str) -> list[str]:
     return [r["slug"] for r in rows]
 
 
+#: A product's writable fields, in the order the insert's and the update's parameters take them.
+FIELDS: Final = ("slug", "name", "description", "price", "currency", "category", "stock", "attributes", "is_active")
+
+
 async def insert(conn: asyncpg.Connection, *, fields: dict[str, Any], request_id: str) -> Written | None:
     """Insert a product and its ``product.created`` event; ``None`` if the category is no live category.
 
@@ -205,15 +209,7 @@ w AS (
         + _RETURNING
         + "),"
         + _event("product.created", 10),
-        fields["slug"],
-        fields["name"],
-        fields["description"],
-        fields["price"],
-        fields["currency"],
-        fields["category"],
-        fields["stock"],
-        fields["attributes"],
-        fields["is_active"],
+        *(fields[f] for f in FIELDS),
         request_id,
     )
     return _written(row)
@@ -241,15 +237,7 @@ w AS (
         + "),"
         + _event("product.updated", 12),
         current_slug,
-        fields["slug"],
-        fields["name"],
-        fields["description"],
-        fields["price"],
-        fields["currency"],
-        fields["category"],
-        fields["stock"],
-        fields["attributes"],
-        fields["is_active"],
+        *(fields[f] for f in FIELDS),
         expected_version,
         request_id,
     )
