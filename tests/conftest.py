@@ -7,6 +7,7 @@ Redis: a database index of its own, flushed per test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -177,13 +178,23 @@ def template_db(services: None) -> Iterator[str]:
     asyncio.run(teardown())
 
 
+@contextlib.asynccontextmanager
+async def scratch_database(prefix: str, template: str | None = None) -> AsyncIterator[str]:
+    """The URL of a new database named ``<prefix>_<random>`` (a copy of ``template``, or empty), dropped at the
+    end."""
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    await admin_execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    try:
+        yield _dsn(name)
+    finally:
+        await drop_database(name)
+
+
 @pytest.fixture
 async def database_url(template_db: str) -> AsyncIterator[str]:
     """A fresh database cloned from the template, dropped after the test."""
-    name = f"stockroom_t_{uuid.uuid4().hex[:16]}"
-    await admin_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    yield _dsn(name)
-    await drop_database(name)
+    async with scratch_database("stockroom_t", template_db) as url:
+        yield url
 
 
 @pytest.fixture

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -13,22 +10,13 @@ from api.app import create_app
 from shared.settings import Settings
 from tests.conftest import ADMIN
 from tests.support.api import category, outbox, problem
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.processes import run_python
 
 
 def _make_key(database_url: str, name: str, scope: str) -> str:
     """A key made the way an operator makes one: ``python -m api keys create NAME --scope S``."""
     env = {**os.environ, "DATABASE_URL": database_url}
-    done = subprocess.run(
-        [sys.executable, "-m", "api", "keys", "create", name, "--scope", scope],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
+    done = run_python("-m", "api", "keys", "create", name, "--scope", scope, env=env, timeout=30, check=True)
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1, done.stdout
     return lines[0]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,8 +15,8 @@ from aio_pika.abc import AbstractChannel
 
 from shared.events import CACHE_QUEUE, THUMBNAILS_QUEUE
 from shared.settings import Settings
-from tests.support.processes import ROOT, env_for
-from worker.queues import DRAMATIQ_QUEUES, declare_dramatiq_queue, dramatiq_declarations
+from tests.support.processes import run_module
+from tests.support.queues import empty_dramatiq_queues
 
 XQ = f"{CACHE_QUEUE}.XQ"
 
@@ -25,17 +24,8 @@ XQ = f"{CACHE_QUEUE}.XQ"
 @pytest.fixture
 async def channel(rabbitmq_url: str) -> AsyncIterator[AbstractChannel]:
     """A channel on the session's vhost with the dramatiq queues declared empty (and deleted after)."""
-    conn = await aio_pika.connect(rabbitmq_url)
-    async with conn:
-        ch = await conn.channel()
-        names = [name for q in DRAMATIQ_QUEUES for name, _ in dramatiq_declarations(q)]
-        for name in names:
-            await ch.queue_delete(name)
-        for queue in DRAMATIQ_QUEUES:
-            await declare_dramatiq_queue(ch, queue)
+    async with empty_dramatiq_queues(rabbitmq_url) as ch:
         yield ch
-        for name in names:
-            await ch.queue_delete(name)
 
 
 def dramatiq_body(queue: str, actor: str, error: str | None) -> tuple[str, bytes]:
@@ -69,17 +59,7 @@ async def count(channel: AbstractChannel, name: str) -> int:
 
 
 async def cli(settings: Settings, rabbitmq_url: str, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "worker", "dead-letters", *args),
-        cwd=ROOT,
-        env=env_for(settings, RABBITMQ_URL=rabbitmq_url),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_module(settings, "-m", "worker", "dead-letters", *args, seconds=60, RABBITMQ_URL=rabbitmq_url)
 
 
 async def test_list_shows_count_actor_age_and_first_error_per_queue_and_removes_nothing(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from shared.settings import Settings
-from tests.support.processes import ROOT, api_process, env_for, free_port
+from tests.support.processes import api_process, env_for, free_port, spawn, stop
 
 
 def listening_on(port: int) -> set[str]:
@@ -36,20 +34,11 @@ LOOPBACK, ANY = "0100007F", "00000000"
 
 @contextlib.asynccontextmanager
 async def running(log: Path, *args: str, env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, *args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+    proc = await spawn(log, *args, env=env)
     try:
         yield proc
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 40)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        await stop(proc, within=40)
 
 
 async def wait_listening(port: int, log: Path, within: float = 30.0) -> set[str]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from shared.store import images as image_repo
 from shared.store import media
 from tests.conftest import ADMIN
 from tests.support import images as gen
-from tests.support.processes import ROOT, env_for
+from tests.support.processes import env_for, run_python
 from worker.thumbnails import actors as thumbnails
 from worker.thumbnails.collect import collect
 
@@ -264,14 +262,6 @@ async def test_the_collector_waits_for_a_writer_holding_the_key_and_then_sees_it
 
 def test_the_collect_command_runs_with_its_options(settings: Settings) -> None:
     env = env_for(settings)
-    done = subprocess.run(
-        [sys.executable, "-m", "worker", "thumbnails", "collect", "--grace", "0", "--dry-run"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_python("-m", "worker", "thumbnails", "collect", "--grace", "0", "--dry-run", env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "would remove 0" in done.stderr

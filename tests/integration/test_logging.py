@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ import pytest
 
 from shared.settings import Settings
 from tests.conftest import ADMIN, ADMIN_KEY
-from tests.support.processes import ROOT, api_process, env_for, free_port
+from tests.support.processes import api_process, env_for, free_port, run_python, spawn
 
 #: Secrets planted in the processes' settings and requests; none may reach a log line.
 PG_PASSWORD = "pg-pass-4711"
@@ -123,15 +121,8 @@ async def test_the_relay_logs_each_event_with_its_request_id_when_told(
     # When the relay publishes it, at the default level, with LOG_EVENTS on (make run) or unset
     log = tmp_path / "relay.log"
     events = {"LOG_EVENTS": "true"} if log_events else {}
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *("-m", "worker", "relay"),
-            cwd=ROOT,
-            env=env_for(settings, RABBITMQ_URL=rabbitmq_url, LOG_LEVEL="INFO", **events),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    env = env_for(settings, RABBITMQ_URL=rabbitmq_url, LOG_LEVEL="INFO", **events)
+    proc = await spawn(log, "-m", "worker", "relay", env=env)
     try:
         deadline = time.monotonic() + 20
         while await pg.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL"):
@@ -155,15 +146,7 @@ async def test_the_relay_never_logs_the_rabbitmq_password(settings: Settings, tm
     # Given a relay whose RabbitMQ (URL with a password) is not there
     log = tmp_path / "relay.log"
     url = f"amqp://guest:{AMQP_PASSWORD}@127.0.0.1:{free_port()}/"
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *("-m", "worker", "relay"),
-            cwd=ROOT,
-            env=env_for(settings, RABBITMQ_URL=url, LOG_LEVEL="DEBUG"),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = await spawn(log, "-m", "worker", "relay", env=env_for(settings, RABBITMQ_URL=url, LOG_LEVEL="DEBUG"))
     # When it has failed to connect a few times
     deadline = time.monotonic() + 15
     while log.read_text().count("relay pass failed") < 2:
@@ -194,9 +177,7 @@ except ConnectionError:
 
 
 def _run(fmt: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT.format(fmt=fmt)], cwd=ROOT, capture_output=True, text=True, timeout=30, check=True
-    )
+    done = run_python("-c", SCRIPT.format(fmt=fmt), env=None, timeout=30, check=True)
     assert done.stdout == ""
     return done.stderr
 

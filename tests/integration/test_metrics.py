@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,7 +20,7 @@ from api.app import create_app
 from api.state import READ_STATS, SETTINGS
 from shared.settings import Settings
 from tests.support.api import category, record
-from tests.support.processes import ROOT, api_process, env_for, free_port
+from tests.support.processes import api_process, env_for, free_port, spawn
 
 
 def samples(text: str) -> list[Sample]:
@@ -226,17 +224,8 @@ async def test_the_relay_and_the_workers_expose_their_own_metrics(
             {"dramatiq_prom_port": str(worker_port), "dramatiq_prom_db": str(tmp_path / "prom")},
         ),
     ):
-        with (tmp_path / f"{args[0]}.log").open("wb") as out:
-            procs.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    *("-m", "worker", *args),
-                    cwd=ROOT,
-                    env=env_for(settings, RABBITMQ_URL=rabbitmq_url, **env),
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            )
+        full = env_for(settings, RABBITMQ_URL=rabbitmq_url, **env)
+        procs.append(await spawn(tmp_path / f"{args[0]}.log", "-m", "worker", *args, env=full))
     try:
         # When an event goes through the relay to the worker
         await pg.execute(
@@ -294,17 +283,7 @@ async def test_each_worker_reports_its_own_messages_only(
         ("busy", ("cache", "-p", "1", "-t", "1"), {"RABBITMQ_URL": rabbitmq_url, "dramatiq_prom_port": str(busy_port)}),
         ("idle", ("cache", "-p", "1", "-t", "1"), {"RABBITMQ_URL": second_vhost, "dramatiq_prom_port": str(idle_port)}),
     ):
-        with (tmp_path / f"{name}.log").open("wb") as out:
-            procs.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    *("-m", "worker", *args),
-                    cwd=ROOT,
-                    env=env_for(settings, **env),
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            )
+        procs.append(await spawn(tmp_path / f"{name}.log", "-m", "worker", *args, env=env_for(settings, **env)))
     try:
         # When three events reach the first worker
         for aggregate_id in ("9001", "9002", "9003"):

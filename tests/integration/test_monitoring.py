@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,8 +20,8 @@ from shared.settings import Settings
 from tests.conftest import ADMIN
 from tests.deploy.test_monitoring import dashboard_exprs, metric_names, rule_exprs
 from tests.integration.test_dead_letters import dead_letter
-from tests.support.processes import ROOT, api_process, env_for, free_port
-from worker.queues import DRAMATIQ_QUEUES, declare_dramatiq_queue, dramatiq_declarations
+from tests.support.processes import api_process, free_port, worker_processes
+from tests.support.queues import empty_dramatiq_queues
 
 
 def sample_names(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -51,51 +48,10 @@ async def scrape_until(url: str, *needles: str, within: float = 40.0) -> str:
             await asyncio.sleep(0.3)
 
 
-@contextlib.asynccontextmanager
-async def worker_processes(
-    settings: Settings, rabbitmq_url: str, tmp_path: Path, *runs: tuple[tuple[str, ...], dict[str, str]]
-) -> AsyncIterator[None]:
-    """``python -m worker *args`` for each run, with its extra environment; SIGTERM (then SIGKILL) at the end."""
-    procs = []
-    try:
-        for args, env in runs:
-            with (tmp_path / f"{args[0]}.log").open("wb") as out:
-                procs.append(
-                    await asyncio.create_subprocess_exec(
-                        sys.executable,
-                        *("-m", "worker", *args),
-                        cwd=ROOT,
-                        env=env_for(settings, RABBITMQ_URL=rabbitmq_url, **env),
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                    )
-                )
-        yield
-    finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-
-
 @pytest.fixture
 async def empty_queues(rabbitmq_url: str) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
-    conn = await aio_pika.connect(rabbitmq_url)
-    async with conn:
-        channel = await conn.channel()
-        names = [name for q in DRAMATIQ_QUEUES for name, _ in dramatiq_declarations(q)]
-        for name in names:
-            await channel.queue_delete(name)
-        for queue in DRAMATIQ_QUEUES:
-            await declare_dramatiq_queue(channel, queue)
+    async with empty_dramatiq_queues(rabbitmq_url) as channel:
         yield channel
-        for name in names:
-            await channel.queue_delete(name)
 
 
 @pytest.mark.slow

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import pytest
 
 from shared.settings import Settings
 from tests.conftest import ADMIN
-from tests.support.processes import ROOT, api_process, env_for
+from tests.support.processes import api_process, env_for, spawn
 from worker.queues import DRAMATIQ_QUEUES, declare_topology, dramatiq_declarations
 
 #: Concurrent writes at any moment, and in all.
@@ -85,15 +83,8 @@ async def test_sigterm_stops_the_relay_after_its_batch_with_every_sent_row_publi
         await tap.purge()
         # When the relay drains it in batches of 50 and gets SIGTERM part way
         log = tmp_path / "relay.log"
-        with log.open("wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                *("-m", "worker", "relay"),
-                cwd=ROOT,
-                env=env_for(settings, RABBITMQ_URL=rabbitmq_url, RELAY_BATCH_SIZE="50"),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        env = env_for(settings, RABBITMQ_URL=rabbitmq_url, RELAY_BATCH_SIZE="50")
+        proc = await spawn(log, "-m", "worker", "relay", env=env)
         deadline = time.monotonic() + 20
         while await pg.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL") < 200:
             assert time.monotonic() < deadline, log.read_text()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from api.app import create_app
 from shared.settings import Settings
-from tests.conftest import ADMIN, _dsn, admin_execute, drop_database
+from tests.conftest import ADMIN, scratch_database
 from tests.support.api import problem
 
 #: (method, path, JSON body) of every route that reads or writes a table.
@@ -51,10 +50,8 @@ ROUTES: list[tuple[str, str, Any]] = [
 @pytest.fixture
 async def empty_database_url(redis_url: str) -> AsyncIterator[str]:
     """A real, empty database: created, never migrated."""
-    name = f"stockroom_empty_{uuid.uuid4().hex[:12]}"
-    await admin_execute(f'CREATE DATABASE "{name}"')
-    yield _dsn(name)
-    await drop_database(name)
+    async with scratch_database("stockroom_empty") as url:
+        yield url
 
 
 @pytest.fixture

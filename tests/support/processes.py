@@ -68,19 +68,44 @@ async def wait_live(url: str, within: float = 30.0) -> None:
             await asyncio.sleep(0.1)
 
 
+def run_python(
+    *argv: str, env: dict[str, str] | None, timeout: float, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """``python *argv`` from the repo root to its end, with ``env`` (None: this process's), its output as text;
+    ``check`` raises if it fails."""
+    return subprocess.run(
+        [sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=check
+    )
+
+
+async def spawn(log: Path, *argv: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    """``python *argv`` from the repo root with ``env``, its stdout and stderr written to ``log``."""
+    with log.open("wb") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, *argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+async def stop(*procs: asyncio.subprocess.Process, within: float) -> None:
+    """SIGTERM each of ``procs`` that still runs (all at once: they stop side by side, each signalled once), and
+    SIGKILL any that has not exited ``within`` seconds later."""
+    for proc in procs:
+        if proc.returncode is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            await asyncio.wait_for(proc.wait(), within)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
 @contextlib.asynccontextmanager
 async def api_process(settings: Settings, log: Path, *args: str, **env: str) -> AsyncIterator[Process]:
     """``python -m api --host 127.0.0.1 --port <free> *args``, live; stopped (SIGTERM, then SIGKILL) at the end."""
     port = free_port()
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *("-m", "api", "--host", "127.0.0.1", "--port", str(port), *args),
-            cwd=ROOT,
-            env=env_for(settings, **env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    argv = ("-m", "api", "--host", "127.0.0.1", "--port", str(port), *args)
+    proc = await spawn(log, *argv, env=env_for(settings, **env))
     url = f"http://127.0.0.1:{port}"
     try:
         try:
@@ -90,22 +115,33 @@ async def api_process(settings: Settings, log: Path, *args: str, **env: str) -> 
             raise AssertionError(log.read_text(errors="replace")[-3000:]) from None  # noqa: ASYNC240
         yield Process(proc, url, log)
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 20)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        await stop(proc, within=20)
 
 
-async def run_module(settings: Settings, *argv: str, seconds: float) -> tuple[int, str, str]:
-    """``python *argv`` from the repo root with the settings' environment: (exit status, stdout, stderr)."""
+@contextlib.asynccontextmanager
+async def worker_processes(
+    settings: Settings, rabbitmq_url: str, tmp_path: Path, *runs: tuple[tuple[str, ...], dict[str, str]]
+) -> AsyncIterator[list[asyncio.subprocess.Process]]:
+    """``python -m worker *args`` for each run, with its extra environment, logged to ``tmp_path/<args[0]>.log``;
+    SIGTERM (then SIGKILL) at the end."""
+    procs = []
+    try:
+        for args, env in runs:
+            full = env_for(settings, RABBITMQ_URL=rabbitmq_url, **env)
+            procs.append(await spawn(tmp_path / f"{args[0]}.log", "-m", "worker", *args, env=full))
+        yield procs
+    finally:
+        await stop(*procs, within=30)
+
+
+async def run_module(settings: Settings, *argv: str, seconds: float, **env: str) -> tuple[int, str, str]:
+    """``python *argv`` from the repo root with the settings' environment (and ``env``): (exit status, stdout,
+    stderr)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         *argv,
         cwd=ROOT,
-        env=env_for(settings),
+        env=env_for(settings, **env),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
