@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import asyncpg
 
 from shared.models import Category, Versions, Written
+from shared.store.rows import entity, with_event, written
 
 _SELECT = """
 SELECT c.id, c.slug, c.name, c.description, p.slug AS parent, c.version, c.created_at, c.updated_at,
@@ -32,35 +32,9 @@ FROM w
 """
 
 
-def _event(event_type: str, rid_param: int) -> str:
-    # The event type is one of ours, never user text; it is inlined as a literal for that reason.
-    return _EVENT.replace("$type", f"'{event_type}'").replace("$rid", f"${rid_param}")
-
-
-def _category(row: asyncpg.Record) -> Category:
-    return Category(
-        id=row["id"],
-        slug=row["slug"],
-        name=row["name"],
-        description=row["description"],
-        parent=row["parent"],
-        product_count=row["product_count"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        version=row["version"],
-        lsn=row["lsn"],
-    )
-
-
-def _written(row: asyncpg.Record | None) -> Written | None:
-    if row is None:
-        return None
-    return Written(_category(row))
-
-
 async def get_by_slug(conn: asyncpg.Connection, slug: str) -> Category | None:
     row = await conn.fetchrow(_SELECT + " WHERE c.slug = $1 AND c.deleted_at IS NULL", slug)
-    return None if row is None else _category(row)
+    return None if row is None else entity(Category, row)
 
 
 async def list_page(conn: asyncpg.Connection, after_id: int | None, limit: int) -> list[Category]:
@@ -69,7 +43,7 @@ async def list_page(conn: asyncpg.Connection, after_id: int | None, limit: int) 
         after_id,
         limit,
     )
-    return [_category(r) for r in rows]
+    return [entity(Category, r) for r in rows]
 
 
 async def get_any_by_id(conn: asyncpg.Connection, category_id: int) -> tuple[Category, bool] | None:
@@ -77,7 +51,7 @@ async def get_any_by_id(conn: asyncpg.Connection, category_id: int) -> tuple[Cat
     row = await conn.fetchrow(
         _SELECT.replace("SELECT ", "SELECT c.deleted_at IS NOT NULL AS deleted, ", 1) + " WHERE c.id = $1", category_id
     )
-    return None if row is None else (_category(row), row["deleted"])
+    return None if row is None else (entity(Category, row), row["deleted"])
 
 
 async def ids_after(conn: asyncpg.Connection, after_id: int, limit: int) -> list[int]:
@@ -113,14 +87,14 @@ w AS (
     WHERE $4::text IS NULL OR EXISTS (SELECT 1 FROM parent)
     RETURNING id, slug, name, description, parent_id, version, created_at, updated_at),
 """
-        + _event("category.created", 5),
+        + with_event(_EVENT, "category.created", 5),
         slug,
         name,
         description,
         parent,
         request_id,
     )
-    return _written(row)
+    return written(Category, row)
 
 
 async def update(
@@ -145,7 +119,7 @@ w AS (
       AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM parent))
     RETURNING id, slug, name, description, parent_id, version, created_at, updated_at),
 """
-        + _event("category.updated", 7),
+        + with_event(_EVENT, "category.updated", 7),
         current_slug,
         slug,
         name,
@@ -154,7 +128,7 @@ w AS (
         expected_version,
         request_id,
     )
-    return _written(row)
+    return written(Category, row)
 
 
 async def would_cycle(conn: asyncpg.Connection, category_id: int, parent_slug: str) -> bool:
@@ -191,13 +165,12 @@ WITH w AS (
       AND NOT EXISTS (SELECT 1 FROM products p WHERE p.category_id = categories.id AND p.deleted_at IS NULL)
     RETURNING id, slug, name, description, parent_id, version, created_at, updated_at),
 """
-        + _event("category.deleted", 3),
+        + with_event(_EVENT, "category.deleted", 3),
         slug,
         expected_version,
         request_id,
     )
-    written = _written(row)
-    return None if written is None else dataclasses.replace(written, deleted=True)
+    return written(Category, row, deleted=True)
 
 
 async def restore(
@@ -213,12 +186,12 @@ w AS (
     WHERE id = (SELECT id FROM target) AND ($2::int[] IS NULL OR version = ANY($2))
     RETURNING id, slug, name, description, parent_id, version, created_at, updated_at),
 """
-        + _event("category.restored", 3),
+        + with_event(_EVENT, "category.restored", 3),
         slug,
         expected_version,
         request_id,
     )
-    return _written(row)
+    return written(Category, row)
 
 
 async def state(conn: asyncpg.Connection, slug: str) -> dict[str, Any] | None:

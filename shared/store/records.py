@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import asyncpg
 
 from shared.models import Record, Versions, Written
+from shared.store.rows import entity, with_event, written
 
 _SELECT = (
     "SELECT id, data, created_at, updated_at, version, (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn"
@@ -23,30 +23,9 @@ SELECT w.id, w.data, w.created_at, w.updated_at, w.version, (pg_current_wal_lsn(
 """
 
 
-def _event(event_type: str, rid_param: int) -> str:
-    return _EVENT.replace("$type", f"'{event_type}'").replace("$rid", f"${rid_param}")
-
-
-def _record(row: asyncpg.Record) -> Record:
-    return Record(
-        id=row["id"],
-        data=row["data"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        version=row["version"],
-        lsn=row["lsn"],
-    )
-
-
-def _written(row: asyncpg.Record | None) -> Written | None:
-    if row is None:
-        return None
-    return Written(_record(row))
-
-
 async def get(conn: asyncpg.Connection, record_id: int) -> Record | None:
     row = await conn.fetchrow(_SELECT + " WHERE id = $1 AND deleted_at IS NULL", record_id)
-    return None if row is None else _record(row)
+    return None if row is None else entity(Record, row)
 
 
 async def get_any(conn: asyncpg.Connection, record_id: int) -> tuple[Record, bool] | None:
@@ -54,7 +33,7 @@ async def get_any(conn: asyncpg.Connection, record_id: int) -> tuple[Record, boo
     row = await conn.fetchrow(
         "SELECT deleted_at IS NOT NULL AS deleted, " + _SELECT.removeprefix("SELECT ") + " WHERE id = $1", record_id
     )
-    return None if row is None else (_record(row), row["deleted"])
+    return None if row is None else (entity(Record, row), row["deleted"])
 
 
 async def get_in(conn: asyncpg.Connection, collection: str, record_id: int) -> Record | None:
@@ -62,7 +41,7 @@ async def get_in(conn: asyncpg.Connection, collection: str, record_id: int) -> R
     row = await conn.fetchrow(
         _SELECT + " WHERE id = $1 AND collection = $2 AND deleted_at IS NULL", record_id, collection
     )
-    return None if row is None else _record(row)
+    return None if row is None else entity(Record, row)
 
 
 async def collection_of(conn: asyncpg.Connection, record_id: int) -> str | None:
@@ -85,7 +64,7 @@ async def list_page(conn: asyncpg.Connection, after_id: int | None, limit: int |
         after_id,
         limit,
     )
-    return [_record(r) for r in rows]
+    return [entity(Record, r) for r in rows]
 
 
 async def list_bounded(
@@ -115,21 +94,21 @@ async def list_bounded(
         collection,
     )
     more = bool(rows) and rows[0]["considered"] > len(rows)
-    return [_record(r) for r in rows], more
+    return [entity(Record, r) for r in rows], more
 
 
 async def insert(conn: asyncpg.Connection, data: Any, request_id: str, collection: str = "records") -> Written:
     """A new record in ``collection``; ``asyncpg.UniqueViolationError`` for a ``data`` item whose id is taken."""
     row = await conn.fetchrow(
         "WITH w AS (INSERT INTO records (data, collection) VALUES ($1, $3)"
-        " RETURNING id, data, created_at, updated_at, version)," + _event("record.created", 2),
+        " RETURNING id, data, created_at, updated_at, version)," + with_event(_EVENT, "record.created", 2),
         data,
         request_id,
         collection,
     )
-    written = _written(row)
-    assert written is not None  # an INSERT ... VALUES always returns its row
-    return written
+    w = written(Record, row)
+    assert w is not None  # an INSERT ... VALUES always returns its row
+    return w
 
 
 async def update(
@@ -141,13 +120,13 @@ WITH w AS (
     UPDATE records SET data = $2, version = version + 1, updated_at = now()
     WHERE id = $1 AND deleted_at IS NULL AND ($3::int[] IS NULL OR version = ANY($3))
     RETURNING id, data, created_at, updated_at, version),"""
-        + _event("record.updated", 4),
+        + with_event(_EVENT, "record.updated", 4),
         record_id,
         data,
         expected_version,
         request_id,
     )
-    return _written(row)
+    return written(Record, row)
 
 
 async def soft_delete(
@@ -159,13 +138,12 @@ WITH w AS (
     UPDATE records SET deleted_at = now(), version = version + 1, updated_at = now()
     WHERE id = $1 AND deleted_at IS NULL AND ($2::int[] IS NULL OR version = ANY($2))
     RETURNING id, data, created_at, updated_at, version),"""
-        + _event("record.deleted", 3),
+        + with_event(_EVENT, "record.deleted", 3),
         record_id,
         expected_version,
         request_id,
     )
-    written = _written(row)
-    return None if written is None else dataclasses.replace(written, deleted=True)
+    return written(Record, row, deleted=True)
 
 
 async def live_version(conn: asyncpg.Connection, record_id: int) -> int | None:

@@ -7,24 +7,14 @@ import datetime as dt
 import asyncpg
 
 from shared.models import User
-
-
-def _user(row: asyncpg.Record) -> User:
-    return User(
-        username=row["username"],
-        name=row["name"],
-        date_of_birth=row["date_of_birth"],
-        version=row["version"],
-        lsn=row["lsn"],
-    )
-
+from shared.store.rows import entity
 
 _COLUMNS = "username, name, date_of_birth, version, (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn"
 
 
 async def get(conn: asyncpg.Connection, username: str) -> User | None:
     row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE username = $1", username.lower())
-    return None if row is None else _user(row)
+    return None if row is None else entity(User, row)
 
 
 async def upsert(conn: asyncpg.Connection, name: str, date_of_birth: dt.date, request_id: str) -> User:
@@ -48,7 +38,7 @@ SELECT w.*, (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn FROM w""",
         request_id,
     )
     assert row is not None  # an upsert always returns its row
-    return _user(row)
+    return entity(User, row)
 
 
 async def born_on(conn: asyncpg.Connection, month: int, days: list[int]) -> list[User]:
@@ -60,7 +50,7 @@ async def born_on(conn: asyncpg.Connection, month: int, days: list[int]) -> list
         month,
         days,
     )
-    return [_user(r) for r in rows]
+    return [entity(User, r) for r in rows]
 
 
 async def usernames_after(conn: asyncpg.Connection, after: str, limit: int) -> list[str]:
