@@ -132,58 +132,58 @@ class Create:
         return self.collection.answer(await self.collection.create(conn, ctx, self.body), 201)
 
 
+class _AtVersion:
+    """A write to the resource ``slug`` of a collection, at the versions its ``If-Match`` names (read by the
+    collection): :meth:`write` is the use case."""
+
+    collection: Collection
+    slug: str
+    if_match: Tags
+
+    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
+        return await self.write(conn, ctx, await self.collection.versions(conn, self.slug, self.if_match))
+
+    async def write(self, conn: asyncpg.Connection, ctx: Ctx, expected: Versions | None) -> Outcome:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
-class Replace:
+class _Addressed(_AtVersion):
+    collection: Collection
+    slug: str
+    if_match: Tags = None
+
+
+@dataclass(frozen=True)
+class _AddressedWithBody(_AtVersion):
     collection: Collection
     slug: str
     body: Any
     if_match: Tags = None
 
-    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
-        c = self.collection
-        expected = await c.versions(conn, self.slug, self.if_match)
-        return c.answer(await c.replace(conn, ctx, self.slug, self.body, expected))
+
+class Replace(_AddressedWithBody):
+    async def write(self, conn: asyncpg.Connection, ctx: Ctx, expected: Versions | None) -> Outcome:
+        return self.collection.answer(await self.collection.replace(conn, ctx, self.slug, self.body, expected))
 
 
-@dataclass(frozen=True)
-class Patch:
-    """A JSON merge patch (RFC 7396) of the resource's fields."""
+class Patch(_AddressedWithBody):
+    """A JSON merge patch (RFC 7396) of the resource's fields: ``body`` is the patch."""
 
-    collection: Collection
-    slug: str
-    patch: Any
-    if_match: Tags = None
-
-    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
-        c = self.collection
-        expected = await c.versions(conn, self.slug, self.if_match)
-        return c.answer(await c.patch(conn, ctx, self.slug, self.patch, expected))
+    async def write(self, conn: asyncpg.Connection, ctx: Ctx, expected: Versions | None) -> Outcome:
+        return self.collection.answer(await self.collection.patch(conn, ctx, self.slug, self.body, expected))
 
 
-@dataclass(frozen=True)
-class Delete:
+class Delete(_Addressed):
     """A soft delete."""
 
-    collection: Collection
-    slug: str
-    if_match: Tags = None
-
-    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
-        c = self.collection
-        expected = await c.versions(conn, self.slug, self.if_match)
-        return Outcome(204, b"", written=await c.delete(conn, ctx, self.slug, expected))
+    async def write(self, conn: asyncpg.Connection, ctx: Ctx, expected: Versions | None) -> Outcome:
+        return Outcome(204, b"", written=await self.collection.delete(conn, ctx, self.slug, expected))
 
 
-@dataclass(frozen=True)
-class Restore:
-    collection: Collection
-    slug: str
-    if_match: Tags = None
-
-    async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
-        c = self.collection
-        expected = await c.versions(conn, self.slug, self.if_match)
-        return c.answer(await c.restore(conn, ctx, self.slug, expected))
+class Restore(_Addressed):
+    async def write(self, conn: asyncpg.Connection, ctx: Ctx, expected: Versions | None) -> Outcome:
+        return self.collection.answer(await self.collection.restore(conn, ctx, self.slug, expected))
 
 
 @dataclass(frozen=True)
