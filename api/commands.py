@@ -387,16 +387,16 @@ def _deleted_or_refuse(state: Any, kind: str, slug: str, expected: Versions | No
     return state
 
 
+def _fields(body: CategoryIn | ProductIn, slug: str | None) -> dict[str, Any]:
+    """The body's fields as the repository writes them, under ``slug``."""
+    fields = body.model_dump()
+    fields["slug"] = slug
+    return fields
+
+
 async def create_category(conn: asyncpg.Connection, ctx: Ctx, body: CategoryIn) -> Written:
     async def insert(slug: str) -> Written | None:
-        return await cat_repo.insert(
-            conn,
-            slug=slug,
-            name=body.name,
-            description=body.description,
-            parent=body.parent,
-            request_id=ctx.request_id,
-        )
+        return await cat_repo.insert(conn, fields=_fields(body, slug), request_id=ctx.request_id)
 
     written = await insert_with_slug(conn, body.slug, body.name, "category", cat_repo.slugs_like, insert)
     if written is None:
@@ -426,14 +426,7 @@ async def replace_category(
             )
     written = await _renamed(
         cat_repo.update(
-            conn,
-            slug,
-            slug=new_slug,
-            name=body.name,
-            description=body.description,
-            parent=body.parent,
-            expected_version=expected,
-            request_id=ctx.request_id,
+            conn, slug, fields=_fields(body, new_slug), expected_version=expected, request_id=ctx.request_id
         ),
         new_slug,
     )
@@ -526,12 +519,6 @@ async def patch_category(
 # -- products ------------------------------------------------------------------------------------
 
 
-def _product_fields(body: ProductIn, slug: str | None) -> dict[str, Any]:
-    fields = body.model_dump()
-    fields["slug"] = slug
-    return fields
-
-
 def _no_category(category: str) -> ValidationFailed:
     return ValidationFailed(
         "category is not a live category",
@@ -541,7 +528,7 @@ def _no_category(category: str) -> ValidationFailed:
 
 async def create_product(conn: asyncpg.Connection, ctx: Ctx, body: ProductIn) -> Written:
     async def insert(slug: str) -> Written | None:
-        return await prod_repo.insert(conn, fields=_product_fields(body, slug), request_id=ctx.request_id)
+        return await prod_repo.insert(conn, fields=_fields(body, slug), request_id=ctx.request_id)
 
     written = await insert_with_slug(conn, body.slug, body.name, "product", prod_repo.slugs_like, insert)
     if written is None:
@@ -557,7 +544,7 @@ async def replace_product(
         prod_repo.update(
             conn,
             slug,
-            fields=_product_fields(body, new_slug),
+            fields=_fields(body, new_slug),
             expected_version=expected,
             request_id=ctx.request_id,
         ),

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Final
 
 import asyncpg
 
 from shared.models import Category, Versions, Written
-from shared.store.rows import entity, with_event, written
+from shared.store.rows import entity, write
 
 _SELECT = """
 SELECT c.id, c.slug, c.name, c.description, p.slug AS parent, c.version, c.created_at, c.updated_at,
@@ -30,6 +31,10 @@ SELECT w.id, w.slug, w.name, w.description, w.version, w.created_at, w.updated_a
        (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn
 FROM w
 """
+
+
+#: A write of this module's: statement, event type, parameters (the request id last).
+_write = functools.partial(write, cls=Category, event=_EVENT)
 
 
 async def get_by_slug(conn: asyncpg.Connection, slug: str) -> Category | None:
@@ -68,17 +73,14 @@ async def slugs_like(conn: asyncpg.Connection, base: str) -> list[str]:
     return [r["slug"] for r in rows]
 
 
-async def insert(
-    conn: asyncpg.Connection,
-    *,
-    slug: str,
-    name: str,
-    description: str | None,
-    parent: str | None,
-    request_id: str,
-) -> Written | None:
+#: The fields a category's insert and update write, in the order of their parameters (``$1``... in the insert).
+FIELDS: Final = ("slug", "name", "description", "parent")
+
+
+async def insert(conn: asyncpg.Connection, *, fields: dict[str, Any], request_id: str) -> Written | None:
     """Insert a category and its ``category.created`` event; ``None`` if ``parent`` is no live category."""
-    row = await conn.fetchrow(
+    return await _write(
+        conn,
         """
 WITH parent AS (SELECT id FROM categories WHERE slug = $4 AND deleted_at IS NULL FOR SHARE),
 w AS (
@@ -86,30 +88,24 @@ w AS (
     SELECT $1, $2, $3, (SELECT id FROM parent)
     WHERE $4::text IS NULL OR EXISTS (SELECT 1 FROM parent)
     RETURNING id, slug, name, description, parent_id, version, created_at, updated_at),
-"""
-        + with_event(_EVENT, "category.created", 5),
-        slug,
-        name,
-        description,
-        parent,
+""",
+        "category.created",
+        *(fields[f] for f in FIELDS),
         request_id,
     )
-    return written(Category, row)
 
 
 async def update(
     conn: asyncpg.Connection,
     current_slug: str,
     *,
-    slug: str,
-    name: str,
-    description: str | None,
-    parent: str | None,
+    fields: dict[str, Any],
     expected_version: Versions | None,
     request_id: str,
 ) -> Written | None:
     """Replace a live category's fields; ``None`` if it is gone, the version differs or the parent is missing."""
-    row = await conn.fetchrow(
+    return await _write(
+        conn,
         """
 WITH parent AS (SELECT id FROM categories WHERE slug = $5 AND deleted_at IS NULL FOR SHARE),
 w AS (
@@ -118,17 +114,13 @@ w AS (
     WHERE slug = $1 AND deleted_at IS NULL AND ($6::int[] IS NULL OR version = ANY($6))
       AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM parent))
     RETURNING id, slug, name, description, parent_id, version, created_at, updated_at),
-"""
-        + with_event(_EVENT, "category.updated", 7),
+""",
+        "category.updated",
         current_slug,
-        slug,
-        name,
-        description,
-        parent,
+        *(fields[f] for f in FIELDS),
         expected_version,
         request_id,
     )
-    return written(Category, row)
 
 
 async def would_cycle(conn: asyncpg.Connection, category_id: int, parent_slug: str) -> bool:
@@ -157,27 +149,29 @@ async def soft_delete(
     keeps the two together (the lock lasts until it ends).
     """
     await conn.execute("SELECT 1 FROM categories WHERE slug = $1 AND deleted_at IS NULL FOR UPDATE", slug)
-    row = await conn.fetchrow(
+    return await _write(
+        conn,
         """
 WITH w AS (
     UPDATE categories SET deleted_at = now(), version = version + 1, updated_at = now()
     WHERE slug = $1 AND deleted_at IS NULL AND ($2::int[] IS NULL OR version = ANY($2))
       AND NOT EXISTS (SELECT 1 FROM products p WHERE p.category_id = categories.id AND p.deleted_at IS NULL)
     RETURNING id, slug, name, description, parent_id, version, created_at, updated_at),
-"""
-        + with_event(_EVENT, "category.deleted", 3),
+""",
+        "category.deleted",
         slug,
         expected_version,
         request_id,
+        deleted=True,
     )
-    return written(Category, row, deleted=True)
 
 
 async def restore(
     conn: asyncpg.Connection, slug: str, expected_version: Versions | None, request_id: str
 ) -> Written | None:
     """Restore the most recently deleted category with that slug (a live twin raises UniqueViolation)."""
-    row = await conn.fetchrow(
+    return await _write(
+        conn,
         """
 WITH target AS (
     SELECT id FROM categories WHERE slug = $1 AND deleted_at IS NOT NULL ORDER BY deleted_at DESC, id DESC LIMIT 1),
@@ -185,13 +179,12 @@ w AS (
     UPDATE categories SET deleted_at = NULL, version = version + 1, updated_at = now()
     WHERE id = (SELECT id FROM target) AND ($2::int[] IS NULL OR version = ANY($2))
     RETURNING id, slug, name, description, parent_id, version, created_at, updated_at),
-"""
-        + with_event(_EVENT, "category.restored", 3),
+""",
+        "category.restored",
         slug,
         expected_version,
         request_id,
     )
-    return written(Category, row)
 
 
 async def state(conn: asyncpg.Connection, slug: str) -> dict[str, Any] | None:

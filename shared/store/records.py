@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Final
 
 import asyncpg
 
 from shared.models import Record, Versions, Written
-from shared.store.rows import entity, with_event, written
+from shared.store.rows import entity, write
 
 _SELECT = (
     "SELECT id, data, created_at, updated_at, version, (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn"
@@ -21,6 +22,10 @@ ev AS (
     SELECT $type, 'record', w.id::text, w.version, '{}'::jsonb, $rid FROM w)
 SELECT w.id, w.data, w.created_at, w.updated_at, w.version, (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn FROM w
 """
+
+
+#: A write of this module's: statement, event type, parameters (the request id last).
+_write = functools.partial(write, cls=Record, event=_EVENT)
 
 
 async def get(conn: asyncpg.Connection, record_id: int) -> Record | None:
@@ -99,51 +104,40 @@ async def list_bounded(
 
 async def insert(conn: asyncpg.Connection, data: Any, request_id: str, collection: str = "records") -> Written:
     """A new record in ``collection``; ``asyncpg.UniqueViolationError`` for a ``data`` item whose id is taken."""
-    row = await conn.fetchrow(
-        "WITH w AS (INSERT INTO records (data, collection) VALUES ($1, $3)"
-        " RETURNING id, data, created_at, updated_at, version)," + with_event(_EVENT, "record.created", 2),
+    w = await _write(
+        conn,
+        "WITH w AS (INSERT INTO records (data, collection) VALUES ($1, $2)"
+        " RETURNING id, data, created_at, updated_at, version),",
+        "record.created",
         data,
-        request_id,
         collection,
+        request_id,
     )
-    w = written(Record, row)
     assert w is not None  # an INSERT ... VALUES always returns its row
     return w
+
+
+#: A write to the live record ``$1`` if a version that ``$2`` names is current (NULL: any); ``{set}`` says what
+#: it changes besides the version.
+_AT_VERSION = """
+WITH w AS (
+    UPDATE records SET {set}, version = version + 1, updated_at = now()
+    WHERE id = $1 AND deleted_at IS NULL AND ($2::int[] IS NULL OR version = ANY($2))
+    RETURNING id, data, created_at, updated_at, version),"""
+_UPDATE: Final = _AT_VERSION.format(set="data = $3")
+_SOFT_DELETE: Final = _AT_VERSION.format(set="deleted_at = now()")
 
 
 async def update(
     conn: asyncpg.Connection, record_id: int, data: Any, expected_version: Versions | None, request_id: str
 ) -> Written | None:
-    row = await conn.fetchrow(
-        """
-WITH w AS (
-    UPDATE records SET data = $2, version = version + 1, updated_at = now()
-    WHERE id = $1 AND deleted_at IS NULL AND ($3::int[] IS NULL OR version = ANY($3))
-    RETURNING id, data, created_at, updated_at, version),"""
-        + with_event(_EVENT, "record.updated", 4),
-        record_id,
-        data,
-        expected_version,
-        request_id,
-    )
-    return written(Record, row)
+    return await _write(conn, _UPDATE, "record.updated", record_id, expected_version, data, request_id)
 
 
 async def soft_delete(
     conn: asyncpg.Connection, record_id: int, expected_version: Versions | None, request_id: str
 ) -> Written | None:
-    row = await conn.fetchrow(
-        """
-WITH w AS (
-    UPDATE records SET deleted_at = now(), version = version + 1, updated_at = now()
-    WHERE id = $1 AND deleted_at IS NULL AND ($2::int[] IS NULL OR version = ANY($2))
-    RETURNING id, data, created_at, updated_at, version),"""
-        + with_event(_EVENT, "record.deleted", 3),
-        record_id,
-        expected_version,
-        request_id,
-    )
-    return written(Record, row, deleted=True)
+    return await _write(conn, _SOFT_DELETE, "record.deleted", record_id, expected_version, request_id, deleted=True)
 
 
 async def live_version(conn: asyncpg.Connection, record_id: int) -> int | None:

@@ -1,5 +1,5 @@
-"""What every repository does with its rows: a row into its frozen dataclass, a write's row into ``Written``, and
-the outbox CTE of a write statement with its event type filled in."""
+"""What every repository does with its rows: a row into its frozen dataclass, and a write statement (the row, then
+its outbox CTE with the event type and request id filled in) run into ``Written``."""
 
 from __future__ import annotations
 
@@ -35,3 +35,19 @@ def with_event(cte: str, event_type: str, rid_param: int) -> str:
     """``cte``, an outbox insert, with ``$type`` its event type and ``$rid`` the parameter ``$<rid_param>`` (the
     request id). The event type is one of ours, never user text: it is inlined as a literal for that reason."""
     return cte.replace("$type", f"'{event_type}'").replace("$rid", f"${rid_param}")
+
+
+async def write(
+    conn: asyncpg.Connection,
+    statement: str,
+    event_type: str,
+    *args: Any,
+    cls: type[E],
+    event: str,
+    deleted: bool = False,
+) -> Written | None:
+    """One write in one round trip: ``statement`` (its CTEs, up to ``w`` holding the row written), then ``event``
+    (the outbox insert, ``$type`` and ``$rid``, and the final SELECT) for ``event_type``. ``args`` are the
+    parameters, the request id last. What it wrote, as ``cls``; ``None`` if it wrote nothing."""
+    row = await conn.fetchrow(statement + with_event(event, event_type, len(args)), *args)
+    return written(cls, row, deleted=deleted)
