@@ -22,16 +22,20 @@ async def _page(url: str, cursor: str | None = None) -> tuple[int, dict[str, obj
             return r.status, await r.json(content_type=None)
 
 
+async def _create_records(url: str, count: int) -> None:
+    async with aiohttp.ClientSession() as session:
+        for n in range(count):
+            async with session.post(url + "/api/records", json={"n": n}, headers=ADMIN) as r:
+                assert r.status == 201
+
+
 @pytest.mark.slow
 async def test_every_process_and_a_restart_read_the_same_cursors(settings: Settings, tmp_path: Path) -> None:
     # Given no CURSOR_SECRET, an API of two processes, and three records
     secret_file = tmp_path / "var" / "cursor-secret"
     env = {"CURSOR_SECRET_FILE": str(secret_file)}
     async with api_process(settings, tmp_path / "api.log", "--workers", "2", **env) as api:
-        async with aiohttp.ClientSession() as session:
-            for n in range(3):
-                async with session.post(api.url + "/api/records", json={"n": n}, headers=ADMIN) as r:
-                    assert r.status == 201
+        await _create_records(api.url, 3)
         status, first = await _page(api.url)
         assert status == 200
         cursor = first["next_cursor"]
@@ -58,10 +62,7 @@ async def test_the_cursor_secret_setting_signs_the_cursors(settings: Settings, t
     # Given an API run with CURSOR_SECRET set, and two records
     secret = "operator-chosen-cursor-secret-42"
     async with api_process(settings, tmp_path / "api.log", CURSOR_SECRET=secret) as api:
-        async with aiohttp.ClientSession() as session:
-            for n in range(2):
-                async with session.post(api.url + "/api/records", json={"n": n}, headers=ADMIN) as r:
-                    assert r.status == 201
+        await _create_records(api.url, 2)
         status, first = await _page(api.url)
         assert status == 200
 
