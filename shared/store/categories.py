@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Final
 
 import asyncpg
 
 from shared.models import Category, Versions, Written
-from shared.store.rows import entity, write
+from shared.store.rows import entity, written
 
 _SELECT = """
 SELECT c.id, c.slug, c.name, c.description, p.slug AS parent, c.version, c.created_at, c.updated_at,
@@ -33,8 +32,14 @@ FROM w
 """
 
 
-#: A write of this module's: statement, event type, parameters (the request id last).
-_write = functools.partial(write, cls=Category, event=_EVENT)
+async def _write(
+    conn: asyncpg.Connection, statement: str, event_type: str, *args: Any, deleted: bool = False
+) -> Written | None:
+    """A category write in one round trip: ``statement`` (its CTEs, up to ``w`` holding the row written), then its
+    ``event_type`` event from ``_EVENT``; the request id is the last of ``args``. The event type is one of ours,
+    never user text: it is inlined as a literal for that reason."""
+    sql = statement + _EVENT.replace("$type", f"'{event_type}'").replace("$rid", f"${len(args)}")
+    return written(Category, await conn.fetchrow(sql, *args), deleted=deleted)
 
 
 async def get_by_slug(conn: asyncpg.Connection, slug: str) -> Category | None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Final
 
 import asyncpg
 
 from shared.models import Record, Versions, Written
-from shared.store.rows import entity, write
+from shared.store.rows import entity, written
 
 _SELECT = (
     "SELECT id, data, created_at, updated_at, version, (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn"
@@ -24,8 +23,14 @@ SELECT w.id, w.data, w.created_at, w.updated_at, w.version, (pg_current_wal_lsn(
 """
 
 
-#: A write of this module's: statement, event type, parameters (the request id last).
-_write = functools.partial(write, cls=Record, event=_EVENT)
+async def _write(
+    conn: asyncpg.Connection, statement: str, event_type: str, *args: Any, deleted: bool = False
+) -> Written | None:
+    """A record write in one round trip: ``statement`` (its CTEs, up to ``w`` holding the row written), then its
+    ``event_type`` event from ``_EVENT``; the request id is the last of ``args``. The event type is one of ours,
+    never user text: it is inlined as a literal for that reason."""
+    sql = statement + _EVENT.replace("$type", f"'{event_type}'").replace("$rid", f"${len(args)}")
+    return written(Record, await conn.fetchrow(sql, *args), deleted=deleted)
 
 
 async def get(conn: asyncpg.Connection, record_id: int) -> Record | None:
