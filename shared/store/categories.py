@@ -33,12 +33,10 @@ FROM w
 
 
 async def _write(
-    conn: asyncpg.Connection, statement: str, event_type: str, *args: Any, deleted: bool = False
+    conn: asyncpg.Connection, sql: str, event_type: str, *args: Any, deleted: bool = False
 ) -> Written | None:
-    """A category write in one round trip: ``statement`` (its CTEs, up to ``w`` holding the row written), then its
-    ``event_type`` event from ``_EVENT``; the request id is the last of ``args``. The event type is one of ours,
-    never user text: it is inlined as a literal for that reason."""
-    sql = statement + _EVENT.replace("$type", f"'{event_type}'").replace("$rid", f"${len(args)}")
+    """A category write and its event in one round trip (the convention: :mod:`shared.store.rows`)."""
+    sql += _EVENT.replace("$type", f"'{event_type}'").replace("$rid", f"${len(args)}")
     return written(Category, await conn.fetchrow(sql, *args), deleted=deleted)
 
 

@@ -1,6 +1,10 @@
 """What every repository does with its rows: a row into its frozen dataclass, and a write's row into ``Written``.
 
-(The SQL stays in each repository module, where tests/integration/test_security_sql.py checks it is fixed text.)"""
+A write is one statement, run by its module's ``_write(conn, sql, event_type, *args)``: ``sql`` is the CTEs up to ``w``
+(the row written), followed by the module's ``_EVENT`` (the outbox insert and the final SELECT) with ``$type`` the
+event type, inlined as a literal (one of ours, never user text), and ``$rid`` the request id, the last of ``args``.
+That call stays in each repository module, where tests/integration/test_security_sql.py checks that its SQL is fixed
+text."""
 
 from __future__ import annotations
 
