@@ -95,9 +95,9 @@ class Limit:
         """Seconds between two requests at the rate."""
         return 1 / self.rate
 
-    def args(self) -> list[Any]:
-        """The script's ARGV."""
-        return [1_000_000 / self.rate, self.burst, self.lease]
+    def args(self, want: int) -> list[Any]:
+        """The script's ARGV, asking for ``want`` requests."""
+        return [1_000_000 / self.rate, self.burst, want]
 
 
 #: A lease is at most this share of the burst (so a small burst is checked exactly, one request at a time).
@@ -231,7 +231,12 @@ class RateLimiter:
         self._refused: OrderedDict[str, float] = OrderedDict()
         #: Redis key -> the requests granted to that client and not used yet (reads only).
         self._leases: OrderedDict[str, Lease] = OrderedDict()
-        self._args = {limit: limit.args() for limit in (self.reads, self.writes, self.lookups)}
+        #: The key of each client whose lease is being asked for (one at a time: the client's other requests
+        #: meanwhile are checked one by one, so that concurrent requests never charge it a lease each).
+        self._leasing: dict[str, asyncio.Future[Any]] = {}
+        limits = (self.reads, self.writes, self.lookups)
+        self._args = {limit: limit.args(1) for limit in limits}
+        self._lease_args = {limit: limit.args(limit.lease) for limit in limits}
         self.bodies = {
             scope: _refusal_body(scope, limit) for scope, limit in (("read", self.reads), ("write", self.writes))
         }
@@ -269,11 +274,42 @@ class RateLimiter:
         """The check sent now, in this turn of the loop, or None when there is no connection to send it on."""
         if time.monotonic() < self._skip_until:
             return None
-        return self._fast.submit_script(GCRA, [key], self._args[limit])
+        if limit.lease == 1 or key in self._leasing:
+            return self._fast.submit_script(GCRA, [key], self._args[limit])
+        sent = self._fast.submit_script(GCRA, [key], self._lease_args[limit])
+        if sent is not None:
+            self._leasing[key] = sent  # until its decision is made (:meth:`decide`) or dropped (:meth:`drop`)
+        return sent
+
+    async def _ask(self, key: str, limit: Limit) -> Any:
+        """The check run now, loading the script if need be: a lease if none is being asked for already."""
+        if limit.lease == 1 or key in self._leasing:
+            return await self._fast.run_script(GCRA, [key], self._args[limit])
+        self._leasing[key] = marker = asyncio.get_running_loop().create_future()
+        try:
+            return await self._fast.run_script(GCRA, [key], self._lease_args[limit])
+        finally:
+            if self._leasing.get(key) is marker:
+                del self._leasing[key]
+
+    def drop(self, key: str, sent: asyncio.Future[Any] | None) -> None:
+        """Forget a check whose decision will not be made (the handler failed): its reply is read and ignored."""
+        if sent is not None:
+            if self._leasing.get(key) is sent:
+                del self._leasing[key]
+            sent.add_done_callback(_consume)
 
     async def decide(self, key: str, limit: Limit, sent: asyncio.Future[Any] | None = None) -> Decision | None:
         """The decision for one request (awaiting ``sent`` if the check was already sent), or None when Redis
         could not be asked (the request goes through)."""
+        try:
+            return await self._decide(key, limit, sent)
+        finally:
+            # Only now, with a granted lease stored: until then the client's other requests are checked one by one.
+            if sent is not None and self._leasing.get(key) is sent:
+                del self._leasing[key]
+
+    async def _decide(self, key: str, limit: Limit, sent: asyncio.Future[Any] | None) -> Decision | None:
         now = time.monotonic()
         if now < self._skip_until:
             if sent is not None:
@@ -288,8 +324,8 @@ class RateLimiter:
                 except ResponseError as exc:  # the script is not loaded yet (or was flushed): load it below
                     if not str(exc).startswith("NOSCRIPT"):
                         raise
-            if reply is None:
-                reply = await self._fast.run_script(GCRA, [key], self._args[limit])
+            if reply is None:  # not sent (no connection yet) or the script was not loaded: asked here
+                reply = await self._ask(key, limit)
         except REDIS_ERRORS as exc:
             self._skip_until = now + OPEN_SECONDS
             self._metrics.rate_limit_fail_open.inc()
@@ -305,11 +341,13 @@ class RateLimiter:
                 self._refused.popitem(last=False)
         elif granted > 1:
             # This request takes one; the rest wait here for the client's next requests to this process.
-            self._leases[key] = Lease(granted - 1, remaining, now + reset_ms / 1000, now + LEASE_SECONDS)
+            left = self._leases.get(key)
+            tokens = granted - 1 + (left.tokens if left is not None and left.expires > now else 0)
+            self._leases[key] = Lease(tokens, remaining, now + reset_ms / 1000, now + LEASE_SECONDS)
             self._leases.move_to_end(key)
             if len(self._leases) > LEASES_SIZE:
                 self._leases.popitem(last=False)
-            remaining += granted - 1
+            remaining += tokens
         return Decision(granted > 0, limit.burst, remaining, retry_ms, reset_ms)
 
     async def check(self, scope: str, ident: str, limit: Limit) -> Decision | None:
@@ -405,8 +443,7 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
             exc.headers.update(decision.headers())
         raise
     except BaseException:
-        if sent is not None:
-            sent.add_done_callback(_consume)
+        limiter.drop(key, sent)
         raise
     decision = await limiter.decide(key, limit, sent)
     if decision is not None and not decision.allowed:
