@@ -158,11 +158,14 @@ async def categories(r: Reads, limit: int, cursor: str | None) -> bytes:
 # -- products -------------------------------------------------------------------------------------
 
 
-async def product(r: Reads, slug: str) -> tuple[bytes, str]:
+async def product(r: Reads, slug: str) -> tuple[bytes, str] | None:
+    """The product's bytes and ETag, or None when there is no such product.
+
+    Absence is a value here, not a raised NotFound: a flood of reads of slugs that do not exist is answered
+    without unwinding an exception through every layer (it must cost no more than a hit, issue 10)."""
     copy = await _redis(r, lambda _: r.redis.execute("GET", keys.product_copy(slug)))
     if copy == keys.ABSENT:  # PostgreSQL had no such product a moment ago (no write since)
-        # Raised here, at the query's own level, not from inside the Redis call: fewer frames to unwind.
-        raise NotFound(f"no product {slug!r}")
+        return None
     hit = read.split_copy(copy)
     if hit is not None:
         return hit
@@ -170,7 +173,7 @@ async def product(r: Reads, slug: str) -> tuple[bytes, str]:
         p = await prod_repo.get_by_slug(conn, slug)
     if p is None:
         await _fill(r, lambda run: read.mark_product_absent(run, slug))
-        raise NotFound(f"no product {slug!r}")
+        return None
     await _fill(r, lambda run: project(run, p, r.media_url))
     return render.dumps(render.product(p, r.media_url)), render.etag(p.version)
 

@@ -1,4 +1,4 @@
-"""Rate limits in Redis: GCRA, one Lua script, one round trip per request (shared with the read itself).
+"""Rate limits in Redis: GCRA, one Lua script, at most one round trip per request (shared with the read itself).
 
 Writes are limited per principal (the API key's owner), reads per client address, and the PostgreSQL lookups of
 API keys this process does not know per client address too (a flood of random keys stops there). Each limit is a
@@ -12,6 +12,11 @@ Redis unreachable or slow: the request is let through (fail open), counted and l
 after a failure the limiter is skipped for a moment, so an outage does not cost every request a timeout.
 Refusing is cheaper than serving: a refused client is remembered in the process until its retry time (no Redis
 round trip) and the 429 body is made once.
+
+Reads are granted in leases: one check asks Redis for up to ``lease`` reads of the client at once (GCRA charges
+them all, so the limit holds whatever the process does with them), and the client's next reads to this process
+take one each with no Redis work. A lease never lets a client exceed its limit within one process; across N
+processes, reads charged earlier and not used yet (at most N x (lease - 1)) can add to a fresh burst.
 """
 
 from __future__ import annotations
@@ -55,31 +60,70 @@ WARN_EVERY: Final = 10.0
 PREFIX: Final = "sr:rl:"
 
 #: KEYS[1]: the client's key. ARGV[1]: microseconds between two requests (1e6 / rate). ARGV[2]: the burst.
-#: Returns {allowed (0|1), remaining, retry after (ms), reset (ms)}.
+#: ARGV[3]: how many requests to grant at once (a lease, see :class:`RateLimiter`); as many as fit are granted.
+#: Returns {granted (0 = refused), remaining after them, retry after (ms), reset (ms)}.
 GCRA: Final = """
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local new_tat = tat + interval
-local ahead = new_tat - now
 local window = interval * burst
-if ahead > window then
-  return {0, 0, math.ceil((ahead - window) / 1000), math.ceil((tat - now) / 1000)}
+local room = math.floor((window - (tat - now)) / interval)
+if room < 1 then
+  return {0, 0, math.ceil((tat + interval - now - window) / 1000), math.ceil((tat - now) / 1000)}
 end
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil(ahead / 1000) + 1)
-return {1, math.floor((window - ahead) / interval), 0, math.ceil(ahead / 1000)}
+local n = math.min(want, room)
+local new_tat = tat + n * interval
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return {n, room - n, 0, math.ceil((new_tat - now) / 1000)}
 """
 
 
 @dataclass(frozen=True, slots=True)
 class Limit:
-    """``rate`` requests per second, ``burst`` at once."""
+    """``rate`` requests per second, ``burst`` at once; ``lease`` of them granted to this process per Redis check."""
 
     rate: float
     burst: int
+    lease: int = 1
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two requests at the rate."""
+        return 1 / self.rate
+
+    def args(self, want: int) -> list[Any]:
+        """The script's ARGV, asking for ``want`` requests."""
+        return [1_000_000 / self.rate, self.burst, want]
+
+
+#: A lease is at most this share of the burst (so a small burst is checked exactly, one request at a time).
+LEASE_SHARE: Final = 32
+#: Requests granted in advance stay usable in this process for this long (then they are forgotten, unused).
+LEASE_SECONDS: Final = 30.0
+#: Clients holding a lease in this process, at most (the oldest grant is forgotten first).
+LEASES_SIZE: Final = 100_000
+
+
+def lease_size(setting: int, burst: int) -> int:
+    """How many requests one Redis check grants: the setting, at most a 32nd of the burst, at least one."""
+    return max(1, min(setting, burst // LEASE_SHARE))
+
+
+@dataclass(slots=True)
+class Lease:
+    """Requests Redis granted (and charged) for one client, not used yet by this process."""
+
+    tokens: int
+    #: What Redis said was left to the client after the grant.
+    remaining: int
+    #: Monotonic time at which the client's charged allowance is back to the full burst.
+    reset_at: float
+    #: Monotonic time after which the tokens are forgotten.
+    expires: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +135,15 @@ class Decision:
     reset_ms: int
 
     def headers(self) -> dict[str, str]:
-        return {
-            "RateLimit-Limit": str(self.limit),
-            "RateLimit-Remaining": str(self.remaining),
-            "RateLimit-Reset": str(math.ceil(self.reset_ms / 1000)),
-        }
+        return _headers(self.limit, self.remaining, self.reset_ms / 1000)
+
+
+def _headers(limit: int, remaining: int, reset_seconds: float) -> dict[str, str]:
+    return {
+        "RateLimit-Limit": str(limit),
+        "RateLimit-Remaining": str(remaining),
+        "RateLimit-Reset": str(max(0, math.ceil(reset_seconds))),
+    }
 
 
 def trusted_networks(spec: str) -> tuple[Network, ...]:
@@ -167,7 +215,11 @@ class RateLimiter:
     """
 
     def __init__(self, fast: FastRedis, settings: Settings, metrics: Metrics) -> None:
-        self.reads = Limit(settings.rate_limit_reads_per_second, settings.rate_limit_reads_burst)
+        self.reads = Limit(
+            settings.rate_limit_reads_per_second,
+            settings.rate_limit_reads_burst,
+            lease_size(settings.rate_limit_reads_lease, settings.rate_limit_reads_burst),
+        )
         self.writes = Limit(settings.rate_limit_writes_per_second, settings.rate_limit_writes_burst)
         self.lookups = Limit(settings.rate_limit_key_lookups_per_second, settings.rate_limit_key_lookups_burst)
         self.trusted = trusted_networks(settings.trusted_proxies)
@@ -177,6 +229,14 @@ class RateLimiter:
         self._warned_at = -WARN_EVERY
         #: Redis key -> monotonic time until which that client is refused.
         self._refused: OrderedDict[str, float] = OrderedDict()
+        #: Redis key -> the requests granted to that client and not used yet (reads only).
+        self._leases: OrderedDict[str, Lease] = OrderedDict()
+        #: The key of each client whose lease is being asked for (one at a time: the client's other requests
+        #: meanwhile are checked one by one, so that concurrent requests never charge it a lease each).
+        self._leasing: dict[str, asyncio.Future[Any]] = {}
+        limits = (self.reads, self.writes, self.lookups)
+        self._args = {limit: limit.args(1) for limit in limits}
+        self._lease_args = {limit: limit.args(limit.lease) for limit in limits}
         self.bodies = {
             scope: _refusal_body(scope, limit) for scope, limit in (("read", self.reads), ("write", self.writes))
         }
@@ -184,8 +244,20 @@ class RateLimiter:
         #: every call, a cost a 429 must not pay more than a hit does.
         self._refused_counts = {scope: metrics.rate_limited.labels(scope) for scope in ("read", "write", "auth")}
 
-    def _args(self, limit: Limit) -> list[Any]:
-        return [1_000_000 / limit.rate, limit.burst]
+    def leased(self, key: str, limit: Limit, now: float) -> dict[str, str] | None:
+        """One request taken from ``key``'s lease, with its headers; None when it has none left (ask Redis)."""
+        lease = self._leases.get(key)
+        if lease is None:
+            return None
+        if lease.expires <= now or lease.tokens <= 0:
+            del self._leases[key]
+            return None
+        lease.tokens -= 1
+        if lease.tokens == 0:
+            del self._leases[key]
+        return _headers(
+            limit.burst, lease.remaining + lease.tokens, lease.reset_at - lease.tokens * limit.interval - now
+        )
 
     def refused(self, key: str, limit: Limit, now: float) -> Decision | None:
         """The refusal remembered for ``key``, if its retry time has not come yet."""
@@ -202,11 +274,42 @@ class RateLimiter:
         """The check sent now, in this turn of the loop, or None when there is no connection to send it on."""
         if time.monotonic() < self._skip_until:
             return None
-        return self._fast.submit_script(GCRA, [key], self._args(limit))
+        if limit.lease == 1 or key in self._leasing:
+            return self._fast.submit_script(GCRA, [key], self._args[limit])
+        sent = self._fast.submit_script(GCRA, [key], self._lease_args[limit])
+        if sent is not None:
+            self._leasing[key] = sent  # until its decision is made (:meth:`decide`) or dropped (:meth:`drop`)
+        return sent
+
+    async def _ask(self, key: str, limit: Limit) -> Any:
+        """The check run now, loading the script if need be: a lease if none is being asked for already."""
+        if limit.lease == 1 or key in self._leasing:
+            return await self._fast.run_script(GCRA, [key], self._args[limit])
+        self._leasing[key] = marker = asyncio.get_running_loop().create_future()
+        try:
+            return await self._fast.run_script(GCRA, [key], self._lease_args[limit])
+        finally:
+            if self._leasing.get(key) is marker:
+                del self._leasing[key]
+
+    def drop(self, key: str, sent: asyncio.Future[Any] | None) -> None:
+        """Forget a check whose decision will not be made (the handler failed): its reply is read and ignored."""
+        if sent is not None:
+            if self._leasing.get(key) is sent:
+                del self._leasing[key]
+            sent.add_done_callback(_consume)
 
     async def decide(self, key: str, limit: Limit, sent: asyncio.Future[Any] | None = None) -> Decision | None:
         """The decision for one request (awaiting ``sent`` if the check was already sent), or None when Redis
         could not be asked (the request goes through)."""
+        try:
+            return await self._decide(key, limit, sent)
+        finally:
+            # Only now, with a granted lease stored: until then the client's other requests are checked one by one.
+            if sent is not None and self._leasing.get(key) is sent:
+                del self._leasing[key]
+
+    async def _decide(self, key: str, limit: Limit, sent: asyncio.Future[Any] | None) -> Decision | None:
         now = time.monotonic()
         if now < self._skip_until:
             if sent is not None:
@@ -221,8 +324,8 @@ class RateLimiter:
                 except ResponseError as exc:  # the script is not loaded yet (or was flushed): load it below
                     if not str(exc).startswith("NOSCRIPT"):
                         raise
-            if reply is None:
-                reply = await self._fast.run_script(GCRA, [key], self._args(limit))
+            if reply is None:  # not sent (no connection yet) or the script was not loaded: asked here
+                reply = await self._ask(key, limit)
         except REDIS_ERRORS as exc:
             self._skip_until = now + OPEN_SECONDS
             self._metrics.rate_limit_fail_open.inc()
@@ -230,13 +333,22 @@ class RateLimiter:
                 self._warned_at = now
                 log.warning("rate_limit_failing_open", error=type(exc).__name__)
             return None
-        allowed, remaining, retry_ms, reset_ms = reply
-        if not allowed:
-            self._refused[key] = now + int(retry_ms) / 1000
+        granted, remaining, retry_ms, reset_ms = (int(v) for v in reply)
+        if not granted:
+            self._refused[key] = now + retry_ms / 1000
             self._refused.move_to_end(key)
             if len(self._refused) > REFUSED_SIZE:
                 self._refused.popitem(last=False)
-        return Decision(bool(allowed), limit.burst, int(remaining), int(retry_ms), int(reset_ms))
+        elif granted > 1:
+            # This request takes one; the rest wait here for the client's next requests to this process.
+            left = self._leases.get(key)
+            tokens = granted - 1 + (left.tokens if left is not None and left.expires > now else 0)
+            self._leases[key] = Lease(tokens, remaining, now + reset_ms / 1000, now + LEASE_SECONDS)
+            self._leases.move_to_end(key)
+            if len(self._leases) > LEASES_SIZE:
+                self._leases.popitem(last=False)
+            remaining += tokens
+        return Decision(granted > 0, limit.burst, remaining, retry_ms, reset_ms)
 
     async def check(self, scope: str, ident: str, limit: Limit) -> Decision | None:
         """The decision for one request from ``ident`` in ``scope``: remembered, or asked of Redis."""
@@ -304,7 +416,10 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
         # An anonymous write (to a path that needs no key, or none at all) is counted against its address.
         scope, ident, limit = "write", owner if owner != "anonymous" else f"addr:{address}", limiter.writes
     key = f"{PREFIX}{scope}:{ident}"
-    remembered = limiter.refused(key, limit, time.monotonic())
+    now = time.monotonic()
+    if read and (leased := limiter.leased(key, limit, now)) is not None:
+        return await _answer(request, handler, leased)
+    remembered = limiter.refused(key, limit, now)
     if remembered is not None:
         return limiter.refusal(scope, remembered)
     sent = limiter.submit(key, limit)
@@ -328,8 +443,7 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
             exc.headers.update(decision.headers())
         raise
     except BaseException:
-        if sent is not None:
-            sent.add_done_callback(_consume)
+        limiter.drop(key, sent)
         raise
     decision = await limiter.decide(key, limit, sent)
     if decision is not None and not decision.allowed:

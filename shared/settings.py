@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     rate_limit_enabled: bool = True
     rate_limit_reads_per_second: float = Field(default=200.0, gt=0)
     rate_limit_reads_burst: int = Field(default=400, ge=1)
+    #: Reads granted to a process per Redis check of a client (a lease, charged at once and then served with no
+    #: Redis round trip), at most a 32nd of the burst; 1 checks every read in Redis.
+    rate_limit_reads_lease: int = Field(default=8, ge=1, le=64)
     rate_limit_writes_per_second: float = Field(default=50.0, gt=0)
     rate_limit_writes_burst: int = Field(default=100, ge=1)
     #: PostgreSQL lookups of API keys this process has never verified, per client address (a flood of random keys

@@ -7,6 +7,7 @@ from aiohttp import web
 from api import commands, queries
 from api.handlers.common import reads, slugged_writes
 from api.parsing import one_of, parse_price, query_int
+from api.problems import problem_response
 from api.responses import conditional, json_response
 from api.schemas import ProductIn
 from shared.errors import BadRequest, FieldError
@@ -52,8 +53,11 @@ async def list_(request: web.Request) -> web.Response:
 
 
 async def get(request: web.Request) -> web.Response:
-    body, etag = await queries.product(reads(request), request.match_info["slug"])
-    return conditional(request, body, etag)
+    slug = request.match_info["slug"]
+    found = await queries.product(reads(request), slug)
+    if found is None:
+        return problem_response(404, "Not Found", f"no product {slug!r}")
+    return conditional(request, *found)
 
 
 #: The writes: each hands one command down (:func:`api.handlers.common.slugged_writes`).
