@@ -127,9 +127,12 @@ def _by_id(
     return build
 
 
-async def _cached_listing(r: Reads, kind: str, qhash: str, build: Callable[[], Awaitable[bytes]]) -> bytes:
-    """A listing page cached under ``kind``'s generation counter (bumped by every write of that kind)."""
-    cached = await _redis(r, lambda run: read.cached_page(run, kind, qhash))
+async def _cached_listing(
+    r: Reads, kind: str, qhash: str, build: Callable[[], Awaitable[bytes]], category: str | None = None
+) -> bytes:
+    """A listing page cached under ``kind``'s generation counter (bumped by every write of that kind), or for a
+    listing of one ``category`` under that category's (bumped by the writes that can change it)."""
+    cached = await _redis(r, lambda run: read.cached_page(run, kind, qhash, category))
     if cached is not None and cached[1] is not None:
         return cached[1]
     page = await build()
@@ -222,7 +225,7 @@ async def products(r: Reads, filters: prod_repo.Filters, sort: str, limit: int, 
         return _page([render.product(p, r.media_url) for p in rows], nxt)
 
     qhash = keys.page_hash(filters, sort, limit, cursor)
-    return await _cached_listing(r, "products", qhash, build)
+    return await _cached_listing(r, "products", qhash, build, filters.category)
 
 
 # -- records --------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ bytes of a resource's API representation (``b``), its version (``v``), the Postg
 (``l``), its ETag (``e``) and a fence (``f``). Slugs map to ids (``ps:``, ``cs:``); a live product's slug also
 keys a copy of its ETag and bytes (``pj:``); sorted sets (``idx:``) index live products for the common listings;
 generation counters (``gen:``) key the cached pages (``q:``) of every other listing, so a write makes them
-unreachable at once; ``ready`` says which projections a rebuild has completed.
+unreachable at once (a listing of one category has its own, ``gen:products:c:<member>``, so that only the writes
+that can change it do); ``ready`` says which projections a rebuild has completed.
 """
 
 from __future__ import annotations

@@ -85,9 +85,10 @@ async def product_page(
     return IndexPage(rows)
 
 
-async def cached_page(run: Runner, kind: str, qhash: str) -> tuple[str, bytes | None]:
-    """(generation, cached page or None) for a listing of ``kind``."""
-    gen, page = await run(scripts.GET_PAGE, [keys.generation(kind)], [keys.page_prefix(kind), qhash])
+async def cached_page(run: Runner, kind: str, qhash: str, category: str | None = None) -> tuple[str, bytes | None]:
+    """(generation, cached page or None) for a listing of ``kind``, of one ``category`` (a slug) if given."""
+    gen_keys = [keys.generation(kind)] if category is None else [keys.generation(kind), keys.category_slug(category)]
+    gen, page = await run(scripts.GET_PAGE, gen_keys, [keys.page_prefix(kind), qhash, keys.PREFIX])
     return _text(gen), (bytes(page) if page else None)
 
 

@@ -41,6 +41,7 @@ if old[2] and (old[2] ~= ARGV[8] or not live) then
   redis.call('ZREM', p .. 'idx:c:' .. old[2] .. ':created', m)
   redis.call('ZREM', p .. 'idx:c:' .. old[2] .. ':price', m)
   fence(p .. 'c:' .. old[2], tonumber(ARGV[11]))
+  redis.call('INCR', p .. 'gen:products:c:' .. old[2])
 end
 if old[1] and (old[1] ~= ARGV[7] or not live) and redis.call('GET', p .. 'ps:' .. old[1]) == m then
   redis.call('DEL', p .. 'ps:' .. old[1])
@@ -62,7 +63,10 @@ else
   redis.call('ZREM', cat .. ':price', m)
 end
 fence(p .. 'c:' .. ARGV[8], tonumber(ARGV[11]))
+-- Cached product pages: those of every product (no category) and of the categories it is in or left; a page of
+-- another category is unchanged by this product, so it stays cached (GET_PAGE).
 redis.call('INCR', p .. 'gen:products')
+redis.call('INCR', p .. 'gen:products:c:' .. ARGV[8])
 redis.call('INCR', p .. 'gen:categories')
 return 1
 """
@@ -82,6 +86,8 @@ end
 redis.call('HSET', KEYS[1], 'v', ARGV[3], 'l', ARGV[4], 'e', ARGV[5], 'b', ARGV[6], 's', ARGV[7])
 if ARGV[6] ~= '' then redis.call('SET', p .. 'cs:' .. ARGV[7], m) end
 redis.call('INCR', p .. 'gen:categories')
+-- Its product pages are asked for by slug, which this write may have moved or freed.
+redis.call('INCR', p .. 'gen:products:c:' .. m)
 return 1
 """
 )
@@ -174,9 +180,22 @@ end
 return out
 """
 
-#: KEYS: generation counter. ARGV: page key prefix, query hash. -> {generation, page or nil}.
+#: KEYS: the kind's generation counter, and for a listing of one category its slug mapping (``cs:``). ARGV: page
+#: key prefix, query hash, key prefix. -> {generation, page or nil}. A category's listing is keyed by that
+#: category's own counter (``gen:products:c:<member>``, bumped by the writes of its products and of itself), so
+#: writes elsewhere leave it cached; a slug that maps to no category falls back to the kind's counter, which every
+#: product write bumps. The generation names its counter, so a page stored under one is never read under the other.
 GET_PAGE: Final = """
-local g = redis.call('GET', KEYS[1]) or '0'
+local gen = KEYS[1]
+local tag = ''
+if KEYS[2] then
+  local m = redis.call('GET', KEYS[2])
+  if m then
+    gen = ARGV[3] .. 'gen:products:c:' .. m
+    tag = 'c' .. m .. '.'
+  end
+end
+local g = tag .. (redis.call('GET', gen) or '0')
 return {g, redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])}
 """
 

@@ -70,7 +70,9 @@ async def ids_after(conn: asyncpg.Connection, after_id: int, limit: int) -> list
 async def slugs_like(conn: asyncpg.Connection, base: str) -> list[str]:
     """Live slugs equal to ``base`` or ``base-<anything>``: the candidates a new slug must avoid."""
     rows = await conn.fetch(
-        "SELECT slug FROM categories WHERE deleted_at IS NULL AND (slug = $1 OR starts_with(slug, $1 || '-'))",
+        # An index range, as for products (migration 0006).
+        "SELECT slug FROM categories WHERE deleted_at IS NULL AND slug ~>=~ $1 AND slug ~<~ ($1 || '.')"
+        " AND (slug = $1 OR starts_with(slug, $1 || '-'))",
         base,
     )
     return [r["slug"] for r in rows]

@@ -150,44 +150,141 @@ async def ids_after(conn: asyncpg.Connection, after_id: int, limit: int) -> list
     return [r["id"] for r in rows]
 
 
-async def list_page(
-    conn: asyncpg.Connection, filters: Filters, sort: str, after: tuple[Any, int] | None, limit: int
-) -> list[Product]:
-    """One page in ``sort`` order after the keyset position ``after``. Only fixed SQL fragments are joined."""
-    order, op, (col, idcol) = SORTS[sort]
-    where = ["p.deleted_at IS NULL"]
-    args: list[Any] = []
+#: Rows of the sort order a page with an indexed filter (``q``, or a price range off the price order) is first
+#: looked for in. A filter that matches often (a common word, most price ranges) fills a page within the first
+#: few dozen rows of the order's index; one that matches rarely or never would walk the whole index (571 ms at 1M
+#: for a word in no product). So the page is looked for among the next WINDOW rows of the order, and only if they
+#: were all there and held too few matches is it taken from the match set itself, through the filter's own index
+#: (GIN for ``q``, the price index for a range), and sorted: a set then known to be sparse near the cursor.
+WINDOW: Final = 5_000
+
+
+def _clauses(
+    filters: Filters, sort: str, after: tuple[Any, int] | None, args: list[Any]
+) -> tuple[list[str], list[str]]:
+    """The conditions of a page, their values appended to ``args``: those the sort order's index walks (live rows,
+    the category, the cursor and, sorted by price, a price range), and those it can only filter by (``match``)."""
+    _, op, (col, idcol) = SORTS[sort]
 
     def param(value: Any) -> str:
         args.append(value)
         return f"${len(args)}"
 
+    walk = ["p.deleted_at IS NULL"]
+    match: list[str] = []
     if filters.category is not None:
-        where.append(
+        walk.append(
             f"p.category_id = (SELECT id FROM categories WHERE slug = {param(filters.category)} AND deleted_at IS NULL)"
         )
-    if filters.min_price is not None:
-        where.append(f"p.price >= {param(filters.min_price)}")
-    if filters.max_price is not None:
-        where.append(f"p.price <= {param(filters.max_price)}")
-    if filters.in_stock is True:
-        where.append("p.stock > 0")
-    elif filters.in_stock is False:
-        where.append("p.stock = 0")
-    if filters.q:
-        where.append(f"p.search @@ websearch_to_tsquery('english', {param(filters.q)})")
     if after is not None:
-        where.append(f"({col}, {idcol}) {op} ({param(after[0])}, {param(after[1])})")
-    sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY {order} LIMIT {param(limit)}"
-    return [_product(r) for r in await conn.fetch(sql, *args)]
+        walk.append(f"({col}, {idcol}) {op} ({param(after[0])}, {param(after[1])})")
+    priced: list[str] = []
+    if filters.min_price is not None:
+        priced.append(f"p.price >= {param(filters.min_price)}")
+    if filters.max_price is not None:
+        priced.append(f"p.price <= {param(filters.max_price)}")
+    # Sorted by price, the price index applies a range itself: it bounds the walk instead of filtering it.
+    if sort.endswith("price"):
+        walk += priced
+    else:
+        match += priced
+    if filters.q:
+        # Parsed once for the statement (an InitPlan), not once for each row the walk filters.
+        match.append(f"p.search @@ (SELECT websearch_to_tsquery('english', {param(filters.q)}))")
+    if filters.in_stock is True:
+        match.append("p.stock > 0")
+    elif filters.in_stock is False:
+        match.append("p.stock = 0")
+    return walk, match
+
+
+def _indexed_filter(filters: Filters, sort: str) -> bool:
+    """Whether a filter with an index of its own (``q``; a price range, unless the price order walks it) narrows
+    the page: the pages that :data:`WINDOW` is for. ``in_stock`` alone is a filter of the walk (one product in
+    eight is out of stock, so the walk reads about eight rows a match at most)."""
+    priced = filters.min_price is not None or filters.max_price is not None
+    return bool(filters.q) or (priced and not sort.endswith("price"))
+
+
+def _plain(filters: Filters, sort: str, after: tuple[Any, int] | None, args: list[Any]) -> str:
+    """The page as a walk of the sort order's index, filtered."""
+    walk, match = _clauses(filters, sort, after, args)
+    order, _, _ = SORTS[sort]
+    return f"{_SELECT} WHERE {' AND '.join(walk + match)} ORDER BY {order} LIMIT ${len(args) + 1}"
+
+
+def _windowed(filters: Filters, sort: str, after: tuple[Any, int] | None, args: list[Any]) -> str:
+    """The page among the next :data:`WINDOW` rows of the sort order: their order carries through the filter and
+    the join (no sort), so a common filter stops after a few dozen rows."""
+    walk, match = _clauses(filters, sort, after, args)
+    order, _, _ = SORTS[sort]
+    window = f"(SELECT * FROM products p WHERE {' AND '.join(walk)} ORDER BY {order} LIMIT {WINDOW}) p"
+    return (
+        f"{_SELECT.replace('FROM products p', 'FROM ' + window, 1)} WHERE {' AND '.join(match)}"
+        f" ORDER BY {order} LIMIT ${len(args) + 1}"
+    )
+
+
+def _sparse(filters: Filters, sort: str, after: tuple[Any, int] | None, args: list[Any]) -> str:
+    """The page from the whole match set, found through the filters' indexes and sorted, but only if the next
+    :data:`WINDOW` rows of the sort order exist (else the window held every row left and its page is whole, and
+    this answers nothing without reading the match set: a one-time filter)."""
+    walk, match = _clauses(filters, sort, after, args)
+    order, _, (col, _) = SORTS[sort]
+    window = f"SELECT 1 FROM products p WHERE {' AND '.join(walk)} ORDER BY {order} LIMIT {WINDOW}"
+    # The match set is materialized with the columns the walk's conditions and the order read, and ``top`` names
+    # it p so that they read them there: no index of the order can serve that ORDER BY, and the category's index
+    # cannot be ANDed with the filter's (a category holds a fifth of the table), so whichever the plan (custom or
+    # generic), the matches come from the filters' own indexes and only they are sorted.
+    return (
+        f"WITH m AS MATERIALIZED (SELECT p.id, p.category_id, p.deleted_at, {col} FROM products p"
+        f" WHERE p.deleted_at IS NULL AND {' AND '.join(match)}),"
+        f" top AS (SELECT p.id FROM m p WHERE {' AND '.join(walk)} AND (SELECT count(*) FROM ({window}) w) = {WINDOW}"
+        f" ORDER BY {order} LIMIT ${len(args) + 1})"
+        f" {_SELECT} WHERE p.id IN (SELECT id FROM top) ORDER BY {order}"
+    )
+
+
+#: The statements of a page: by name, for the plans test (``statement``).
+_STATEMENTS: Final = {"plain": _plain, "windowed": _windowed, "sparse": _sparse}
+
+
+def statement(
+    kind: str, filters: Filters, sort: str, after: tuple[Any, int] | None, limit: int
+) -> tuple[str, list[Any]]:
+    """One statement :func:`list_page` may run (``plain``, ``windowed`` or ``sparse``) and its arguments, for
+    the plans test."""
+    args: list[Any] = []
+    sql = _STATEMENTS[kind](filters, sort, after, args)
+    return sql, [*args, limit]
+
+
+async def list_page(
+    conn: asyncpg.Connection, filters: Filters, sort: str, after: tuple[Any, int] | None, limit: int
+) -> list[Product]:
+    """One page in ``sort`` order after the keyset position ``after``, each statement indexed whatever the table's
+    size (see :data:`WINDOW`). Only fixed SQL fragments are joined."""
+    args: list[Any] = []
+    if not _indexed_filter(filters, sort):
+        return [_product(r) for r in await conn.fetch(_plain(filters, sort, after, args), *args, limit)]
+    rows = await conn.fetch(_windowed(filters, sort, after, args), *args, limit)
+    if len(rows) < limit:
+        args = []
+        # A sparse page holds every match the window held (its answer is a superset, in the same order), so an
+        # empty answer is either no match at all or a window that held every row left: the window's rows stand.
+        rows = await conn.fetch(_sparse(filters, sort, after, args), *args, limit) or rows
+    return [_product(r) for r in rows]
+
+
+#: Live slugs equal to ``$1`` or ``$1-<anything>``: the candidates a new slug must avoid. The range is an index
+#: range (migration 0006: the slug index in byte order, whatever the collation; '.' follows '-'); the exact test
+#: stays beside it.
+SLUGS_LIKE: Final = """SELECT slug FROM products WHERE deleted_at IS NULL AND slug ~>=~ $1 AND slug ~<~ ($1 || '.')
+AND (slug = $1 OR starts_with(slug, $1 || '-'))"""
 
 
 async def slugs_like(conn: asyncpg.Connection, base: str) -> list[str]:
-    rows = await conn.fetch(
-        "SELECT slug FROM products WHERE deleted_at IS NULL AND (slug = $1 OR starts_with(slug, $1 || '-'))",
-        base,
-    )
-    return [r["slug"] for r in rows]
+    return [r["slug"] for r in await conn.fetch(SLUGS_LIKE, base)]
 
 
 #: A product's writable fields, in the order the insert's and the update's parameters take them.

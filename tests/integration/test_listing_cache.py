@@ -91,3 +91,34 @@ async def test_a_page_too_large_to_cache_is_still_answered_in_full(aiohttp_clien
         r = await client.get("/api/products", params={"limit": "40", "q": "big"})
         assert r.status == 200
         assert len((await r.json())["items"]) == 40
+
+
+async def test_a_write_in_one_category_leaves_another_categorys_cached_pages_cached(
+    aiohttp_client, settings: Settings, pg
+) -> None:
+    # Given cached listings of two categories (by name and by a word: pages cached whole, not the sorted sets)
+    client: TestClient = await aiohttp_client(create_app(settings.model_copy(update={"rate_limit_enabled": False})))
+    await category(client, "Garden")
+    await category(client, "Kitchen")
+    await product(client, name="Steel Spade", category="garden")
+    await product(client, name="Steel Kettle", category="kitchen")
+    queries = [{"sort": "name"}, {"q": "steel"}]
+    for query in queries:
+        for slug in ("garden", "kitchen"):
+            assert (await client.get("/api/products", params={"category": slug, **query})).status == 200
+    # ... and a change behind the API's back, so a page built again from PostgreSQL would show it
+    await pg.execute("UPDATE products SET description = 'changed behind' WHERE slug = 'steel-kettle'")
+    # When a product of the other category is written, through the API
+    await product(client, name="Steel Rake", category="garden")
+    for query in queries:
+        kitchen = await (await client.get("/api/products", params={"category": "kitchen", **query})).json()
+        garden = await (await client.get("/api/products", params={"category": "garden", **query})).json()
+        # Then the kitchen's pages are still the cached ones (no query built them again) ...
+        assert [p["description"] for p in kitchen["items"]] == [None], query
+        # ... and the garden's show the write at once
+        assert sorted(p["name"] for p in garden["items"]) == ["Steel Rake", "Steel Spade"], query
+    # And a write in the kitchen changes the kitchen's pages at once
+    await product(client, name="Steel Pan", category="kitchen")
+    for query in queries:
+        kitchen = await (await client.get("/api/products", params={"category": "kitchen", **query})).json()
+        assert sorted(p["name"] for p in kitchen["items"]) == ["Steel Kettle", "Steel Pan"], query

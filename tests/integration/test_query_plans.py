@@ -1,0 +1,182 @@
+"""The product listing's statements and the slug-collision lookup on a seeded table: indexed in custom and generic
+plans (never a Seq Scan on products, never a sort of the table), and answering what the plain query answers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+
+from bench.seed import seed
+from shared.store import products as prod_repo
+from shared.store.products import Filters
+
+#: Products seeded: small enough for ``make test`` ...
+PRODUCTS = 30_000
+#: ... so the window of the sort order is scaled down with the table, to what it is to a category at 1M products
+#: (5,000 of 50,000 to 200,000 rows): the planner weighs a walk of the window against sorting a category as it
+#: would there, and the rarer filters go through the sparse match set.
+WINDOW = 300
+LIMIT = 21
+
+#: name -> (filters, sort, where the cursor is: a fraction of the way down the order, or None).
+CASES: dict[str, tuple[Filters, str, float | None]] = {
+    "q no match": (Filters(q="zzyzzx"), "-created_at", None),
+    "q rare word": (Filters(q="zircon"), "-created_at", None),
+    "q common word": (Filters(q="made"), "-created_at", None),
+    "q several words": (Filters(q="made design quality"), "created_at", None),
+    "q two rare words": (Filters(q="opal zircon"), "-created_at", None),
+    "q and a category": (Filters(q="zircon", category="garden"), "name", None),
+    "q by price, deep": (Filters(q="quality"), "-price", 0.5),
+    "price range by date": (Filters(min_price=Decimal(10), max_price=Decimal(20)), "-created_at", None),
+    "narrow price range by name": (Filters(min_price=Decimal("1234.00"), max_price=Decimal("1236.00")), "name", None),
+    "price range by price, deep": (Filters(min_price=Decimal(10), max_price=Decimal(900)), "price", 0.3),
+    "in stock": (Filters(in_stock=True), "-created_at", None),
+    "out of stock by name": (Filters(in_stock=False), "name", None),
+    "newest": (Filters(), "-created_at", None),
+    "oldest, deep": (Filters(), "created_at", 0.7),
+    "cheapest": (Filters(), "price", None),
+    "dearest, deep": (Filters(), "-price", 0.5),
+    "by name, deep": (Filters(), "name", 0.5),
+    "a category by price": (Filters(category="kitchen"), "-price", None),
+    "a category, deep": (Filters(category="office"), "created_at", 0.5),
+    "q rare, in stock, deep": (Filters(q="zircon", in_stock=True), "-created_at", 0.5),
+}
+
+_KEYS = {"-created_at": "created_at", "created_at": "created_at", "price": "price", "-price": "price", "name": "name"}
+
+
+@pytest.fixture
+async def seeded(database_url: str, pg: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch) -> asyncpg.Connection:
+    monkeypatch.setattr(prod_repo, "WINDOW", WINDOW)
+    await seed(database_url, PRODUCTS, 5, progress=False, random_seed=1)
+    await pg.execute("VACUUM ANALYZE products")
+    await pg.execute("ANALYZE categories")
+    return pg
+
+
+async def _after(pg: asyncpg.Connection, sort: str, fraction: float | None) -> tuple[Any, int] | None:
+    if fraction is None:
+        return None
+    order, _, _ = prod_repo.SORTS[sort]
+    key = _KEYS[sort]
+    row = await pg.fetchrow(
+        f"SELECT p.{key}, p.id FROM products p WHERE p.deleted_at IS NULL ORDER BY {order} OFFSET $1 LIMIT 1",
+        int(PRODUCTS * fraction),
+    )
+    return row[0], row[1]
+
+
+async def _plan(pg: asyncpg.Connection, mode: str, sql: str, args: list[Any]) -> dict[str, Any]:
+    async with pg.transaction():
+        await pg.execute(f"SET LOCAL plan_cache_mode = {mode}")
+        out = await (await pg.prepare("EXPLAIN (FORMAT JSON) " + sql)).fetchval(*args)
+    plan: dict[str, Any] = (orjson.loads(out) if isinstance(out, str) else out)[0]["Plan"]
+    return plan
+
+
+def _nodes(node: dict[str, Any], *, subplans: bool = True) -> Iterator[dict[str, Any]]:
+    """``node`` and those under it; without ``subplans``, not those of InitPlans and SubPlans (run apart)."""
+    yield node
+    for child in node.get("Plans", []):
+        if subplans or child.get("Parent Relationship") not in ("InitPlan", "SubPlan"):
+            yield from _nodes(child, subplans=subplans)
+
+
+def _table_scans(node: dict[str, Any]) -> list[str]:
+    """How each scan of products under ``node`` reads it, but the page's own rows by primary key."""
+    return [
+        f"{n['Node Type']} {n.get('Index Name', '')}"
+        for n in _nodes(node, subplans=False)
+        if n.get("Relation Name") == "products" and n.get("Index Name") != "products_pkey"
+    ]
+
+
+def _check(plan: dict[str, Any], kind: str) -> None:
+    scans = [n for n in _nodes(plan) if n.get("Relation Name") == "products"]
+    assert scans
+    assert all(n["Node Type"] != "Seq Scan" for n in scans), "a Seq Scan on products"
+    sorts = [n for n in _nodes(plan) if n["Node Type"] in ("Sort", "Incremental Sort")]
+    if kind != "sparse":
+        assert not sorts, "a sort"
+        # A walk of the order's index never filters by a word or a price it does not bound: that walk could read
+        # the whole index for a rare one (the window's rows are filtered above the scan, at most WINDOW of them).
+        unbounded = [
+            n.get("Filter", "") for n in scans if "@@" in n.get("Filter", "") or "price" in n.get("Filter", "")
+        ]
+        assert not unbounded, f"a walk filtered by {unbounded}"
+        return
+    # A sparse page sorts the match set (the materialized CTE m) and then its own rows, never the table ...
+    assert all(_table_scans(s) == [] for s in sorts), [_table_scans(s) for s in sorts]
+    # ... and the match set comes from a filter's own index.
+    match_set = next(n for n in _nodes(plan) if n.get("Subplan Name") == "CTE m")
+    assert {n.get("Index Name") for n in _nodes(match_set)} & {"products_search", "products_price"}
+
+
+async def test_every_listing_statement_is_indexed_in_custom_and_generic_plans(seeded: asyncpg.Connection) -> None:
+    # Given 30,000 seeded products, analyzed
+    for name, (filters, sort, fraction) in CASES.items():
+        after = await _after(seeded, sort, fraction)
+        kinds = ["windowed", "sparse"] if prod_repo._indexed_filter(filters, sort) else ["plain"]
+        for kind in kinds:
+            sql, args = prod_repo.statement(kind, filters, sort, after, LIMIT)
+            # When each statement a listing may run is planned for its values, and as asyncpg's statement cache
+            # has PostgreSQL plan it after five runs (generic)
+            for mode in ("force_custom_plan", "force_generic_plan"):
+                plan = await _plan(seeded, mode, sql, args)
+                # Then products are read through indexes, in the order's index order or from the filter's index
+                try:
+                    _check(plan, kind)
+                except AssertionError as exc:
+                    raise AssertionError(f"{name}, {kind}, {mode}: {exc}\n{orjson.dumps(plan).decode()}") from exc
+
+
+async def test_every_listing_answers_what_filtering_the_whole_order_answers(seeded: asyncpg.Connection) -> None:
+    # Given 30,000 seeded products, analyzed
+    for name, (filters, sort, fraction) in CASES.items():
+        after = await _after(seeded, sort, fraction)
+        # When a page is listed (through the window, or the sparse match set when the window holds too few)
+        page = [p.id for p in await prod_repo.list_page(seeded, filters, sort, after, LIMIT)]
+        # Then it is the page that filtering the whole order gives
+        sql, args = prod_repo.statement("plain", filters, sort, after, LIMIT)
+        assert page == [r["id"] for r in await seeded.fetch(sql, *args)], name
+    # And a word pair that few products hold is paged, two at a time, through every match, in order, once
+    filters = Filters(q="opal zircon")
+    expected = [
+        r["id"]
+        for r in await seeded.fetch(
+            "SELECT id FROM products WHERE deleted_at IS NULL AND search @@ websearch_to_tsquery('english', $1)"
+            " ORDER BY created_at DESC, id DESC",
+            filters.q,
+        )
+    ]
+    assert 0 < len(expected) < WINDOW
+    seen: list[int] = []
+    after = None
+    while True:
+        page = await prod_repo.list_page(seeded, filters, "-created_at", after, 2)
+        seen += [p.id for p in page]
+        if len(page) < 2:
+            break
+        after = (page[-1].created_at, page[-1].id)
+    assert seen == expected
+
+
+async def test_the_slug_collision_lookup_is_an_index_range(seeded: asyncpg.Connection) -> None:
+    # Given a seeded product's slug and its name's base
+    slug = await seeded.fetchval("SELECT slug FROM products ORDER BY id OFFSET 100 LIMIT 1")
+    base = slug.rsplit("-", 1)[0]
+    for mode in ("force_custom_plan", "force_generic_plan"):
+        # When the lookup on create is planned
+        plan = await _plan(seeded, mode, prod_repo.SLUGS_LIKE, [base])
+        # Then it is a range of the slug index, not a walk of all of it
+        (scan,) = (n for n in _nodes(plan) if n.get("Relation Name") == "products")
+        assert scan.get("Index Name") == "products_slug_live", scan
+        assert "~>=~" in scan.get("Index Cond", ""), scan
+    # And it finds the slug and nothing that merely starts like it
+    assert slug in await prod_repo.slugs_like(seeded, base)
+    assert await prod_repo.slugs_like(seeded, base[:-1]) == []
