@@ -236,6 +236,16 @@ class ProductPage(_Out):
     next_cursor: str | None
 
 
+class ProductNumberedPage(_Out):
+    """A numbered page of products in Django REST framework's shape (asked for with ``page`` or ``page_size``):
+    ``next`` and ``previous`` are absolute URLs of the neighbouring pages (null at either end)."""
+
+    count: int = Field(ge=0)
+    next: str | None
+    previous: str | None
+    results: list[ProductOut]
+
+
 class RecordPage(_Out):
     """One page of records; ``next_cursor`` fetches the next (null on the last page)."""
 

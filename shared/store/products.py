@@ -129,6 +129,8 @@ class Filters:
     max_price: Decimal | None = None
     in_stock: bool | None = None
     q: str | None = None
+    #: ``True``: active products only (what public listings show unless told otherwise); ``False``: inactive only.
+    is_active: bool | None = None
 
 
 async def get_by_slug(conn: asyncpg.Connection, slug: str) -> Product | None:
@@ -150,13 +152,9 @@ async def ids_after(conn: asyncpg.Connection, after_id: int, limit: int) -> list
     return [r["id"] for r in rows]
 
 
-async def list_page(
-    conn: asyncpg.Connection, filters: Filters, sort: str, after: tuple[Any, int] | None, limit: int
-) -> list[Product]:
-    """One page in ``sort`` order after the keyset position ``after``. Only fixed SQL fragments are joined."""
-    order, op, (col, idcol) = SORTS[sort]
+def _filtered(filters: Filters, args: list[Any]) -> list[str]:
+    """The WHERE conditions of a listing with ``filters``, their values appended to ``args`` (``$n`` each)."""
     where = ["p.deleted_at IS NULL"]
-    args: list[Any] = []
 
     def param(value: Any) -> str:
         args.append(value)
@@ -174,11 +172,45 @@ async def list_page(
         where.append("p.stock > 0")
     elif filters.in_stock is False:
         where.append("p.stock = 0")
+    if filters.is_active is not None:
+        where.append(f"p.is_active = {param(filters.is_active)}")
     if filters.q:
         where.append(f"p.search @@ websearch_to_tsquery('english', {param(filters.q)})")
+    return where
+
+
+async def list_page(
+    conn: asyncpg.Connection, filters: Filters, sort: str, after: tuple[Any, int] | None, limit: int
+) -> list[Product]:
+    """One page in ``sort`` order after the keyset position ``after``. Only fixed SQL fragments are joined."""
+    order, op, (col, idcol) = SORTS[sort]
+    args: list[Any] = []
+    where = _filtered(filters, args)
     if after is not None:
-        where.append(f"({col}, {idcol}) {op} ({param(after[0])}, {param(after[1])})")
-    sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY {order} LIMIT {param(limit)}"
+        args += after
+        where.append(f"({col}, {idcol}) {op} (${len(args) - 1}, ${len(args)})")
+    args.append(limit)
+    sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ${len(args)}"
+    return [_product(r) for r in await conn.fetch(sql, *args)]
+
+
+async def count_upto(conn: asyncpg.Connection, filters: Filters, cap: int) -> int:
+    """How many products ``filters`` select, counting at most ``cap`` of them (the cost is bounded by ``cap``)."""
+    args: list[Any] = []
+    where = _filtered(filters, args)
+    args.append(cap)
+    sql = f"SELECT count(*) FROM (SELECT 1 FROM products p WHERE {' AND '.join(where)} LIMIT ${len(args)}) AS n"
+    count: int = await conn.fetchval(sql, *args)
+    return count
+
+
+async def list_at(conn: asyncpg.Connection, filters: Filters, sort: str, offset: int, limit: int) -> list[Product]:
+    """``limit`` products in ``sort`` order from position ``offset`` (numbered pages; the caller bounds it)."""
+    args: list[Any] = []
+    where = _filtered(filters, args)
+    args += [limit, offset]
+    order = SORTS[sort][0]
+    sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ${len(args) - 1} OFFSET ${len(args)}"
     return [_product(r) for r in await conn.fetch(sql, *args)]
 
 
