@@ -158,9 +158,29 @@ PRODUCT_FILTERS = (
     Param("sort", {"type": "string", "enum": list(SORTS), "default": "-created_at"}, "Order (`-` for descending)."),
 )
 
-#: Django REST framework's names for the products' listing: ``search`` and ``ordering`` (both without a default,
-#: so that a generated client sends neither unasked), ``page``, ``page_size``.
-DRF_PAGE = (
+#: Django REST framework's numbered pages, on the catalog's listings (no default: a generated client sends neither
+#: unasked, and without them the listing answers keyset pages as before).
+NUMBERED_PAGE = (
+    Param(
+        "page",
+        {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "enum": ["last"]}]},
+        "A numbered page (1-based, or `last`): the answer is then Django REST framework's "
+        '`{"count", "next", "previous", "results"}` with absolute URLs; a page past the last is 404 '
+        '("Invalid page."). Not with `cursor` (400).',
+    ),
+    Param(
+        "page_size",
+        {"type": "integer", "minimum": 1, "maximum": 100},
+        "Items per numbered page (20 when neither it nor `limit` is given); alone, it asks for numbered pages too "
+        "(page 1).",
+    ),
+)
+_WINDOW = (
+    "Where PostgreSQL counts a numbered page, it counts and pages through the first 10,000 items at most: `count` "
+    "is then at most 10,000, and the last page ends there."
+)
+#: Django REST framework's names for the products' filters and order (no default, as above).
+DRF_PRODUCTS = (
     Param("search", {"type": "string", "maxLength": 200}, "The same as `q` (Django REST framework's name)."),
     Param(
         "ordering",
@@ -173,22 +193,6 @@ DRF_PAGE = (
         {"type": "boolean"},
         "`true`: active products only (the default: public listings show active products only); `false`: only "
         "the inactive ones.",
-    ),
-    Param(
-        "page",
-        {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "enum": ["last"]}]},
-        "A numbered page (1-based, or `last`): the answer is then Django REST framework's "
-        '`{"count", "next", "previous", "results"}` with absolute URLs; a page past the last is 404 '
-        '("Invalid page."). Not with `cursor` (400). Where the sorted sets serve the listing (no `q`, price or '
-        "stock filter, no inactive products, not by `name`) every page is cheap and `count` exact; elsewhere "
-        "PostgreSQL counts and pages through the first 10,000 products at most (`count` is then at most 10,000, "
-        "and the last page ends there).",
-    ),
-    Param(
-        "page_size",
-        {"type": "integer", "minimum": 1, "maximum": 100},
-        "Products per numbered page (20 when neither it nor `limit` is given); alone, it asks for numbered pages "
-        "too (page 1).",
     ),
 )
 
@@ -385,6 +389,24 @@ def _crud(
     }
 
 
+def _numbered(op: Op, keyset: type[BaseModel], numbered: type[BaseModel], names: tuple[Param, ...], cost: str) -> Op:
+    """A listing ``op`` that also answers Django REST framework's numbered pages (and takes its ``names``)."""
+    return dataclasses.replace(
+        op,
+        ok=(
+            Ok(
+                200,
+                OneOf((keyset, numbered)),
+                "A page: keyset (`items`, `next_cursor`), or numbered (Django REST framework's `count`, `next`, "
+                "`previous`, `results`) when `page` or `page_size` is given.",
+            ),
+        ),
+        description=cost,
+        query=(*op.query, *names, *NUMBERED_PAGE),
+        errors=frozenset({404}),
+    )
+
+
 def _specs() -> dict[Handler, Op]:
     cat = _crud(
         "categories",
@@ -406,18 +428,14 @@ def _specs() -> dict[Handler, Op]:
         _PRODUCT_EXAMPLE,
         PRODUCT_FILTERS,
     )
-    prod["list_"] = dataclasses.replace(
+    cat["list_"] = _numbered(cat["list_"], schemas.CategoryPage, schemas.CategoryNumberedPage, (), _WINDOW)
+    prod["list_"] = _numbered(
         prod["list_"],
-        ok=(
-            Ok(
-                200,
-                OneOf((schemas.ProductPage, schemas.ProductNumberedPage)),
-                "A page of products: keyset (`items`, `next_cursor`), or numbered (Django REST framework's "
-                "`count`, `next`, `previous`, `results`) when `page` or `page_size` is given.",
-            ),
-        ),
-        query=(*prod["list_"].query, *DRF_PAGE),
-        errors=frozenset({404}),
+        schemas.ProductPage,
+        schemas.ProductNumberedPage,
+        DRF_PRODUCTS,
+        "Where the sorted sets serve the listing (no `q`, price or stock filter, active products, not by `name`) "
+        f"every numbered page is cheap and `count` exact. {_WINDOW}",
     )
     health_doc = Ok(200, schemas.Health, "Every dependency answers.")
     return {

@@ -155,6 +155,23 @@ async def categories(r: Reads, limit: int, cursor: str | None) -> bytes:
     return await _cached_listing(r, "categories", keys.page_hash(limit, after), build)
 
 
+async def numbered_categories(r: Reads, page: int, size: int) -> Numbered:
+    """Page ``page`` (1-based; 0 for the last) of ``size`` categories by id, within :data:`NUMBERED_WINDOW`."""
+
+    async def rows_at(conn: asyncpg.Connection, offset: int, limit: int) -> list[dict[str, Any]]:
+        return [render.category(c) for c in await cat_repo.list_at(conn, offset, limit)]
+
+    return await _numbered_window(
+        r,
+        "categories",
+        keys.page_hash("numbered", page, size),
+        lambda conn: cat_repo.count_upto(conn, NUMBERED_WINDOW),
+        rows_at,
+        page,
+        size,
+    )
+
+
 # -- products -------------------------------------------------------------------------------------
 
 
@@ -256,22 +273,43 @@ async def numbered_products(r: Reads, filters: prod_repo.Filters, sort: str, pag
         if hit is not None:
             return _numbered(hit.count, hit.page, size, b"[" + b",".join(hit.bodies) + b"]")
 
+    async def rows_at(conn: asyncpg.Connection, offset: int, limit: int) -> list[dict[str, Any]]:
+        return [render.product(p, r.media_url) for p in await prod_repo.list_at(conn, filters, sort, offset, limit)]
+
+    return await _numbered_window(
+        r,
+        "products",
+        keys.page_hash("numbered", filters, sort, page, size),
+        lambda conn: prod_repo.count_upto(conn, filters, NUMBERED_WINDOW),
+        rows_at,
+        page,
+        size,
+    )
+
+
+async def _numbered_window(
+    r: Reads,
+    kind: str,
+    qhash: str,
+    count_upto: Callable[[asyncpg.Connection], Awaitable[int]],
+    rows_at: Callable[[asyncpg.Connection, int, int], Awaitable[list[dict[str, Any]]]],
+    page: int,
+    size: int,
+) -> Numbered:
+    """A numbered page from PostgreSQL: counted (at most :data:`NUMBERED_WINDOW`) and cut by offset within that
+    window, cached under ``kind``'s generation."""
+
     async def build() -> bytes:
         async with connection(r.pool, r.wait) as conn:
-            count = await prod_repo.count_upto(conn, filters, NUMBERED_WINDOW)
+            count = await count_upto(conn)
             number = page or max(1, -(-count // size))
             offset = (number - 1) * size
             # Never past the window: its last page ends where the count stops.
-            rows = (
-                []
-                if offset >= count
-                else await prod_repo.list_at(conn, filters, sort, offset, min(size, count - offset))
-            )
-        # Cached as one value: the count and the page number, a newline, the products.
-        return f"{count} {number}\n".encode() + render.dumps([render.product(p, r.media_url) for p in rows])
+            rows = [] if offset >= count else await rows_at(conn, offset, min(size, count - offset))
+        # Cached as one value: the count and the page number, a newline, the page's items.
+        return f"{count} {number}\n".encode() + render.dumps(rows)
 
-    cached = await _cached_listing(r, "products", keys.page_hash("numbered", filters, sort, page, size), build)
-    head, _, results = cached.partition(b"\n")
+    head, _, results = (await _cached_listing(r, kind, qhash, build)).partition(b"\n")
     count, number = (int(n) for n in head.split())
     return _numbered(count, number, size, results)
 

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Final
-
 from aiohttp import web
 
-from api import commands, links, queries
-from api.handlers.common import reads, slugged_writes
+from api import commands, queries
+from api.handlers.common import numbered_page, numbered_response, reads, slugged_writes, wants_numbered
 from api.parsing import parse_price, query_int
 from api.responses import conditional, json_response
 from api.schemas import ProductIn
-from api.state import TRUSTED_PROXIES
 from shared.errors import BadRequest, FieldError
-from shared.readmodel.render import dumps
 from shared.store.products import SORTS, Filters
 
 _BOOLS = {"true": True, "1": True, "false": False, "0": False}
@@ -73,42 +69,15 @@ def sort(request: web.Request) -> str:
     return chosen
 
 
-#: Query parameters that ask for Django REST framework's numbered pages instead of keyset cursors.
-NUMBERED: Final = ("page", "page_size")
-#: A page number with more digits than this lies past the last page of any listing (404, as any other such).
-_PAGE_DIGITS: Final = 18
-
-
-def page_number(request: web.Request) -> int:
-    """``page``: 1-based, ``last`` (as Django REST framework takes it) is 0; 400 unless a positive integer."""
-    raw = request.query.get("page", "1")
-    if raw == "last":
-        return 0
-    if not (raw.isascii() and raw.isdigit()) or int(raw[: _PAGE_DIGITS + 1]) == 0:
-        msg = "must be a positive integer (or `last`)"
-        raise BadRequest(f"page {msg}", errors=[FieldError(loc=["query", "page"], msg=msg)])
-    return int(raw) if len(raw) <= _PAGE_DIGITS else 10**_PAGE_DIGITS
-
-
 async def numbered(request: web.Request) -> web.Response:
-    """Django REST framework's page: ``{"count", "next", "previous", "results"}``, with absolute URLs."""
-    q = request.query
-    if "cursor" in q:
-        msg = "cannot be combined with page or page_size (numbered pages), use one or the other"
-        raise BadRequest(f"cursor {msg}", errors=[FieldError(loc=["query", "cursor"], msg=msg)])
-    # A generated client sends ``limit``'s default with every call: it sizes the page unless page_size does.
-    size_param = "page_size" if "page_size" in q or "limit" not in q else "limit"
-    size = query_int(request, size_param, 20, 1, 100)
-    page = await queries.numbered_products(reads(request), filters(request), sort(request), page_number(request), size)
-    trusted = request.app[TRUSTED_PROXIES]
-    nxt = links.with_query(request, trusted, page=str(page.page + 1)) if page.page < page.last else None
-    prev = links.with_query(request, trusted, page=str(page.page - 1)) if page.page > 1 else None
-    head = dumps({"count": page.count, "next": nxt, "previous": prev})
-    return json_response(head[:-1] + b',"results":' + page.results + b"}")
+    """Django REST framework's page of products (``page``, ``page_size``)."""
+    page, size = numbered_page(request)
+    found = await queries.numbered_products(reads(request), filters(request), sort(request), page, size)
+    return numbered_response(request, found)
 
 
 async def list_(request: web.Request) -> web.Response:
-    if any(name in request.query for name in NUMBERED):
+    if wants_numbered(request):
         return await numbered(request)
     body = await queries.products(
         reads(request),

@@ -230,3 +230,19 @@ async def test_a_read_model_of_the_older_format_serves_no_listing_until_rebuilt(
     assert await redis_client.hget(keys.READY, "products") == keys.PRODUCTS_READY.encode()
     assert await redis_client.zcard(keys.product_index("created")) == ACTIVE
     await redis_client.aclose()
+
+
+async def test_categories_page_the_same_way(client: TestClient) -> None:
+    # Given 7 categories, one of them deleted
+    for i in range(7):
+        await category(client, f"Shelf {i}")
+    assert (await client.delete("/api/categories/shelf-3", headers=ADMIN)).status == 204
+    # When a DRF client pages through them, 4 at a time
+    pages, results = await _walk(client, "/api/categories?page_size=4")
+    # Then it sees the 6 live ones once each, by id, counted, and stops; past the last page is 404
+    assert [p["count"] for p in pages] == [6, 6]
+    assert [c["slug"] for c in results] == [f"shelf-{i}" for i in (0, 1, 2, 4, 5, 6)]
+    assert (await problem(await client.get("/api/categories?page=3&page_size=4"), 404))["detail"] == "Invalid page."
+    assert locs(await problem(await client.get("/api/categories?page=1&cursor=x"), 400)) == [["query", "cursor"]]
+    # And without page or page_size the keyset page is as it was
+    assert set(await (await client.get("/api/categories")).json()) == {"items", "next_cursor"}
