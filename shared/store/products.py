@@ -173,7 +173,8 @@ def _filtered(filters: Filters, args: list[Any]) -> list[str]:
     elif filters.in_stock is False:
         where.append("p.stock = 0")
     if filters.is_active is not None:
-        where.append(f"p.is_active = {param(filters.is_active)}")
+        # Fixed conditions, not a parameter: the partial index of inactive products (migration 0009) then serves.
+        where.append("p.is_active" if filters.is_active else "NOT p.is_active")
     if filters.q:
         where.append(f"p.search @@ websearch_to_tsquery('english', {param(filters.q)})")
     return where
