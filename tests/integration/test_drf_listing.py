@@ -111,7 +111,10 @@ async def test_inactive_products_are_listed_only_when_asked_for(rebuilt: TestCli
     pages, results = await _walk(rebuilt, "/api/products?is_active=false&page=1")
     assert pages[0]["count"] == 3
     assert {p["slug"] for p in results} == {"old-rake-0", "old-rake-1", "old-rake-2"}
-    # And the keyset listing (the sorted sets, then PostgreSQL) shows none of them without it
+
+
+async def test_the_keyset_listing_shows_active_products_only(rebuilt: TestClient, settings: Settings) -> None:
+    # The keyset listing (the sorted sets, then PostgreSQL) shows no inactive product unless asked for
     redis_client = aioredis.from_url(settings.redis_url)
     for _ in range(2):
         page = await (await rebuilt.get("/api/products", params={"limit": "100"})).json()
