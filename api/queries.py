@@ -241,8 +241,9 @@ async def products(r: Reads, filters: prod_repo.Filters, sort: str, limit: int, 
 
 #: A numbered page (Django REST framework's ``page``) that PostgreSQL answers (full-text search, price or stock
 #: filters, inactive products, ``name`` order, or a Redis that cannot answer) counts at most this many products
-#: and reaches no further than them: each such page costs at most this many index entries, at any page number.
-#: The sorted sets answer their listings at any depth, with the exact count.
+#: and reaches no further than them: the count stops at the window's end and no OFFSET goes past it, at any page
+#: number (a filter that matches few products may still read more rows to find them; its index decides). The
+#: sorted sets answer their listings at any depth, with the exact count.
 NUMBERED_WINDOW: Final = 10_000
 
 
