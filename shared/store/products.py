@@ -152,13 +152,18 @@ async def ids_after(conn: asyncpg.Connection, after_id: int, limit: int) -> list
     return [r["id"] for r in rows]
 
 
+def _param(args: list[Any], value: Any) -> str:
+    """``value`` appended to a query's ``args``, and the ``$n`` that names it."""
+    args.append(value)
+    return f"${len(args)}"
+
+
 def _filtered(filters: Filters, args: list[Any]) -> list[str]:
     """The WHERE conditions of a listing with ``filters``, their values appended to ``args`` (``$n`` each)."""
     where = ["p.deleted_at IS NULL"]
 
     def param(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
+        return _param(args, value)
 
     if filters.category is not None:
         where.append(
@@ -188,10 +193,8 @@ async def list_page(
     args: list[Any] = []
     where = _filtered(filters, args)
     if after is not None:
-        args += after
-        where.append(f"({col}, {idcol}) {op} (${len(args) - 1}, ${len(args)})")
-    args.append(limit)
-    sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ${len(args)}"
+        where.append(f"({col}, {idcol}) {op} ({_param(args, after[0])}, {_param(args, after[1])})")
+    sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY {order} LIMIT {_param(args, limit)}"
     return [_product(r) for r in await conn.fetch(sql, *args)]
 
 
@@ -199,8 +202,7 @@ async def count_upto(conn: asyncpg.Connection, filters: Filters, cap: int) -> in
     """How many products ``filters`` select, counting at most ``cap`` of them (the cost is bounded by ``cap``)."""
     args: list[Any] = []
     where = _filtered(filters, args)
-    args.append(cap)
-    sql = f"SELECT count(*) FROM (SELECT 1 FROM products p WHERE {' AND '.join(where)} LIMIT ${len(args)}) AS n"
+    sql = f"SELECT count(*) FROM (SELECT 1 FROM products p WHERE {' AND '.join(where)} LIMIT {_param(args, cap)}) n"
     count: int = await conn.fetchval(sql, *args)
     return count
 
@@ -209,9 +211,9 @@ async def list_at(conn: asyncpg.Connection, filters: Filters, sort: str, offset:
     """``limit`` products in ``sort`` order from position ``offset`` (numbered pages; the caller bounds it)."""
     args: list[Any] = []
     where = _filtered(filters, args)
-    args += [limit, offset]
-    order = SORTS[sort][0]
-    sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ${len(args) - 1} OFFSET ${len(args)}"
+    order, _, _ = SORTS[sort]
+    page = f"LIMIT {_param(args, limit)} OFFSET {_param(args, offset)}"
+    sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY {order} {page}"
     return [_product(r) for r in await conn.fetch(sql, *args)]
 
 
