@@ -31,6 +31,7 @@ from api.state import (
     REDIS,
     SETTINGS,
     STORAGE,
+    TRUSTED_PROXIES,
     WRITE_THROUGH,
 )
 from migrations.runner import discover
@@ -136,6 +137,7 @@ def create_app(settings: Settings) -> web.Application:
         return edge_wrap(handler if known is None else known_query(handler, known))
 
     app[SETTINGS] = settings
+    app[TRUSTED_PROXIES] = ratelimit.trusted_networks(settings.trusted_proxies)
     document: Callable[[], bytes] = openapi.document_bytes
     app[OPENAPI_DOCUMENT] = document
     app[KEY_CACHE] = KeyCache()

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import re
 from collections.abc import Iterable, Mapping
@@ -52,8 +53,15 @@ class MergePatch:
     model: type[BaseModel]
 
 
-#: A body: a model, an array of one, a merge patch of one, a literal JSON schema, or an uploaded image.
-Body: TypeAlias = type[BaseModel] | ListOf | MergePatch | Schema | Literal["image"]
+@dataclass(frozen=True)
+class OneOf:
+    """Exactly one of ``models`` (a listing answers keyset pages or, when asked, numbered ones)."""
+
+    models: tuple[type[BaseModel], ...]
+
+
+#: A body: a model, an array of one, a merge patch of one, one of several, a literal JSON schema, or an image.
+Body: TypeAlias = type[BaseModel] | ListOf | MergePatch | OneOf | Schema | Literal["image"]
 
 
 @dataclass(frozen=True)
@@ -148,6 +156,44 @@ PRODUCT_FILTERS = (
     Param("in_stock", {"type": "boolean"}, "`true`: only products with stock > 0; `false`: only those without."),
     Param("q", {"type": "string", "maxLength": 200}, "Full-text search over name and description."),
     Param("sort", {"type": "string", "enum": list(SORTS), "default": "-created_at"}, "Order (`-` for descending)."),
+)
+
+#: Django REST framework's numbered pages, on the catalog's listings (no default: a generated client sends neither
+#: unasked, and without them the listing answers keyset pages as before).
+NUMBERED_PAGE = (
+    Param(
+        "page",
+        {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "enum": ["last"]}]},
+        "A numbered page (1-based, or `last`): the answer is then Django REST framework's "
+        '`{"count", "next", "previous", "results"}` with absolute URLs; a page past the last is 404 '
+        '("Invalid page."). Not with `cursor` (400).',
+    ),
+    Param(
+        "page_size",
+        {"type": "integer", "minimum": 1, "maximum": 100},
+        "Items per numbered page (20 when neither it nor `limit` is given); alone, it asks for numbered pages too "
+        "(page 1).",
+    ),
+)
+_WINDOW = (
+    "Where PostgreSQL counts a numbered page, it counts and pages through the first 10,000 items at most: `count` "
+    "is then at most 10,000, and the last page ends there."
+)
+#: Django REST framework's names for the products' filters and order (no default, as above).
+DRF_PRODUCTS = (
+    Param("search", {"type": "string", "maxLength": 200}, "The same as `q` (Django REST framework's name)."),
+    Param(
+        "ordering",
+        {"type": "string", "enum": list(SORTS)},
+        "The same as `sort` (Django REST framework's name, `-` for descending); any other order (`-name`, `id`, "
+        "several fields) is a 400 naming it.",
+    ),
+    Param(
+        "is_active",
+        {"type": "boolean"},
+        "`true`: active products only (the default: public listings show active products only); `false`: only "
+        "the inactive ones.",
+    ),
 )
 
 #: Response headers, described once (``components.headers``).
@@ -343,6 +389,24 @@ def _crud(
     }
 
 
+def _numbered(op: Op, keyset: type[BaseModel], numbered: type[BaseModel], names: tuple[Param, ...], cost: str) -> Op:
+    """A listing ``op`` that also answers Django REST framework's numbered pages (and takes its ``names``)."""
+    return dataclasses.replace(
+        op,
+        ok=(
+            Ok(
+                200,
+                OneOf((keyset, numbered)),
+                "A page: keyset (`items`, `next_cursor`), or numbered (Django REST framework's `count`, `next`, "
+                "`previous`, `results`) when `page` or `page_size` is given.",
+            ),
+        ),
+        description=cost,
+        query=(*op.query, *names, *NUMBERED_PAGE),
+        errors=frozenset({404}),
+    )
+
+
 def _specs() -> dict[Handler, Op]:
     cat = _crud(
         "categories",
@@ -363,6 +427,15 @@ def _specs() -> dict[Handler, Op]:
         schemas.ProductPage,
         _PRODUCT_EXAMPLE,
         PRODUCT_FILTERS,
+    )
+    cat["list_"] = _numbered(cat["list_"], schemas.CategoryPage, schemas.CategoryNumberedPage, (), _WINDOW)
+    prod["list_"] = _numbered(
+        prod["list_"],
+        schemas.ProductPage,
+        schemas.ProductNumberedPage,
+        DRF_PRODUCTS,
+        "Where the sorted sets serve the listing (no `q`, price or stock filter, active products, not by `name`) "
+        f"every numbered page is cheap and `count` exact. {_WINDOW}",
     )
     health_doc = Ok(200, schemas.Health, "Every dependency answers.")
     return {
@@ -593,6 +666,8 @@ def _models(ops: Iterable[Op]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:
     def add(body: Body | None, mode: JsonSchemaMode) -> None:
         if isinstance(body, ListOf | MergePatch):
             found[(body.model, mode)] = None
+        elif isinstance(body, OneOf):
+            found.update(dict.fromkeys((model, mode) for model in body.models))
         elif isinstance(body, type) and issubclass(body, BaseModel):
             found[(body, mode)] = None
 
@@ -658,6 +733,8 @@ class _Builder:
                 )
                 self.components[name] = patch
             return {"$ref": REF.format(model=name)}
+        if isinstance(body, OneOf):
+            return {"oneOf": [self.refs[(model, mode)] for model in body.models]}
         if isinstance(body, type):
             return self.refs[(body, mode)]
         if isinstance(body, dict):

@@ -9,13 +9,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import asyncpg
 
 from shared import birthdays, cursors, numbers
 from shared.cursors import Cursors
-from shared.errors import NotFound
+from shared.errors import FieldError, NotFound
 from shared.logs import get_logger
 from shared.models import Category, Record
 from shared.readmodel import keys, read, render
@@ -158,6 +158,23 @@ async def categories(r: Reads, limit: int, cursor: str | None) -> bytes:
     return await _cached_listing(r, "categories", keys.page_hash(limit, after), build)
 
 
+async def numbered_categories(r: Reads, page: int, size: int) -> Numbered:
+    """Page ``page`` (1-based; 0 for the last) of ``size`` categories by id, within :data:`NUMBERED_WINDOW`."""
+
+    async def rows_at(conn: asyncpg.Connection, offset: int, limit: int) -> list[dict[str, Any]]:
+        return [render.category(c) for c in await cat_repo.list_at(conn, offset, limit)]
+
+    return await _numbered_window(
+        r,
+        "categories",
+        keys.page_hash("numbered", page, size),
+        lambda conn: cat_repo.count_upto(conn, NUMBERED_WINDOW),
+        rows_at,
+        page,
+        size,
+    )
+
+
 # -- products -------------------------------------------------------------------------------------
 
 
@@ -183,7 +200,7 @@ async def product(r: Reads, slug: str) -> tuple[bytes, str] | None:
 
 def _indexed(filters: prod_repo.Filters, sort: str) -> bool:
     """Whether the listing is one the sorted sets serve: all products or one category, by date or price."""
-    only_category = filters == prod_repo.Filters(category=filters.category)
+    only_category = filters == prod_repo.Filters(category=filters.category, is_active=True)
     return only_category and sort in keys.INDEXED_SORTS
 
 
@@ -226,6 +243,82 @@ async def products(r: Reads, filters: prod_repo.Filters, sort: str, limit: int, 
 
     qhash = keys.page_hash(filters, sort, limit, cursor)
     return await _cached_listing(r, "products", qhash, build, filters.category)
+
+
+#: A numbered page (Django REST framework's ``page``) that PostgreSQL answers (full-text search, price or stock
+#: filters, inactive products, ``name`` order, or a Redis that cannot answer) counts at most this many products
+#: and reaches no further than them: the count stops at the window's end and no OFFSET goes past it, at any page
+#: number (a filter that matches few products may still read more rows to find them; its index decides). The
+#: sorted sets answer their listings at any depth, with the exact count.
+NUMBERED_WINDOW: Final = 10_000
+
+
+@dataclass(frozen=True)
+class Numbered:
+    """A numbered page: how many products the listing holds (at most :data:`NUMBERED_WINDOW` where PostgreSQL
+    counts), which page this is, the last page's number, and the page's products as a JSON array."""
+
+    count: int
+    page: int
+    last: int
+    results: bytes
+
+
+def _numbered(count: int, page: int, size: int, results: bytes) -> Numbered:
+    """The page, or 404 "Invalid page." (as Django REST framework answers) when it lies past the last."""
+    last = max(1, -(-count // size))
+    if page > last:
+        raise NotFound("Invalid page.", errors=[FieldError(loc=["query", "page"], msg=f"the last page is {last}")])
+    return Numbered(count, page, last, results)
+
+
+async def numbered_products(r: Reads, filters: prod_repo.Filters, sort: str, page: int, size: int) -> Numbered:
+    """Page ``page`` (1-based; 0 for the last) of ``size`` products: by rank from the sorted sets where they serve
+    the listing, else from PostgreSQL within :data:`NUMBERED_WINDOW` (cached under the listing's generation)."""
+    if _indexed(filters, sort):
+        hit = await _redis(r, lambda run: read.product_rank_page(run, sort, filters.category, page, size))
+        if hit is not None:
+            return _numbered(hit.count, hit.page, size, b"[" + b",".join(hit.bodies) + b"]")
+
+    async def rows_at(conn: asyncpg.Connection, offset: int, limit: int) -> list[dict[str, Any]]:
+        return [render.product(p, r.media_url) for p in await prod_repo.list_at(conn, filters, sort, offset, limit)]
+
+    return await _numbered_window(
+        r,
+        "products",
+        keys.page_hash("numbered", filters, sort, page, size),
+        lambda conn: prod_repo.count_upto(conn, filters, NUMBERED_WINDOW),
+        rows_at,
+        page,
+        size,
+    )
+
+
+async def _numbered_window(
+    r: Reads,
+    kind: str,
+    qhash: str,
+    count_upto: Callable[[asyncpg.Connection], Awaitable[int]],
+    rows_at: Callable[[asyncpg.Connection, int, int], Awaitable[list[dict[str, Any]]]],
+    page: int,
+    size: int,
+) -> Numbered:
+    """A numbered page from PostgreSQL: counted (at most :data:`NUMBERED_WINDOW`) and cut by offset within that
+    window, cached under ``kind``'s generation."""
+
+    async def build() -> bytes:
+        async with connection(r.pool, r.wait) as conn:
+            count = await count_upto(conn)
+            number = page or max(1, -(-count // size))
+            offset = (number - 1) * size
+            # Never past the window: its last page ends where the count stops.
+            rows = [] if offset >= count else await rows_at(conn, offset, min(size, count - offset))
+        # Cached as one value: the count and the page number, a newline, the page's items.
+        return f"{count} {number}\n".encode() + render.dumps(rows)
+
+    head, _, results = (await _cached_listing(r, kind, qhash, build)).partition(b"\n")
+    count, number = (int(n) for n in head.split())
+    return _numbered(count, number, size, results)
 
 
 # -- records --------------------------------------------------------------------------------------

@@ -236,6 +236,27 @@ class ProductPage(_Out):
     next_cursor: str | None
 
 
+class _Numbered(_Out):
+    """Django REST framework's page (asked for with ``page`` or ``page_size``): how many items the listing holds,
+    and the absolute URLs of the neighbouring pages (null at either end)."""
+
+    count: int = Field(ge=0)
+    next: str | None
+    previous: str | None
+
+
+class CategoryNumberedPage(_Numbered):
+    """A numbered page of categories, in Django REST framework's shape."""
+
+    results: list[CategoryOut]
+
+
+class ProductNumberedPage(_Numbered):
+    """A numbered page of products, in Django REST framework's shape."""
+
+    results: list[ProductOut]
+
+
 class RecordPage(_Out):
     """One page of records; ``next_cursor`` fetches the next (null on the last page)."""
 

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from aiohttp import web
 from pydantic import BaseModel
 
-from api import commands
+from api import commands, links
 from api.auth import Principal, requires
 from api.commands import Collection, Command, Ctx, Outcome, request_hash
-from api.parsing import if_match_tags, loads, read_body
-from api.queries import Reads
-from api.responses import JSON
+from api.parsing import if_match_tags, loads, query_int, read_body
+from api.queries import Numbered, Reads
+from api.responses import JSON, json_response
 from api.schemas import validate
-from api.state import PG_POOL, PRINCIPAL, READS, REQUEST_ID, SETTINGS, STORAGE, WRITE_THROUGH
-from shared.errors import BadRequest, NotFound
+from api.state import PG_POOL, PRINCIPAL, READS, REQUEST_ID, SETTINGS, STORAGE, TRUSTED_PROXIES, WRITE_THROUGH
+from shared.errors import BadRequest, FieldError, NotFound
 from shared.models import Category
 from shared.readmodel import render
 
@@ -125,3 +125,42 @@ def record_id(request: web.Request) -> int:
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
         raise NotFound(f"no record {raw!r}")
     return int(raw)
+
+
+# -- Django REST framework's numbered pages -------------------------------------------------------
+
+#: Query parameters that ask for Django REST framework's numbered pages instead of keyset cursors.
+NUMBERED: Final = ("page", "page_size")
+#: A page number with more digits than this lies past the last page of any listing (404, as any other such).
+_PAGE_DIGITS: Final = 18
+
+
+def wants_numbered(request: web.Request) -> bool:
+    return any(name in request.query for name in NUMBERED)
+
+
+def numbered_page(request: web.Request) -> tuple[int, int]:
+    """``page`` (1-based; ``last``, as Django REST framework takes it, is 0) and the page size; 400 unless the page
+    is a positive integer, the size one from 1 to 100, and no ``cursor`` is given with them."""
+    q = request.query
+    if "cursor" in q:
+        msg = "cannot be combined with page or page_size (numbered pages), use one or the other"
+        raise BadRequest(f"cursor {msg}", errors=[FieldError(loc=["query", "cursor"], msg=msg)])
+    # A generated client sends ``limit``'s default with every call: it sizes the page unless page_size does.
+    size = query_int(request, "page_size" if "page_size" in q or "limit" not in q else "limit", 20, 1, 100)
+    raw = q.get("page", "1")
+    if raw == "last":
+        return 0, size
+    if not (raw.isascii() and raw.isdigit()) or int(raw[: _PAGE_DIGITS + 1]) == 0:
+        msg = "must be a positive integer (or `last`)"
+        raise BadRequest(f"page {msg}", errors=[FieldError(loc=["query", "page"], msg=msg)])
+    return (int(raw) if len(raw) <= _PAGE_DIGITS else 10**_PAGE_DIGITS), size
+
+
+def numbered_response(request: web.Request, page: Numbered) -> web.Response:
+    """Django REST framework's page: ``{"count", "next", "previous", "results"}``, with absolute URLs."""
+    trusted = request.app[TRUSTED_PROXIES]
+    nxt = links.with_query(request, trusted, page=str(page.page + 1)) if page.page < page.last else None
+    prev = links.with_query(request, trusted, page=str(page.page - 1)) if page.page > 1 else None
+    head = render.dumps({"count": page.count, "next": nxt, "previous": prev})
+    return json_response(head[:-1] + b',"results":' + page.results + b"}")

@@ -20,6 +20,10 @@ from typing import Any, Final
 PREFIX: Final = "sr:"
 #: The hash whose fields (``products``, ``users``) say a rebuild has projected every one of them.
 READY: Final = PREFIX + "ready"
+#: READY's ``products`` field once a rebuild has projected every product in the sorted sets' current format
+#: (``2``: they hold live, *active* products only). A Redis left at an older format serves no listing from them
+#: (PostgreSQL answers) until ``python -m worker cache rebuild`` has run; the scripts name the same value.
+PRODUCTS_READY: Final = "2"
 #: Width of the zero-padded ids used as sorted-set members, so their byte order is their numeric order.
 _PAD: Final = 19
 

@@ -38,6 +38,7 @@ async def project_product(
     cat = keys.member(p.category_id)
     args = [keys.PREFIX, m, p.version, p.lsn, render.etag(p.version), body, p.slug, cat]
     args += [keys.created_score(p.created_at), keys.price_score(p.price), p.lsn + 1 if from_write else p.lsn]
+    args.append("1" if p.is_active else "0")
     return bool(await run(scripts.PROJECT_PRODUCT, [keys.product(p.id)], args))
 
 

@@ -85,6 +85,30 @@ async def product_page(
     return IndexPage(rows)
 
 
+@dataclass(frozen=True)
+class RankPage:
+    """A numbered page of a product index: how many the index holds, which page this is (the last one when asked
+    for it), and the body bytes of its products (none when the page is past the last)."""
+
+    count: int
+    page: int
+    bodies: list[bytes]
+
+
+async def product_rank_page(run: Runner, sort: str, category_slug: str | None, page: int, size: int) -> RankPage | None:
+    """Page ``page`` (1-based; 0: the last) of ``size`` products in ``sort`` order, counted and cut by rank in the
+    sorted set (ZCARD, ZRANGE), or None where Redis cannot answer it whole."""
+    index, rev = keys.INDEXED_SORTS[sort]
+    if category_slug is None:
+        index_keys, cat_index = [keys.product_index(index)], ""
+    else:
+        index_keys, cat_index = [keys.category_slug(category_slug)], index
+    flat = await run(scripts.LIST_RANK, index_keys, [keys.PREFIX, cat_index, "1" if rev else "0", page, size])
+    if flat is None or flat is False:
+        return None
+    return RankPage(int(flat[0]), int(flat[1]), [bytes(flat[i]) for i in range(3, len(flat), 2)])
+
+
 async def cached_page(run: Runner, kind: str, qhash: str, category: str | None = None) -> tuple[str, bytes | None]:
     """(generation, cached page or None) for a listing of ``kind``, of one ``category`` (a slug) if given."""
     gen_keys = [keys.generation(kind)] if category is None else [keys.generation(kind), keys.category_slug(category)]

@@ -28,7 +28,8 @@ end
 """
 
 #: KEYS: product hash. ARGV: prefix, member, version, lsn, etag, body ('' = deleted), slug, category member,
-#: created score, price score, fence for the categories whose product count it changes.
+#: created score, price score, fence for the categories whose product count it changes, active ('1' | '0'; only
+#: a live, active product is in the sorted sets: what public listings show).
 PROJECT_PRODUCT: Final = (
     _NEWER
     + """
@@ -52,6 +53,8 @@ local cat = p .. 'idx:c:' .. ARGV[8]
 if live then
   redis.call('SET', p .. 'ps:' .. ARGV[7], m)
   redis.call('SET', p .. 'pj:' .. ARGV[7], ARGV[5] .. '\\n' .. ARGV[6])
+end
+if live and ARGV[12] ~= '0' then
   redis.call('ZADD', p .. 'idx:p:created', ARGV[9], m)
   redis.call('ZADD', p .. 'idx:p:price', ARGV[10], m)
   redis.call('ZADD', cat .. ':created', ARGV[9], m)
@@ -137,18 +140,26 @@ if h[4] and tonumber(h[4]) > tonumber(h[3]) then return false end
 return {h[1], h[2]}
 """
 
-#: A page of a product index in keyset order. KEYS: the index, or a category's slug mapping when ARGV[2] names
-#: the category index ('created' | 'price'). ARGV: prefix, category index, start score, cursor member or '',
-#: reverse '1'|'0', how many. -> flat {member, score, body, ...}, or nil when Redis cannot answer it whole.
-LIST_PAGE: Final = """
+#: The sorted set a listing script reads (``key``): KEYS[1] is the index, or a category's slug mapping when ARGV[2]
+#: names the category index. Nil unless a rebuild has completed in the sets' current format (READY ``products``:
+#: :data:`shared.readmodel.keys.PRODUCTS_READY`) and the category exists.
+_INDEX = """
 local p = ARGV[1]
-if redis.call('HGET', p .. 'ready', 'products') ~= '1' then return false end
+if redis.call('HGET', p .. 'ready', 'products') ~= '2' then return false end
 local key = KEYS[1]
 if ARGV[2] ~= '' then
   local cid = redis.call('GET', KEYS[1])
   if not cid then return false end
   key = p .. 'idx:c:' .. cid .. ':' .. ARGV[2]
 end
+"""
+
+#: A page of a product index in keyset order. KEYS: the index, or a category's slug mapping when ARGV[2] names
+#: the category index ('created' | 'price'). ARGV: prefix, category index, start score, cursor member or '',
+#: reverse '1'|'0', how many. -> flat {member, score, body, ...}, or nil when Redis cannot answer it whole.
+LIST_PAGE: Final = (
+    _INDEX
+    + """
 local s, cm, rev, want = ARGV[3], ARGV[4], ARGV[5] == '1', tonumber(ARGV[6])
 local out, offset, n = {}, 0, 0
 while n < want do
@@ -179,6 +190,37 @@ while n < want do
 end
 return out
 """
+)
+
+#: A numbered page of a product index (Django REST framework's ``page``), by rank: the count is the index's size
+#: (ZCARD), the page one ZRANGE by rank, so any page costs the same. KEYS and ARGV[1..3] as for LIST_PAGE (no
+#: start score); ARGV[4]: the page (1-based; 0 for the last), ARGV[5]: its size. -> {count, page number, member,
+#: body, ...} (no rows when the page is past the last), or nil when Redis cannot answer it whole.
+LIST_RANK: Final = (
+    _INDEX
+    + """
+local count, page, size = redis.call('ZCARD', key), tonumber(ARGV[4]), tonumber(ARGV[5])
+local last = math.max(1, math.ceil(count / size))
+if page == 0 then page = last end
+local out = {count, page}
+if page > last then return out end
+local first = (page - 1) * size
+local members
+if ARGV[3] == '1' then
+  members = redis.call('ZRANGE', key, first, first + size - 1, 'REV')
+else
+  members = redis.call('ZRANGE', key, first, first + size - 1)
+end
+for _, m in ipairs(members) do
+  local h = redis.call('HMGET', p .. 'p:' .. m, 'b', 'l', 'f')
+  if not h[1] or h[1] == '' then return false end
+  if h[3] and tonumber(h[3]) > tonumber(h[2]) then return false end
+  out[#out + 1] = m
+  out[#out + 1] = h[1]
+end
+return out
+"""
+)
 
 #: KEYS: the kind's generation counter, and for a listing of one category its slug mapping (``cs:``). ARGV: page
 #: key prefix, query hash, key prefix. -> {generation, page or nil}. A category's listing is keyed by that

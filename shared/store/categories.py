@@ -54,6 +54,20 @@ async def list_page(conn: asyncpg.Connection, after_id: int | None, limit: int) 
     return [entity(Category, r) for r in rows]
 
 
+async def count_upto(conn: asyncpg.Connection, cap: int) -> int:
+    """How many live categories there are, counting at most ``cap`` (the cost is bounded by ``cap``)."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM (SELECT 1 FROM categories WHERE deleted_at IS NULL LIMIT $1) AS n", cap
+    )
+    return count
+
+
+async def list_at(conn: asyncpg.Connection, offset: int, limit: int) -> list[Category]:
+    """``limit`` live categories by id from position ``offset`` (numbered pages; the caller bounds it)."""
+    rows = await conn.fetch(_SELECT + " WHERE c.deleted_at IS NULL ORDER BY c.id LIMIT $1 OFFSET $2", limit, offset)
+    return [_category(r) for r in rows]
+
+
 async def get_any_by_id(conn: asyncpg.Connection, category_id: int) -> tuple[Category, bool] | None:
     """The category, live or soft-deleted, and whether it is deleted (for the read model's projections)."""
     row = await conn.fetchrow(

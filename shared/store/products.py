@@ -129,6 +129,8 @@ class Filters:
     max_price: Decimal | None = None
     in_stock: bool | None = None
     q: str | None = None
+    #: ``True``: active products only (what public listings show unless told otherwise); ``False``: inactive only.
+    is_active: bool | None = None
 
 
 async def get_by_slug(conn: asyncpg.Connection, slug: str) -> Product | None:
@@ -195,6 +197,9 @@ def _clauses(
         match.append("p.stock > 0")
     elif filters.in_stock is False:
         match.append("p.stock = 0")
+    if filters.is_active is not None:
+        # Fixed conditions, not a parameter: the partial index of inactive products (migration 0007) then serves.
+        match.append("p.is_active" if filters.is_active else "NOT p.is_active")
     return walk, match
 
 
@@ -203,7 +208,8 @@ def _indexed_filter(filters: Filters, sort: str) -> bool:
     the page: the pages that :data:`WINDOW` is for. ``in_stock`` alone is a filter of the walk (one product in
     eight is out of stock, so the walk reads about eight rows a match at most)."""
     priced = filters.min_price is not None or filters.max_price is not None
-    return bool(filters.q) or (priced and not sort.endswith("price"))
+    # Inactive products are few, with a partial index of their own (migration 0007): a filter that narrows too.
+    return bool(filters.q) or (priced and not sort.endswith("price")) or filters.is_active is False
 
 
 def _plain(filters: Filters, sort: str, after: tuple[Any, int] | None, args: list[Any]) -> str:
@@ -274,6 +280,37 @@ async def list_page(
         # empty answer is either no match at all or a window that held every row left: the window's rows stand.
         rows = await conn.fetch(_sparse(filters, sort, after, args), *args, limit) or rows
     return [_product(r) for r in rows]
+
+
+def _param(args: list[Any], value: Any) -> str:
+    """``value`` appended to a query's ``args``, and the ``$n`` that names it."""
+    args.append(value)
+    return f"${len(args)}"
+
+
+def _filtered(filters: Filters, args: list[Any]) -> list[str]:
+    """The WHERE conditions of a listing with ``filters`` (no cursor), their values appended to ``args``."""
+    walk, match = _clauses(filters, "-created_at", None, args)
+    return walk + match
+
+
+async def count_upto(conn: asyncpg.Connection, filters: Filters, cap: int) -> int:
+    """How many products ``filters`` select, counting at most ``cap`` of them (the cost is bounded by ``cap``)."""
+    args: list[Any] = []
+    where = _filtered(filters, args)
+    sql = f"SELECT count(*) FROM (SELECT 1 FROM products p WHERE {' AND '.join(where)} LIMIT {_param(args, cap)}) n"
+    count: int = await conn.fetchval(sql, *args)
+    return count
+
+
+async def list_at(conn: asyncpg.Connection, filters: Filters, sort: str, offset: int, limit: int) -> list[Product]:
+    """``limit`` products in ``sort`` order from position ``offset`` (numbered pages; the caller bounds it)."""
+    args: list[Any] = []
+    where = _filtered(filters, args)
+    order, _, _ = SORTS[sort]
+    page = f"LIMIT {_param(args, limit)} OFFSET {_param(args, offset)}"
+    sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY {order} {page}"
+    return [_product(r) for r in await conn.fetch(sql, *args)]
 
 
 #: Live slugs equal to ``$1`` or ``$1-<anything>``: the candidates a new slug must avoid. The range is an index

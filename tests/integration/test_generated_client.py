@@ -241,3 +241,16 @@ async def _products(api: Api) -> None:
     assert restored.headers["ETag"] == '"5"'
     back = await api.call("products", "products_get", "steel-spade")
     assert _fields(back.parsed) == {**before, "name": "Steel spade, long"}
+
+    # The listing: keyset pages as before (the inactive spade is listed only when asked for), and numbered pages
+    # in Django REST framework's shape, each read into its own model
+    ProductPage, NumberedPage = api.model("ProductPage"), api.model("ProductNumberedPage")
+    keyset = await api.call("products", "products_list")
+    assert keyset.status_code == HTTPStatus.OK, keyset.content
+    assert isinstance(keyset.parsed, ProductPage)
+    assert keyset.parsed.items == []
+    inactive = await api.call("products", "products_list", is_active=False, page_size=5)
+    assert isinstance(inactive.parsed, NumberedPage), inactive.content
+    assert (inactive.parsed.count, [p.slug for p in inactive.parsed.results]) == (1, ["steel-spade"])
+    assert inactive.parsed.to_dict()["next"] is None
+    _problem(await api.call("products", "products_list", page=2), HTTPStatus.NOT_FOUND)

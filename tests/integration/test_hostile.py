@@ -201,6 +201,31 @@ def _cases() -> list[Case]:
     for name, path in forged.items():
         cases.append(Case(f"cursor-{name}", "GET", path, 400))
 
+    # -- numbered pages (Django REST framework's page, page_size): never a 5xx, whatever the number
+    for query, status in [
+        ("page=0", 400),
+        ("page=-1", 400),
+        ("page=-0", 400),
+        ("page=1.0", 400),
+        ("page=1e3", 400),
+        ("page=%EF%BC%91", 400),  # a full-width digit one: str.isdigit() says yes, int() reads it
+        ("page=%00", 400),
+        ("page=" + "9" * 5000, 404),
+        ("page=" + "9" * 19, 404),
+        ("page=9223372036854775808", 404),
+        ("page=2&ordering=name&page_size=1", 404),
+        ("page_size=101", 400),
+        ("page_size=" + "9" * 5000, 400),
+        ("page_size=-5", 400),
+        ("page=1&page_size=0", 400),
+        ("page=1&ordering=-name", 400),
+        ("page=1&ordering=" + "price," * 500, 400),
+        ("page=1&cursor=" + "A" * 100, 400),
+        ("page=1&search=" + "a" * 201, 400),
+        ("page=1&is_active=yes", 400),
+    ]:
+        cases.append(Case(f"numbered-{query[:40]}", "GET", f"/api/products?{query}", status))
+
     # -- found while writing this suite
     cases.append(Case("path-slug-not-utf8", "GET", "/api/products/%FF", 404))
     cases.append(Case("path-hello-not-utf8", "PUT", "/hello/%FF", 422, b'{"dateOfBirth":"1990-01-01"}'))

@@ -26,7 +26,8 @@ from worker.progress import progress_bar
 from worker.readmodel.refresh import Resources, project_category, project_product, project_record, project_user
 
 BATCH = 500
-READY_FIELDS = ("products", "users")
+#: The ``ready`` flags a completed rebuild sets, and their values (see :data:`shared.readmodel.keys.PRODUCTS_READY`).
+READY_FIELDS: dict[Any, str] = {"products": keys.PRODUCTS_READY, "users": "1"}
 
 
 async def _each(
@@ -55,14 +56,32 @@ async def _each(
     return done
 
 
+async def _drop_product_indexes(client: aioredis.Redis) -> None:
+    """Drop the product sorted sets and projections of an older format: its sets may hold what the current one
+    leaves out (inactive products), and re-projecting a product at the same version and position would change
+    nothing. The rebuild then projects every product afresh; until it is done no listing reads the sets, and a
+    product's read misses to PostgreSQL (its slug copy, the current bytes, still answers)."""
+    for pattern in ("idx:*", "p:*"):
+        batch: list[bytes] = []
+        async for key in client.scan_iter(match=keys.PREFIX + pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                await client.unlink(*batch)
+                batch.clear()
+        if batch:
+            await client.unlink(*batch)
+
+
 async def rebuild(settings: Settings, *, if_missing: bool = False, progress: bool = True) -> dict[str, int]:
     """Project everything; returns how many of each kind. With ``if_missing``, only if not done before."""
     client = aioredis.from_url(settings.redis_url, socket_timeout=10)
     pool = await create_pool(settings, max_size=4)
     try:
         ready = await client.hmget(keys.READY, list(READY_FIELDS))
-        if if_missing and all(v == b"1" for v in ready):
+        if if_missing and ready == [v.encode() for v in READY_FIELDS.values()]:
             return {}
+        if ready[0] != keys.PRODUCTS_READY.encode():
+            await _drop_product_indexes(client)
         res = Resources(pool, redis_runner(client), settings.media_url)
         counts = {
             "categories": await _each(
@@ -78,7 +97,7 @@ async def rebuild(settings: Settings, *, if_missing: bool = False, progress: boo
                 res, "users", "SELECT count(*) FROM users", user_repo.usernames_after, "", project_user, progress
             ),
         }
-        await client.hset(keys.READY, mapping=dict.fromkeys(READY_FIELDS, "1"))
+        await client.hset(keys.READY, mapping=READY_FIELDS)
         return counts
     finally:
         await pool.close()
