@@ -65,7 +65,7 @@ async def count_upto(conn: asyncpg.Connection, cap: int) -> int:
 async def list_at(conn: asyncpg.Connection, offset: int, limit: int) -> list[Category]:
     """``limit`` live categories by id from position ``offset`` (numbered pages; the caller bounds it)."""
     rows = await conn.fetch(_SELECT + " WHERE c.deleted_at IS NULL ORDER BY c.id LIMIT $1 OFFSET $2", limit, offset)
-    return [_category(r) for r in rows]
+    return [entity(Category, r) for r in rows]
 
 
 async def get_any_by_id(conn: asyncpg.Connection, category_id: int) -> tuple[Category, bool] | None:
