@@ -2,6 +2,13 @@
 
 Imported only after :func:`worker.broker.setup_broker` (dramatiq binds actors to the broker at import).
 PostgreSQL and Redis clients are made lazily on the AsyncIO middleware's loop, once per process.
+
+Batching through dramatiq: each worker thread hands its message's event to the one loop and waits (dramatiq acks
+a message only once its actor returned: at least once, as before). The events that arrive while a batch is being
+projected wait for the next one, so a batch holds up to ``--threads`` events (with the consumer's prefetch of twice
+that) and pays two PostgreSQL reads and one Redis round trip in all (:func:`refresh.project_many`); events naming the
+same aggregate are projected once, from its current state, which is the newest. An event whose projection fails
+fails alone, and dramatiq retries it; the rest of its batch is acked.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from shared.readmodel.debts import Guard
 from shared.settings import Settings
 from shared.store.pool import create_pool
 from worker.broker import MAX_BACKOFF_MS, MAX_RETRIES
-from worker.readmodel.refresh import Resources, project_event
+from worker.readmodel.refresh import Batcher, Resources
 
 log = get_logger("worker.cache")
 
@@ -37,6 +44,8 @@ _resources: Resources | None = None
 #: Repays the read-model debts the API left (its connection suspect, or every few seconds): none pile up.
 _guard: Guard | None = None
 _lock = asyncio.Lock()
+#: Every actor's events go through it: projected together, each aggregate once per batch.
+_batcher = Batcher()
 
 
 def configure(settings: Settings) -> None:
@@ -66,7 +75,7 @@ async def _project(actor: str, event: dict[str, Any]) -> None:
         res = await resources()
         if _guard is not None:
             await _guard.sweep()
-        changed = await project_event(res, event)
+        changed = await _batcher.project(res, event)
         PROJECTED.labels(event.get("type"), "true" if changed else "false").inc()
         (log.info if _log_events else log.debug)(
             "projected",
