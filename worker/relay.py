@@ -8,7 +8,9 @@ has confirmed every one of its messages. A crash between the confirms and the co
 consumers are idempotent. Within a batch, messages are published concurrently and may arrive in any order.
 
 Per event: one integration message to the topic exchange ``stockroom.events`` (routing key = event type) and one
-dramatiq message per subscriber in ``shared.events.ROUTES``. The topology is declared by ``worker.queues``.
+dramatiq message per subscriber in ``shared.events.ROUTES``; per batch, one dramatiq message to each queue of
+``shared.events.BATCHED`` holding all of the batch's events for it (the cache worker's). The topology is declared by
+``worker.queues``.
 
 Waking up: a dedicated connection LISTENs on ``outbox`` (the insert trigger NOTIFYs at commit). A NOTIFY sent while
 that connection is down is lost, so the relay also polls every ``relay_poll_interval`` seconds.
@@ -40,7 +42,7 @@ from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobust
 from prometheus_client import Counter, Gauge
 
 from shared.errors import ServiceUnavailable
-from shared.events import EXCHANGE, ROUTES, actor_args, message_id
+from shared.events import BATCHED, CACHE_ACTOR, EXCHANGE, ROUTES, actor_args, batch_message_id, message_id
 from shared.logs import configure_logging, get_logger
 from shared.settings import Settings
 from shared.store import outbox
@@ -113,12 +115,12 @@ def integration_body(event: OutboxEvent) -> dict[str, Any]:
 
 
 def build_messages(event: OutboxEvent) -> list[Outgoing]:
-    """Every message ``event`` turns into: the integration event, then one dramatiq message per subscriber.
+    """The messages ``event`` turns into on its own: the integration event, then one dramatiq message per subscriber
+    of :data:`ROUTES` (the batched queues' are :func:`batch_messages`').
 
     Everything is derived from the row (ids, timestamps), so a re-published event is byte for byte the same.
     """
     body = integration_body(event)
-    occurred_ms = int(event.created_at.timestamp() * 1000)
     out = [
         Outgoing(
             EXCHANGE,
@@ -135,22 +137,43 @@ def build_messages(event: OutboxEvent) -> list[Outgoing]:
         )
     ]
     for queue, actor in ROUTES.get(event.type, []):
-        # queue_name must equal the queue it is published to: dramatiq looks the actor up by it.
-        encoded = dramatiq.Message(
-            queue_name=queue,
-            actor_name=actor,
-            args=(actor_args(body),),
-            kwargs={},
-            options={},
-            message_id=message_id(event.event_id, queue),
-            message_timestamp=occurred_ms,
-        ).encode()
-        # dramatiq's own enqueue sets delivery_mode=2 and a priority only for ``broker_priority`` (never set here).
-        message = aio_pika.Message(
-            encoded, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=message_id(event.event_id, queue)
-        )
-        out.append(Outgoing("", queue, message))
+        out.append(_dramatiq(queue, actor, actor_args(body), message_id(event.event_id, queue), event))
     return out
+
+
+def batch_messages(events: Sequence[OutboxEvent]) -> list[Outgoing]:
+    """One dramatiq message per queue of :data:`BATCHED`, holding every event of ``events`` for it, in outbox order
+    (its id derived from theirs, its timestamp the first one's)."""
+    by_queue: dict[str, list[OutboxEvent]] = {}
+    for event in events:
+        if (queue := BATCHED.get(event.type)) is not None:
+            by_queue.setdefault(queue, []).append(event)
+    return [
+        _dramatiq(
+            queue,
+            CACHE_ACTOR,
+            [actor_args(integration_body(e)) for e in batch],
+            batch_message_id([e.event_id for e in batch], queue),
+            batch[0],
+        )
+        for queue, batch in by_queue.items()
+    ]
+
+
+def _dramatiq(queue: str, actor: str, arg: object, mid: str, event: OutboxEvent) -> Outgoing:
+    # queue_name must equal the queue it is published to: dramatiq looks the actor up by it.
+    encoded = dramatiq.Message(
+        queue_name=queue,
+        actor_name=actor,
+        args=(arg,),
+        kwargs={},
+        options={},
+        message_id=mid,
+        message_timestamp=int(event.created_at.timestamp() * 1000),
+    ).encode()
+    # dramatiq's own enqueue sets delivery_mode=2 and a priority only for ``broker_priority`` (never set here).
+    message = aio_pika.Message(encoded, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=mid)
+    return Outgoing("", queue, message)
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------------------------------
@@ -218,6 +241,7 @@ async def publish_batch(publisher: Publisher, events: Sequence[OutboxEvent], wit
     Returns the number of messages published.
     """
     pairs = [(e, o) for e in events for o in build_messages(e)]
+    pairs += [(events[0], o) for o in batch_messages(events)]
     tasks = [asyncio.ensure_future(publisher.publish(o)) for _, o in pairs]
     try:
         async with asyncio.timeout(within):
