@@ -51,6 +51,8 @@ FILL_CONCURRENCY = 64
 SUSTAINED_RATE = 600
 LATENCY_RATE = 200
 PHASE_SECONDS = float(os.environ.get("BENCH_PHASE_SECONDS", 10))
+#: Seconds of a drain that ``BENCH_PROFILE`` samples.
+PROFILE_SECONDS = 8
 #: A drain that has not finished after this many seconds is reported as it stands.
 DRAIN_LIMIT = 120.0
 #: The ceiling's queue (in the bench's vhost) and its consumer's prefetch; the publisher keeps this many unconfirmed.
@@ -240,9 +242,12 @@ def _drain(env: dict[str, str], logs: Path, redis_url: str, processes: int, figu
             time.sleep(0.005)
         first, before = time.perf_counter(), cpu.snapshot(roots, SHARED_SERVERS)
         first_count = _projected(r)
+        spies = _profile(roots, processes)
         while (n := _projected(r)) < target and time.monotonic() < deadline:
             time.sleep(0.01)
         last, after = time.perf_counter(), cpu.snapshot(roots, SHARED_SERVERS)
+        for spy in spies:
+            spy.wait(30)
         events = max(1, n - first_count)
         figures.drain[processes] = events / max(1e-6, last - first)
         figures.drain_cpu[processes] = {k: (after[k] - before[k]) * 1000 / events for k in before}
@@ -257,6 +262,38 @@ def _drain(env: dict[str, str], logs: Path, redis_url: str, processes: int, figu
         f"cache worker process(es) at {figures.drain[processes]:.0f} events/s; CPU/event "
         + ", ".join(f"{k} {v:.2f} ms" for k, v in figures.drain_cpu[processes].items())
     )
+
+
+def _profile(roots: dict[str, int], processes: int) -> list[subprocess.Popen[bytes]]:
+    """With ``BENCH_PROFILE=DIR``: py-spy (``--nonblocking``: the process is never paused) samples the relay and the
+    cache worker for :data:`PROFILE_SECONDS` of the drain, into DIR/<name>-<processes>.txt (raw, folded stacks).
+    Its own CPU then counts in the machine's, not in the figures of the processes it samples."""
+    folder = os.environ.get("BENCH_PROFILE")
+    if not folder:
+        return []
+    spy = [str(Path(PY).with_name("py-spy")), "record", "--nonblocking", "--subprocesses", "-r", "200", "-f", "raw"]
+    return [
+        subprocess.Popen(
+            [
+                *spy,
+                "-d",
+                str(PROFILE_SECONDS),
+                "-f",
+                "raw",
+                "-o",
+                _profile_path(folder, name, processes),
+                "-p",
+                str(pid),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in roots.items()
+    ]
+
+
+def _profile_path(folder: str, name: str, processes: int) -> str:
+    return f"{folder}/{name.replace(' ', '-')}-{processes}.txt"
 
 
 # -- steady phases -------------------------------------------------------------------------------------------------

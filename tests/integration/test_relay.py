@@ -167,10 +167,10 @@ def test_an_event_becomes_one_integration_message_and_one_dramatiq_message_per_s
     # Then the first is the integration event, persistent JSON keyed by type and id
     integration = out[0]
     assert (integration.exchange, integration.routing_key) == (EXCHANGE, "product.image_uploaded")
-    assert integration.message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
-    assert integration.message.content_type == "application/json"
-    assert integration.message.message_id == event.event_id
-    assert orjson.loads(integration.message.body) == {
+    assert integration.properties.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert integration.properties.content_type == "application/json"
+    assert integration.properties.message_id == event.event_id
+    assert orjson.loads(integration.body) == {
         "id": event.event_id,
         "type": "product.image_uploaded",
         "aggregate": "product",
@@ -182,9 +182,9 @@ def test_an_event_becomes_one_integration_message_and_one_dramatiq_message_per_s
     }
     # And the others are dramatiq's own messages on the default exchange, queue_name = the queue published to
     assert [(o.exchange, o.routing_key) for o in out[1:]] == [("", THUMBNAILS_QUEUE), ("", CACHE_QUEUE)]
-    args = actor_args(orjson.loads(integration.message.body))
+    args = actor_args(orjson.loads(integration.body))
     for o, actor, arg in zip(out[1:], ["make_thumbnails", CACHE_ACTOR], [args, [args]], strict=True):
-        decoded = dramatiq.Message.decode(o.message.body)
+        decoded = dramatiq.Message.decode(o.body)
         assert decoded.queue_name == o.routing_key
         assert decoded.actor_name == actor
         assert decoded.args == (arg,)
@@ -192,10 +192,10 @@ def test_an_event_becomes_one_integration_message_and_one_dramatiq_message_per_s
         assert decoded.options == {}
         assert decoded.message_id == message_id(event.event_id, o.routing_key)
         assert decoded.message_timestamp == 1767323045678
-        assert o.message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+        assert o.properties.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
     # And building again gives the same bytes (a re-published event is recognisable)
     again = relay.build_messages(event) + relay.batch_messages([event])
-    assert [o.message.body for o in again] == [o.message.body for o in out]
+    assert [o.body for o in again] == [o.body for o in out]
 
 
 def test_a_batch_goes_to_the_cache_worker_in_one_message_with_every_event_in_outbox_order() -> None:
@@ -204,11 +204,11 @@ def test_a_batch_goes_to_the_cache_worker_in_one_message_with_every_event_in_out
     # When its batched messages are built
     (out,) = relay.batch_messages(events)
     # Then one cache-warming message carries all three, in order, under an id derived from theirs
-    decoded = dramatiq.Message.decode(out.message.body)
+    decoded = dramatiq.Message.decode(out.body)
     assert (out.routing_key, decoded.queue_name, decoded.actor_name) == (CACHE_QUEUE, CACHE_QUEUE, CACHE_ACTOR)
     assert [e["id"] for e in decoded.args[0]] == [e.event_id for e in events]
-    assert decoded.message_id == dramatiq.Message.decode(relay.batch_messages(events)[0].message.body).message_id
-    assert decoded.message_id != dramatiq.Message.decode(relay.batch_messages(events[:2])[0].message.body).message_id
+    assert decoded.message_id == dramatiq.Message.decode(relay.batch_messages(events)[0].body).message_id
+    assert decoded.message_id != dramatiq.Message.decode(relay.batch_messages(events[:2])[0].body).message_id
 
 
 async def test_every_event_arrives_once_on_the_exchange_and_on_its_dramatiq_queues(
@@ -232,6 +232,8 @@ async def test_every_event_arrives_once_on_the_exchange_and_on_its_dramatiq_queu
         assert body["id"] == ids[body["type"]]
         assert m.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
         assert m.content_type == "application/json"
+        assert (m.type, m.correlation_id, m.priority, m.headers) == (body["type"], "req-1", 0, {})
+        assert m.timestamp is not None
         assert body["data"] == {"n": 1}
         assert body["request_id"] == "req-1"
     # And the audit queue keeps them too, so they were never unroutable
