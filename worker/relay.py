@@ -1,11 +1,11 @@
 """``python -m worker relay``: the outbox relay, PostgreSQL ``outbox`` -> RabbitMQ, at least once.
 
-One pass: in one transaction, claim up to ``relay_batch_size`` unsent rows with ``FOR UPDATE SKIP LOCKED`` (relays
-running side by side take disjoint batches), publish every message of the batch concurrently on a channel with
-publisher confirms, await all confirms, then mark the rows sent and commit. A failure or a timeout rolls back, so
-the rows stay unsent and the pass is retried after an exponential backoff: a row is marked sent only once RabbitMQ
-has confirmed every one of its messages. A crash between the confirms and the commit publishes the batch again;
-consumers are idempotent. Within a batch, messages are published concurrently and may arrive in any order.
+One pass: in one transaction, claim up to ``relay_batch_size`` unsent rows with ``FOR UPDATE SKIP LOCKED`` and mark
+them sent in the same statement (relays running side by side take disjoint batches), publish every message of the
+batch concurrently on a channel with publisher confirms, await all confirms, then commit. A failure or a timeout
+rolls back, so the rows stay unsent and the pass is retried after an exponential backoff: a row is seen sent only
+once RabbitMQ has confirmed every one of its messages. A crash between the confirms and the commit publishes the
+batch again; consumers are idempotent. Within a batch, messages are published concurrently and may arrive in any order.
 
 Per event: one integration message to the topic exchange ``stockroom.events`` (routing key = event type) and one
 dramatiq message per subscriber in ``shared.events.ROUTES``; per batch, one dramatiq message to each queue of
@@ -48,7 +48,7 @@ from shared.events import BATCHED, CACHE_ACTOR, EXCHANGE, ROUTES, actor_args, ba
 from shared.logs import configure_logging, get_logger
 from shared.settings import Settings
 from shared.store import outbox
-from shared.store.outbox import OutboxEvent, claim_batch, delete_expired, mark_sent
+from shared.store.outbox import OutboxEvent, claim_batch, delete_expired
 from shared.store.pool import UNAVAILABLE, connection, create_pool
 from worker import queue_metrics
 from worker.queues import declare_topology
@@ -330,7 +330,7 @@ async def wait_any(events: Iterable[asyncio.Event], seconds: float | None) -> No
 async def relay_batch(
     pool: asyncpg.Pool, publisher: Publisher, settings: Settings, on_claimed: Callable[[], None] | None = None
 ) -> int:
-    """One pass: claim, publish, await confirms, mark sent, commit. Returns the number of events sent.
+    """One pass: claim (and mark sent), publish, await confirms, commit. Returns the number of events sent.
 
     ``on_claimed`` is called once the batch's rows are locked (or none were found): from then on another pass may
     claim the next rows (SKIP LOCKED) while this one waits for its confirms."""
@@ -346,8 +346,8 @@ async def relay_batch(
                 on_claimed()
         if not events:
             return 0
+        # The rows were marked sent as they were claimed: the commit after the confirms makes it true.
         messages = await publish_batch(publisher, events, settings.relay_publish_timeout)
-        await mark_sent(conn, [e.row_id for e in events])
     for type_, count in collections.Counter(e.type for e in events).items():
         EVENTS_PUBLISHED.labels(type_).inc(count)
     # With LOG_EVENTS (make run), at INFO: with the API's write line and the worker's line, each event's way shows
