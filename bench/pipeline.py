@@ -72,7 +72,8 @@ TARGETS = {
 }
 #: The processes whose CPU is the pipeline's own cost (the API and PostgreSQL are the write's).
 PIPELINE = ("relay", "cache worker", "RabbitMQ")
-SHARED_SERVERS = {"PostgreSQL": ["postgres"], "RabbitMQ": ["beam.smp"], "Redis": ["redis-server"]}
+#: The shared servers counted by command name (every process: RabbitMQ and Redis cannot tell one user from another).
+SHARED_SERVERS = {"RabbitMQ": ["beam.smp"], "Redis": ["redis-server"]}
 SCENARIOS = ("drain", "drain2", "sustained", "latency")
 
 
@@ -89,6 +90,11 @@ class Figures:
     steady: dict[str, dict[str, float]] = field(default_factory=dict)
     steady_cpu: dict[str, dict[str, float]] = field(default_factory=dict)
     load: list[str] = field(default_factory=list)
+
+
+def _cpu(roots: dict[str, int], env: dict[str, str]) -> dict[str, float]:
+    """CPU seconds so far: our processes, PostgreSQL's for the bench's database, RabbitMQ and Redis."""
+    return {**cpu.snapshot(roots, SHARED_SERVERS), "PostgreSQL": cpu.postgres(env["DATABASE_URL"].rsplit("/", 1)[1])}
 
 
 def _uptime() -> str:
@@ -240,12 +246,12 @@ def _drain(env: dict[str, str], logs: Path, redis_url: str, processes: int, figu
         deadline = time.monotonic() + DRAIN_LIMIT
         while _projected(r) == start_count and time.monotonic() < deadline:
             time.sleep(0.005)
-        first, before = time.perf_counter(), cpu.snapshot(roots, SHARED_SERVERS)
+        first, before = time.perf_counter(), _cpu(roots, env)
         first_count = _projected(r)
         spies = _profile(roots, processes)
         while (n := _projected(r)) < target and time.monotonic() < deadline:
             time.sleep(0.01)
-        last, after = time.perf_counter(), cpu.snapshot(roots, SHARED_SERVERS)
+        last, after = time.perf_counter(), _cpu(roots, env)
         for spy in spies:
             spy.wait(30)
         events = max(1, n - first_count)
@@ -303,11 +309,11 @@ def _steady(
     name: str, rate: float, url: str, redis_url: str, roots: dict[str, int], env: dict[str, str], figures: Figures
 ) -> None:
     """``rate`` creates/s for :data:`PHASE_SECONDS` through the stack; latency and CPU per event."""
-    before = cpu.snapshot(roots, SHARED_SERVERS)
+    before = _cpu(roots, env)
     started = time.perf_counter()
     result = asyncio.run(latency.measure(url, redis_url, _KEYS, rate, PHASE_SECONDS))
     elapsed = time.perf_counter() - started
-    after = cpu.snapshot(roots, SHARED_SERVERS)
+    after = _cpu(roots, env)
     events = max(1, int(result.get("count", 0)))
     written = result.get("count", 0) + result.get("lost", 0) - result.get("failed_writes", 0)
     result["accepted_per_s"] = written / max(PHASE_SECONDS, elapsed - 10.0 if result.get("lost") else PHASE_SECONDS)
