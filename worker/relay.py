@@ -432,6 +432,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         "relay started",
         batch_size=settings.relay_batch_size,
         poll_interval=settings.relay_poll_interval,
+        linger=settings.relay_linger,
         concurrency=settings.relay_concurrency,
     )
     metrics = asyncio.create_task(_metrics_loop(pool, settings, stop))
@@ -476,6 +477,8 @@ async def _passes(
         async with claiming:
             if idle:
                 await wait_any([wake, stop], settings.relay_poll_interval)
+                if settings.relay_linger and wake.is_set():
+                    await wait_any([stop], settings.relay_linger)
             if stop.is_set():
                 break
             # Cleared before the claim: a NOTIFY arriving during the pass triggers another one.
