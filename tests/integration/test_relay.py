@@ -497,3 +497,21 @@ async def test_a_dramatiq_worker_runs_the_actor_with_the_event_args(
             "request_id": "req-1",
         }
     ]
+
+
+async def test_events_committed_close_together_while_the_relay_is_idle_share_one_cache_message(
+    relay_settings: Settings, pg: asyncpg.Connection, channel: AbstractChannel
+) -> None:
+    # Given an idle relay that lingers 0.3 s after a wake-up (and polls rarely, so only NOTIFY wakes it)
+    settings = relay_settings.model_copy(update={"relay_linger": 0.3, "relay_poll_interval": 5.0})
+    async with running(settings):
+        await asyncio.sleep(0.5)
+        # When three writes commit one after the other, 20 ms apart
+        ids = []
+        for _ in range(3):
+            ids += await insert_events(pg, 1)
+            await asyncio.sleep(0.02)
+        await wait_sent(pg, 3)
+    # Then the cache worker gets them in one message, in commit order
+    assert await message_count(channel, CACHE_QUEUE) == 1
+    assert await cache_event_ids(channel) == ids
