@@ -392,10 +392,11 @@ def _steady(
 def _stack(env: dict[str, str], logs: Path, procs: list[Proc]) -> tuple[str, dict[str, int]]:
     """An API (write-through off), the relay and one cache worker: the URL and the pids to count CPU of."""
     port = free_port()
+    # Nothing pinned: the whole stack and the probe share the two cores, as the target says.
     api = Proc(
         [PY, "-m", "api", "--host", "127.0.0.1", "--port", str(port)],
         {**env, "READ_MODEL_WRITE_THROUGH": "false"},
-        0,
+        None,
         logs / "steady-api.log",
     )
     relay = Proc([PY, "-m", "worker", "relay"], env, None, logs / "steady-relay.log")
