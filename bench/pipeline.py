@@ -336,9 +336,10 @@ def _stage_by_stage(
     )
 
 
-def _profile(roots: dict[str, int], processes: int) -> list[subprocess.Popen[bytes]]:
+def _profile(roots: dict[str, int], tag: object) -> list[subprocess.Popen[bytes]]:
     """With ``BENCH_PROFILE=DIR``: py-spy (``--nonblocking``: the process is never paused) samples the relay and the
-    cache worker for :data:`PROFILE_SECONDS` of the drain, into DIR/<name>-<processes>.txt (raw, folded stacks).
+    cache worker for :data:`PROFILE_SECONDS` of a drain or a steady phase, into DIR/<name>-<tag>.txt (raw, folded
+    stacks).
     Its own CPU then counts in the machine's, not in the figures of the processes it samples."""
     folder = os.environ.get("BENCH_PROFILE")
     if not folder:
@@ -353,7 +354,7 @@ def _profile(roots: dict[str, int], processes: int) -> list[subprocess.Popen[byt
                 "-f",
                 "raw",
                 "-o",
-                _profile_path(folder, name, processes),
+                _profile_path(folder, name, tag),
                 "-p",
                 str(pid),
             ],
@@ -361,11 +362,12 @@ def _profile(roots: dict[str, int], processes: int) -> list[subprocess.Popen[byt
             stderr=subprocess.DEVNULL,
         )
         for name, pid in roots.items()
+        if name != "API"
     ]
 
 
-def _profile_path(folder: str, name: str, processes: int) -> str:
-    return f"{folder}/{name.replace(' ', '-')}-{processes}.txt"
+def _profile_path(folder: str, name: str, tag: object) -> str:
+    return f"{folder}/{name.replace(' ', '-')}-{str(tag).replace('/', '')}.txt"
 
 
 # -- steady phases -------------------------------------------------------------------------------------------------
@@ -376,8 +378,11 @@ def _steady(
 ) -> None:
     """``rate`` creates/s for :data:`PHASE_SECONDS` through the stack; latency and CPU per event."""
     before = _cpu(roots, env)
+    spies = _profile(roots, name)
     result = asyncio.run(latency.measure(url, redis_url, _KEYS, rate, PHASE_SECONDS))
     after = _cpu(roots, env)
+    for spy in spies:
+        spy.wait(30)
     events = max(1, int(result.get("count", 0)))
     written = result.get("count", 0) + result.get("lost", 0) - result.get("failed_writes", 0)
     result["accepted_per_s"] = written / max(PHASE_SECONDS, result.get("write_seconds", PHASE_SECONDS))
