@@ -351,8 +351,6 @@ def _profile(roots: dict[str, int], tag: object) -> list[subprocess.Popen[bytes]
                 *spy,
                 "-d",
                 str(PROFILE_SECONDS),
-                "-f",
-                "raw",
                 "-o",
                 _profile_path(folder, name, tag),
                 "-p",
