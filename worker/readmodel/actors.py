@@ -75,10 +75,14 @@ class ProjectionFailed(Exception):
 
 async def _project(actor: str, events: list[dict[str, Any]]) -> None:
     """Project ``events`` (one message's); a failure of any fails the message, once every other one is projected."""
-    res = await resources()
-    if _guard is not None:
-        await _guard.sweep()
-    outcomes = await asyncio.gather(*(_batcher.project(res, e) for e in events), return_exceptions=True)
+    try:
+        res = await resources()
+        if _guard is not None:
+            await _guard.sweep()
+    except Exception as exc:
+        outcomes: list[bool | BaseException] = [exc] * len(events)
+    else:
+        outcomes = await asyncio.gather(*(_batcher.project(res, e) for e in events), return_exceptions=True)
     emit = log.info if _log_events else log.debug
     failed: list[BaseException] = []
     for event, outcome in zip(events, outcomes, strict=True):
