@@ -286,8 +286,8 @@ def _write_results(rows: list[Row], pipeline_lines: list[str]) -> str:
             "The event pipeline (`bench/pipeline.py`), write-through off so that only the pipeline projects: the "
             "ceiling, the drain of a burst (outbox filled first by the API alone, then relay + cache worker "
             "started), the whole stack at a steady rate, commit -> projection, and the CPU per event of every "
-            "process (from /proc; PostgreSQL: the bench database's backends and the server's shared processes; RabbitMQ "
-            "and Redis: all their processes, whoever they serve).",
+            "process (from /proc; PostgreSQL: the bench database's backends and the server's shared processes; "
+            "RabbitMQ and Redis: all their processes, whoever they serve).",
             "",
             *pipeline_lines,
         ]
