@@ -20,14 +20,10 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -35,7 +31,8 @@ from pathlib import Path
 import asyncpg
 import redis
 
-from bench import cpu
+from bench import cpu, pipeline
+from bench.stack import Proc, free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -50,8 +47,6 @@ RABBITMQ = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
 CONNECTIONS, WARMUP, SECONDS = 64, int(os.environ.get("BENCH_WARMUP", 2)), int(os.environ.get("BENCH_SECONDS", 2))
 #: Rounds per scenario: each is one window of the scenario, then one of its ceiling.
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 7))
-#: The latency phase: product creations per second, at a steady pace.
-WRITE_RATE = 200
 #: Goals: ratios to the ceiling (issue 3; read by slug >= 50 % with the default settings, issue 10), and for the
 #: refusals, their rate against the cache hit's in the same run (>= 100 %: a refusal costs no more CPU than a hit).
 GOALS = {"read": 0.50, "page": 0.35, "page_cat": 0.35, "create": 0.75, "refusal": 1.0}
@@ -59,7 +54,7 @@ GOALS = {"read": 0.50, "page": 0.35, "page_cat": 0.35, "create": 0.75, "refusal"
 WRITE_KEYS = 200
 MARK_START, MARK_END = "<!-- http-bench:start -->", "<!-- http-bench:end -->"
 #: Every scenario, by the name ``BENCH_ONLY`` picks it with.
-SCENARIOS = ("read", "page", "page_cat", "refused", "unauthorized", "missing", "create", "latency")
+SCENARIOS = ("read", "page", "page_cat", "refused", "unauthorized", "missing", "create", *pipeline.SCENARIOS)
 
 
 def _only() -> frozenset[str]:
@@ -94,12 +89,6 @@ def _server_cpu(url: str) -> float:
 
 def _new_keys() -> list[str]:
     return [f"sr_bench-{os.getpid()}-{n}-{os.urandom(8).hex()}" for n in range(WRITE_KEYS)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _redis_url() -> str:
@@ -153,35 +142,6 @@ async def _mark_outbox_sent() -> None:
     conn = await asyncpg.connect(DSN)
     await conn.execute("UPDATE outbox SET sent_at = now() WHERE sent_at IS NULL")
     await conn.close()
-
-
-class Proc:
-    """A process the bench started (and so may stop), pinned to a core if asked."""
-
-    def __init__(self, args: list[str], env: dict[str, str], core: int | None = None, log: Path | None = None):
-        cmd = (["taskset", "-c", str(core)] if core is not None and shutil.which("taskset") else []) + args
-        out = log.open("ab") if log else subprocess.DEVNULL
-        self.p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(20)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-
-
-def _wait_http(url: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"bench: {url} did not come up")
 
 
 def _script(name: str, path: str = "/api/products", keys: list[str] | None = None) -> str:
@@ -300,7 +260,7 @@ def _table(rows: list[Row]) -> list[str]:
     return lines
 
 
-def _write_results(rows: list[Row], latency: dict[str, float], cpu_ms: dict[str, float]) -> str:
+def _write_results(rows: list[Row], pipeline_lines: list[str]) -> str:
     lines = [
         MARK_START,
         f"## HTTP and event pipeline ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC)",
@@ -320,27 +280,16 @@ def _write_results(rows: list[Row], latency: dict[str, float], cpu_ms: dict[str,
         "",
         *_table(rows),
     ]
-    lines += [
-        "",
-        "Event latency, API 201 (committed) -> projection in Redis, through relay, RabbitMQ and the cache "
-        f"worker (write-through off), at a steady {WRITE_RATE} writes/s:",
-        "",
-    ]
-    if latency.get("count"):
-        ok = "met" if latency["p99"] < 50 else "MISSED"
-        lines.append(
-            f"p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms, p99 {latency['p99']:.1f} ms "
-            f"({latency['count']:.0f} events, {latency['lost']:.0f} not projected within 10 s); goal p99 < 50 ms {ok}."
-        )
-    else:
-        lines.append(f"no event was projected: {latency}")
-    if cpu_ms:
-        cores = sum(cpu_ms.values()) * WRITE_RATE / 1000
+    if pipeline_lines:
         lines += [
             "",
-            "CPU per event in that phase (CPU time of each over the phase / events; the shared servers' every "
-            f"process): {', '.join(f'{k} {v:.2f} ms' for k, v in cpu_ms.items())}; together {cores:.2f} of the "
-            f"{os.cpu_count()} cores at {WRITE_RATE} writes/s (the latency probe's own CPU not counted).",
+            "The event pipeline (`bench/pipeline.py`), write-through off so that only the pipeline projects: the "
+            "ceiling, the drain of a burst (outbox filled first by the API alone, then relay + cache worker "
+            "started), the whole stack at a steady rate, commit -> projection, and the CPU per event of every "
+            "process (from /proc; PostgreSQL: the bench database's backends and the server's shared processes; "
+            "RabbitMQ and Redis: all their processes, whoever they serve).",
+            "",
+            *pipeline_lines,
         ]
     lines.append(MARK_END)
     section = "\n".join(lines)
@@ -370,13 +319,12 @@ def main() -> int:
         # generator's requests carry X-Forwarded-For, as nginx's do, so that they come from many clients.
         "TRUSTED_PROXIES": "127.0.0.1",
         "RELAY_METRICS_PORT": "0",
-        "dramatiq_prom_port": str(_free_port()),
+        "dramatiq_prom_port": str(free_port()),
     }
     procs: list[Proc] = []
     only = _only()
     done: dict[str, Scenario] = {}
-    latency: dict[str, float] = {}
-    cpu_ms: dict[str, float] = {}
+    figures = pipeline.Figures()
     try:
         print("bench: seeding 10,000 products and projecting them into Redis")
         os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "RABBITMQ_URL")})
@@ -385,14 +333,14 @@ def main() -> int:
         asyncio.run(_seed(keys))
         _sh(PY, "-m", "worker", "cache", "rebuild")
 
-        port, cport = _free_port(), _free_port()
+        port, cport = free_port(), free_port()
         url, curl = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{cport}"
         api = Proc([PY, "-m", "api", "--host", "127.0.0.1", "--port", str(port)], env, core=0, log=logs / "api.log")
         ceiling = Proc([PY, "-m", "bench.ceiling", "--port", str(cport), "--dsn", DSN], env, core=0)
         procs += [api, ceiling]
         SERVERS.update({url: api.p.pid, curl: ceiling.p.pid})
-        _wait_http(url + "/health/live")
-        _wait_http(curl + "/json")
+        wait_http(url + "/health/live")
+        wait_http(curl + "/json")
         print(f"bench: Stockroom API and the ceilings, both on core 0; {ROUNDS} rounds of {SECONDS} s windows each")
         bare_label, cte_label = "bare handler, constant JSON", "bare handler, one CTE insert"
         bare_json = (bare_label, curl + "/json", _script(""))
@@ -417,8 +365,8 @@ def main() -> int:
             )
         api.stop()
         ceiling.stop()
-        if "latency" in only:
-            latency, cpu_ms = _latency_phase(env, keys, redis_url, logs, procs)
+        asyncio.run(_mark_outbox_sent())
+        figures = pipeline.run(only, env, keys, redis_url, logs, procs)
     finally:
         for p in reversed(procs):
             p.stop()
@@ -427,54 +375,12 @@ def main() -> int:
     rows = _rows(done)
     print()
     if only == frozenset(SCENARIOS):
-        print(_write_results(rows, latency, cpu_ms))
+        print(_write_results(rows, pipeline.table(figures)))
         print(f"\nbench: logs in {logs}; results in bench/RESULTS.md")
     else:
-        print("\n".join(_table(rows)))
+        print("\n".join([*_table(rows), "", *pipeline.table(figures)]))
         print(f"\nbench: logs in {logs}; a subset ({', '.join(sorted(only))}): RESULTS.md left as it was")
     return 0
-
-
-def _latency_phase(
-    env: dict[str, str], keys: list[str], redis_url: str, logs: Path, procs: list[Proc]
-) -> tuple[dict[str, float], dict[str, float]]:
-    print(f"bench: event latency at {WRITE_RATE} writes/s (relay + cache worker, write-through off)")
-    # The create scenario left its events unsent (no relay ran): they are not what is timed here, and a
-    # backlog would make every latency a queueing delay. Mark them sent, so the pipeline starts idle.
-    asyncio.run(_mark_outbox_sent())
-    relay = Proc([PY, "-m", "worker", "relay"], env, log=logs / "relay.log")
-    worker = Proc([PY, "-m", "worker", "cache", "--processes", "1", "--threads", "8"], env, log=logs / "w.log")
-    port = _free_port()
-    lurl = f"http://127.0.0.1:{port}"
-    api2 = Proc(
-        [PY, "-m", "api", "--host", "127.0.0.1", "--port", str(port)],
-        {**env, "READ_MODEL_WRITE_THROUGH": "false"},
-        core=0,
-        log=logs / "api2.log",
-    )
-    procs += [relay, worker, api2]
-    _wait_http(lurl + "/health/live")
-    time.sleep(3)  # the worker and the relay connect and declare their queues
-    roots = {"relay": relay.p.pid, "cache worker": worker.p.pid, "API": api2.p.pid}
-    shared_servers = {"PostgreSQL": ["postgres"], "RabbitMQ": ["beam.smp"], "Redis": ["redis-server"]}
-    before = cpu.snapshot(roots, shared_servers)
-    probe = ["-m", "bench.latency", "--url", lurl, "--redis-url", redis_url, "--key", ",".join(keys[:20])]
-    out = subprocess.run(
-        ["taskset", "-c", "1", PY, *probe, "--rate", str(WRITE_RATE)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"bench: the latency probe failed:\n{out.stderr[-3000:]}")
-    latency = json.loads(next(x for x in out.stdout.splitlines() if x.startswith("BENCHJSON "))[10:])
-    after = cpu.snapshot(roots, shared_servers)
-    cpu_ms = {k: (after[k] - before[k]) * 1000 / max(1, latency.get("count", 0)) for k in before}
-    print(f"  {latency}")
-    print("  CPU per event: " + ", ".join(f"{k} {v:.2f} ms" for k, v in cpu_ms.items()))
-    return latency, cpu_ms
 
 
 Scenario = tuple[Result, Result, float, list[float], list[Result]]

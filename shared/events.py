@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 #: The durable topic exchange every integration event goes to (routing key = event type).
@@ -26,24 +27,29 @@ USER_EVENTS: Final = ("user.upserted",)
 #: Every event type the service emits.
 EVENT_TYPES: Final = frozenset(CATEGORY_EVENTS + PRODUCT_EVENTS + IMAGE_EVENTS + RECORD_EVENTS + USER_EVENTS)
 
-#: event type -> [(queue, actor name)]; one dramatiq message per entry.
-ROUTES: Final[dict[str, list[tuple[str, str]]]] = {
-    **{t: [(CACHE_QUEUE, "project_category")] for t in CATEGORY_EVENTS},
-    **{t: [(CACHE_QUEUE, "project_product")] for t in PRODUCT_EVENTS},
-    "product.image_uploaded": [(THUMBNAILS_QUEUE, "make_thumbnails"), (CACHE_QUEUE, "project_product")],
-    "product.image_removed": [(CACHE_QUEUE, "project_product")],
-    "product.thumbnails_ready": [(CACHE_QUEUE, "project_product")],
-    "product.thumbnails_failed": [(CACHE_QUEUE, "project_product")],
-    **{t: [(CACHE_QUEUE, "project_record")] for t in RECORD_EVENTS},
-    "user.upserted": [(CACHE_QUEUE, "project_user")],
-}
+#: The cache worker's actor: it takes a list of events, those of one relay batch (one message per batch, not per
+#: event: a message costs the relay, RabbitMQ and the worker far more than the event in it).
+CACHE_ACTOR: Final = "project_events"
+
+#: event type -> [(queue, actor name)] of the queues that get one dramatiq message per event.
+ROUTES: Final[dict[str, list[tuple[str, str]]]] = {"product.image_uploaded": [(THUMBNAILS_QUEUE, "make_thumbnails")]}
+#: event type -> the queue that gets it in one message per relay batch (actor :data:`CACHE_ACTOR`): every type.
+BATCHED: Final[dict[str, str]] = dict.fromkeys(
+    CATEGORY_EVENTS + PRODUCT_EVENTS + IMAGE_EVENTS + RECORD_EVENTS + USER_EVENTS, CACHE_QUEUE
+)
 
 
 def message_id(event_id: str, queue: str) -> str:
     """The dramatiq message id for ``event_id`` on ``queue``: stable, so a re-published event is recognisable."""
-    import uuid
-
     return str(uuid.uuid5(uuid.UUID(event_id), queue))
+
+
+def batch_message_id(event_ids: Sequence[str], queue: str) -> str:
+    """The id of the message carrying ``event_ids`` to ``queue``: :func:`message_id` for one event, else derived
+    from all of them (the same batch published again has the same id)."""
+    if len(event_ids) == 1:
+        return message_id(event_ids[0], queue)
+    return str(uuid.uuid5(uuid.UUID(event_ids[0]), queue + ":" + ",".join(event_ids[1:])))
 
 
 def actor_args(event: dict[str, object]) -> dict[str, object]:

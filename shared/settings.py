@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     relay_poll_interval: float = Field(default=1.0, gt=0)
     #: Outbox relay: seconds to wait for every publisher confirm of a batch before rolling it back.
     relay_publish_timeout: float = Field(default=5.0, gt=0)
+    #: Outbox relay: seconds a pass that woke from idle waits before it claims, so that events committed close
+    #: together go out as one batch (a batch costs the relay, RabbitMQ and the cache worker about the same with one
+    #: event or fifty). Not paid while a backlog drains (a full batch claims the next at once). 0 turns it off.
+    relay_linger: float = Field(default=0.01, ge=0, le=1)
     #: Relay passes in flight at once in one relay process (each holds one PostgreSQL connection).
     relay_concurrency: int = Field(default=4, ge=1, le=32)
     #: Outbox relay: sent rows are deleted after this many hours.

@@ -11,6 +11,8 @@ import tempfile
 from shared.events import CACHE_QUEUE, THUMBNAILS_QUEUE
 from shared.settings import Settings
 
+#: The cache worker's default threads: a batch holds up to one event per thread (measured in bench/RESULTS.md).
+CACHE_THREADS = 16
 #: dramatiq entry modules: each sets up the broker, then imports its actors.
 ENTRIES = {"cache": ("worker.readmodel.boot", CACHE_QUEUE), "thumbnails": ("worker.thumbnails.boot", THUMBNAILS_QUEUE)}
 
@@ -48,7 +50,8 @@ def _run_dramatiq(kind: str, argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog=f"python -m worker {kind}")
     parser.add_argument("--processes", "-p", type=int, default=1)
-    parser.add_argument("--threads", "-t", type=int, default=4 if kind == "cache" else 1)
+    # The cache worker projects the events of all its threads' messages in one batch: its threads are the batch.
+    parser.add_argument("--threads", "-t", type=int, default=CACHE_THREADS if kind == "cache" else 1)
     args = parser.parse_args(argv)
     module, queue = ENTRIES[kind]
     # A thumbnail job may take minutes (its time limit is 10): on SIGTERM let it finish rather than requeue it.

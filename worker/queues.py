@@ -20,10 +20,12 @@ from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL
 from dramatiq.common import dq_name, xq_name
 from pamqp.common import FieldTable
 
-from shared.events import EXCHANGE, ROUTES
+from shared.events import BATCHED, EXCHANGE, ROUTES
 
 #: Every dramatiq queue the routing table feeds, in a stable order.
-DRAMATIQ_QUEUES: Final = tuple(sorted({queue for routes in ROUTES.values() for queue, _ in routes}))
+DRAMATIQ_QUEUES: Final = tuple(
+    sorted({queue for routes in ROUTES.values() for queue, _ in routes} | set(BATCHED.values()))
+)
 
 #: dramatiq's ``RabbitmqBroker(max_priority=...)``. ``worker.broker`` passes none, so dramatiq declares no
 #: ``x-max-priority``; if it ever does, set the same number here or every declaration fails.

@@ -1,14 +1,16 @@
 """``python -m worker relay``: the outbox relay, PostgreSQL ``outbox`` -> RabbitMQ, at least once.
 
-One pass: in one transaction, claim up to ``relay_batch_size`` unsent rows with ``FOR UPDATE SKIP LOCKED`` (relays
-running side by side take disjoint batches), publish every message of the batch concurrently on a channel with
-publisher confirms, await all confirms, then mark the rows sent and commit. A failure or a timeout rolls back, so
-the rows stay unsent and the pass is retried after an exponential backoff: a row is marked sent only once RabbitMQ
-has confirmed every one of its messages. A crash between the confirms and the commit publishes the batch again;
-consumers are idempotent. Within a batch, messages are published concurrently and may arrive in any order.
+One pass: in one transaction, claim up to ``relay_batch_size`` unsent rows with ``FOR UPDATE SKIP LOCKED`` and mark
+them sent in the same statement (relays running side by side take disjoint batches), publish every message of the
+batch concurrently on a channel with publisher confirms, await all confirms, then commit. A failure or a timeout
+rolls back, so the rows stay unsent and the pass is retried after an exponential backoff: a row is seen sent only
+once RabbitMQ has confirmed every one of its messages. A crash between the confirms and the commit publishes the
+batch again; consumers are idempotent. Within a batch, messages are published concurrently and may arrive in any order.
 
 Per event: one integration message to the topic exchange ``stockroom.events`` (routing key = event type) and one
-dramatiq message per subscriber in ``shared.events.ROUTES``. The topology is declared by ``worker.queues``.
+dramatiq message per subscriber in ``shared.events.ROUTES``; per batch, one dramatiq message to each queue of
+``shared.events.BATCHED`` holding all of the batch's events for it (the cache worker's). The topology is declared by
+``worker.queues``.
 
 Waking up: a dedicated connection LISTENs on ``outbox`` (the insert trigger NOTIFYs at commit). A NOTIFY sent while
 that connection is down is lost, so the relay also polls every ``relay_poll_interval`` seconds.
@@ -31,20 +33,22 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import aio_pika
+import aiormq
 import asyncpg
 import dramatiq
 import orjson
 import prometheus_client
 import uvloop
-from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from pamqp import commands as spec
 from prometheus_client import Counter, Gauge
 
 from shared.errors import ServiceUnavailable
-from shared.events import EXCHANGE, ROUTES, actor_args, message_id
+from shared.events import BATCHED, CACHE_ACTOR, EXCHANGE, ROUTES, actor_args, batch_message_id, message_id
 from shared.logs import configure_logging, get_logger
 from shared.settings import Settings
 from shared.store import outbox
-from shared.store.outbox import OutboxEvent, claim_batch, delete_expired, mark_sent
+from shared.store.outbox import OutboxEvent, claim_batch, delete_expired
 from shared.store.pool import UNAVAILABLE, connection, create_pool
 from worker import queue_metrics
 from worker.queues import declare_topology
@@ -65,6 +69,8 @@ METRICS_INTERVAL: Final = 1.0
 #: Seconds between two pings on the LISTEN connection: a silently dead socket is noticed and replaced.
 LISTEN_PING_INTERVAL: Final = 30.0
 
+#: AMQP delivery mode 2: RabbitMQ writes the message to disk (durable queues, persistent messages).
+PERSISTENT: Final = aio_pika.DeliveryMode.PERSISTENT
 #: Failures that are expected while a service is away: logged without a traceback.
 TRANSIENT: Final = (
     TimeoutError,
@@ -88,11 +94,15 @@ OUTBOX_OLDEST_AGE = Gauge(
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One message to publish: to the events exchange, or to a dramatiq queue through the default exchange ``""``."""
+    """One message to publish: to the events exchange, or to a dramatiq queue through the default exchange ``""``.
+
+    The AMQP properties are built once here and handed to aiormq as they are (aio-pika's ``Message`` would build
+    them again at each publish): the same properties aio-pika sends (``headers`` empty, ``priority`` 0)."""
 
     exchange: str
     routing_key: str
-    message: aio_pika.Message
+    body: bytes
+    properties: spec.Basic.Properties
 
 
 # -- message building (pure) -------------------------------------------------------------------------------------
@@ -113,44 +123,67 @@ def integration_body(event: OutboxEvent) -> dict[str, Any]:
 
 
 def build_messages(event: OutboxEvent) -> list[Outgoing]:
-    """Every message ``event`` turns into: the integration event, then one dramatiq message per subscriber.
+    """The messages ``event`` turns into on its own: the integration event, then one dramatiq message per subscriber
+    of :data:`ROUTES` (the batched queues' are :func:`batch_messages`').
 
     Everything is derived from the row (ids, timestamps), so a re-published event is byte for byte the same.
     """
     body = integration_body(event)
-    occurred_ms = int(event.created_at.timestamp() * 1000)
     out = [
         Outgoing(
             EXCHANGE,
             event.type,
-            aio_pika.Message(
-                orjson.dumps(body),
+            orjson.dumps(body),
+            spec.Basic.Properties(
                 content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                headers={},
+                delivery_mode=PERSISTENT,
+                priority=0,
                 message_id=event.event_id,
                 correlation_id=event.request_id,
                 timestamp=event.created_at,
-                type=event.type,
+                message_type=event.type,
             ),
         )
     ]
     for queue, actor in ROUTES.get(event.type, []):
-        # queue_name must equal the queue it is published to: dramatiq looks the actor up by it.
-        encoded = dramatiq.Message(
-            queue_name=queue,
-            actor_name=actor,
-            args=(actor_args(body),),
-            kwargs={},
-            options={},
-            message_id=message_id(event.event_id, queue),
-            message_timestamp=occurred_ms,
-        ).encode()
-        # dramatiq's own enqueue sets delivery_mode=2 and a priority only for ``broker_priority`` (never set here).
-        message = aio_pika.Message(
-            encoded, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=message_id(event.event_id, queue)
-        )
-        out.append(Outgoing("", queue, message))
+        out.append(_dramatiq(queue, actor, actor_args(body), message_id(event.event_id, queue), event))
     return out
+
+
+def batch_messages(events: Sequence[OutboxEvent]) -> list[Outgoing]:
+    """One dramatiq message per queue of :data:`BATCHED`, holding every event of ``events`` for it, in outbox order
+    (its id derived from theirs, its timestamp the first one's)."""
+    by_queue: dict[str, list[OutboxEvent]] = {}
+    for event in events:
+        if (queue := BATCHED.get(event.type)) is not None:
+            by_queue.setdefault(queue, []).append(event)
+    return [
+        _dramatiq(
+            queue,
+            CACHE_ACTOR,
+            [actor_args(integration_body(e)) for e in batch],
+            batch_message_id([e.event_id for e in batch], queue),
+            batch[0],
+        )
+        for queue, batch in by_queue.items()
+    ]
+
+
+def _dramatiq(queue: str, actor: str, arg: object, mid: str, event: OutboxEvent) -> Outgoing:
+    # queue_name must equal the queue it is published to: dramatiq looks the actor up by it.
+    encoded = dramatiq.Message(
+        queue_name=queue,
+        actor_name=actor,
+        args=(arg,),
+        kwargs={},
+        options={},
+        message_id=mid,
+        message_timestamp=int(event.created_at.timestamp() * 1000),
+    ).encode()
+    # dramatiq's own enqueue sets delivery_mode=2 and a priority only for ``broker_priority`` (never set here).
+    properties = spec.Basic.Properties(headers={}, delivery_mode=PERSISTENT, priority=0, message_id=mid)
+    return Outgoing("", queue, encoded, properties)
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------------------------------
@@ -173,7 +206,6 @@ class Publisher:
         self._url = url
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
-        self._exchanges: dict[str, AbstractExchange] = {}
         self._ready = False
 
     async def ready(self) -> None:
@@ -191,17 +223,19 @@ class Publisher:
         await self._channel.ready()
         # Declared again after every failure: a queue deleted under a running relay would make every publish
         # unroutable, and the robust channel only restores what it saw declared.
-        events = await declare_topology(self._channel)
-        self._exchanges = {EXCHANGE: events, "": self._channel.default_exchange}
+        await declare_topology(self._channel)
         self._ready = True
 
     def invalidate(self) -> None:
         """Declare again before the next publish."""
         self._ready = False
 
-    async def publish(self, outgoing: Outgoing) -> None:
-        """Publish and wait for the broker's confirm; an unroutable message raises (``on_return_raises``)."""
-        await self._exchanges[outgoing.exchange].publish(outgoing.message, outgoing.routing_key, mandatory=True)
+    async def underlay(self) -> aiormq.Channel:
+        """The channel's current aiormq channel (a new one after a reconnect): a batch publishes on it directly."""
+        assert self._channel is not None
+        channel = await self._channel.get_underlay_channel()
+        assert isinstance(channel, aiormq.Channel)
+        return channel
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -218,7 +252,23 @@ async def publish_batch(publisher: Publisher, events: Sequence[OutboxEvent], wit
     Returns the number of messages published.
     """
     pairs = [(e, o) for e in events for o in build_messages(e)]
-    tasks = [asyncio.ensure_future(publisher.publish(o)) for _, o in pairs]
+    pairs += [(events[0], o) for o in batch_messages(events)]
+    channel = await publisher.underlay()
+    # aiormq writes each publish's frames in order and resolves its confirm (raising on a nack, or on a return:
+    # ``on_return_raises``); not waiting for each write to drain saves a future per message, the confirm follows it.
+    tasks = [
+        asyncio.ensure_future(
+            channel.basic_publish(
+                o.body,
+                exchange=o.exchange,
+                routing_key=o.routing_key,
+                properties=o.properties,
+                mandatory=True,
+                wait=False,
+            )
+        )
+        for _, o in pairs
+    ]
     try:
         async with asyncio.timeout(within):
             await asyncio.gather(*tasks)
@@ -280,7 +330,7 @@ async def wait_any(events: Iterable[asyncio.Event], seconds: float | None) -> No
 async def relay_batch(
     pool: asyncpg.Pool, publisher: Publisher, settings: Settings, on_claimed: Callable[[], None] | None = None
 ) -> int:
-    """One pass: claim, publish, await confirms, mark sent, commit. Returns the number of events sent.
+    """One pass: claim (and mark sent), publish, await confirms, commit. Returns the number of events sent.
 
     ``on_claimed`` is called once the batch's rows are locked (or none were found): from then on another pass may
     claim the next rows (SKIP LOCKED) while this one waits for its confirms."""
@@ -296,8 +346,8 @@ async def relay_batch(
                 on_claimed()
         if not events:
             return 0
+        # The rows were marked sent as they were claimed: the commit after the confirms makes it true.
         messages = await publish_batch(publisher, events, settings.relay_publish_timeout)
-        await mark_sent(conn, [e.row_id for e in events])
     for type_, count in collections.Counter(e.type for e in events).items():
         EVENTS_PUBLISHED.labels(type_).inc(count)
     # With LOG_EVENTS (make run), at INFO: with the API's write line and the worker's line, each event's way shows
@@ -382,6 +432,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         "relay started",
         batch_size=settings.relay_batch_size,
         poll_interval=settings.relay_poll_interval,
+        linger=settings.relay_linger,
         concurrency=settings.relay_concurrency,
     )
     metrics = asyncio.create_task(_metrics_loop(pool, settings, stop))
@@ -426,6 +477,8 @@ async def _passes(
         async with claiming:
             if idle:
                 await wait_any([wake, stop], settings.relay_poll_interval)
+                if settings.relay_linger and wake.is_set():
+                    await wait_any([stop], settings.relay_linger)
             if stop.is_set():
                 break
             # Cleared before the claim: a NOTIFY arriving during the pass triggers another one.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 import asyncpg
@@ -70,10 +71,17 @@ async def list_at(conn: asyncpg.Connection, offset: int, limit: int) -> list[Cat
 
 async def get_any_by_id(conn: asyncpg.Connection, category_id: int) -> tuple[Category, bool] | None:
     """The category, live or soft-deleted, and whether it is deleted (for the read model's projections)."""
-    row = await conn.fetchrow(
-        _SELECT.replace("SELECT ", "SELECT c.deleted_at IS NOT NULL AS deleted, ", 1) + " WHERE c.id = $1", category_id
+    return (await get_any_by_ids(conn, [category_id])).get(category_id)
+
+
+async def get_any_by_ids(conn: asyncpg.Connection, category_ids: Sequence[int]) -> dict[int, tuple[Category, bool]]:
+    """:func:`get_any_by_id` for many ids in one statement (the cache worker's batches); absent ids are left out."""
+    rows = await conn.fetch(
+        _SELECT.replace("SELECT ", "SELECT c.deleted_at IS NOT NULL AS deleted, ", 1)
+        + " WHERE c.id = ANY($1::bigint[])",
+        list(category_ids),
     )
-    return None if row is None else (entity(Category, row), row["deleted"])
+    return {r["id"]: (entity(Category, r), r["deleted"]) for r in rows}
 
 
 async def ids_after(conn: asyncpg.Connection, after_id: int, limit: int) -> list[int]:

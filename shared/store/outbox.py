@@ -1,8 +1,8 @@
-"""The outbox table: claim unsent rows, mark them sent, delete expired rows, and the backlog figures."""
+"""The outbox table: claim unsent rows (marking them sent as their transaction commits), delete expired rows, and
+the backlog figures."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -39,32 +39,35 @@ class Backlog:
 
 
 async def claim_batch(conn: asyncpg.Connection, limit: int) -> list[OutboxEvent]:
-    """Lock up to ``limit`` unsent rows, oldest first, skipping rows another relay holds. The caller holds the
-    transaction (the rows stay locked until it commits, after :func:`mark_sent`)."""
+    """Lock up to ``limit`` unsent rows, oldest first, skipping rows another relay holds, and mark them sent, in one
+    statement. The caller holds the transaction: it commits only once every message of the rows is confirmed, so
+    nobody sees them sent before that, and a rollback (a failed publish) leaves them unsent and unlocked."""
     rows = await conn.fetch(
-        """SELECT id, event_id, type, aggregate, aggregate_id, version, payload, request_id, created_at
-           FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
+        """UPDATE outbox o SET sent_at = now()
+           FROM (SELECT id FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) claimed
+           WHERE o.id = claimed.id
+           RETURNING o.id, o.event_id, o.type, o.aggregate, o.aggregate_id, o.version, o.payload, o.request_id,
+                     o.created_at""",
         limit,
     )
-    return [
-        OutboxEvent(
-            row_id=r["id"],
-            event_id=str(r["event_id"]),
-            type=r["type"],
-            aggregate=r["aggregate"],
-            aggregate_id=r["aggregate_id"],
-            version=r["version"],
-            payload=r["payload"],
-            request_id=r["request_id"],
-            created_at=r["created_at"],
-        )
-        for r in rows
-    ]
-
-
-async def mark_sent(conn: asyncpg.Connection, row_ids: Sequence[int]) -> None:
-    """Mark rows sent; only after every message of theirs was confirmed."""
-    await conn.execute("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", list(row_ids))
+    # RETURNING follows no order: the batch is published in the outbox's.
+    return sorted(
+        (
+            OutboxEvent(
+                row_id=r["id"],
+                event_id=str(r["event_id"]),
+                type=r["type"],
+                aggregate=r["aggregate"],
+                aggregate_id=r["aggregate_id"],
+                version=r["version"],
+                payload=r["payload"],
+                request_id=r["request_id"],
+                created_at=r["created_at"],
+            )
+            for r in rows
+        ),
+        key=lambda e: e.row_id,
+    )
 
 
 async def delete_expired(conn: asyncpg.Connection, retention_hours: float, chunk: int = DELETE_CHUNK) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
@@ -140,10 +141,17 @@ async def get_by_slug(conn: asyncpg.Connection, slug: str) -> Product | None:
 
 async def get_any_by_id(conn: asyncpg.Connection, product_id: int) -> tuple[Product, bool] | None:
     """The product, live or soft-deleted, and whether it is deleted (for the read model's projections)."""
-    row = await conn.fetchrow(
-        _SELECT.replace("SELECT ", "SELECT p.deleted_at IS NOT NULL AS deleted, ", 1) + " WHERE p.id = $1", product_id
+    return (await get_any_by_ids(conn, [product_id])).get(product_id)
+
+
+async def get_any_by_ids(conn: asyncpg.Connection, product_ids: Sequence[int]) -> dict[int, tuple[Product, bool]]:
+    """:func:`get_any_by_id` for many ids in one statement (the cache worker's batches); absent ids are left out."""
+    rows = await conn.fetch(
+        _SELECT.replace("SELECT ", "SELECT p.deleted_at IS NOT NULL AS deleted, ", 1)
+        + " WHERE p.id = ANY($1::bigint[])",
+        list(product_ids),
     )
-    return None if row is None else (_product(row), row["deleted"])
+    return {r["id"]: (_product(r), r["deleted"]) for r in rows}
 
 
 async def ids_after(conn: asyncpg.Connection, after_id: int, limit: int) -> list[int]:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,7 +26,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.errors import ConnectionClosed
 from prometheus_client import REGISTRY
 
-from shared.events import CACHE_QUEUE, EXCHANGE, THUMBNAILS_QUEUE, actor_args, message_id
+from shared.events import CACHE_ACTOR, CACHE_QUEUE, EXCHANGE, THUMBNAILS_QUEUE, actor_args, message_id
 from shared.settings import Settings
 from tests.conftest import clear_policy, set_policy
 from tests.support.tcp_proxy import TcpProxy
@@ -117,6 +119,13 @@ async def drain(queue: AbstractQueue, expected: int, within: float = 10.0) -> li
     return got
 
 
+async def cache_event_ids(channel: AbstractChannel) -> list[str]:
+    """The ids of the events the cache-warming queue holds (several per message: a relay batch's)."""
+    queue = await channel.get_queue(CACHE_QUEUE)
+    messages = await drain(queue, await message_count(channel, CACHE_QUEUE), within=2)
+    return [e["id"] for m in messages for e in dramatiq.Message.decode(m.body).args[0]]
+
+
 async def wait_value(pg: asyncpg.Connection, sql: str, expected: object, within: float = 10.0) -> None:
     deadline = time.monotonic() + within
     while (value := await pg.fetchval(sql)) != expected:
@@ -151,17 +160,17 @@ def _event(event_type: str = "product.image_uploaded") -> relay.OutboxEvent:
 
 
 def test_an_event_becomes_one_integration_message_and_one_dramatiq_message_per_subscriber() -> None:
-    # Given an image upload (two subscribers: thumbnails and cache-warming)
+    # Given an image upload (two subscribers: thumbnails, and cache-warming, which takes a batch per message)
     event = _event()
     # When its messages are built
-    out = relay.build_messages(event)
+    out = relay.build_messages(event) + relay.batch_messages([event])
     # Then the first is the integration event, persistent JSON keyed by type and id
     integration = out[0]
     assert (integration.exchange, integration.routing_key) == (EXCHANGE, "product.image_uploaded")
-    assert integration.message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
-    assert integration.message.content_type == "application/json"
-    assert integration.message.message_id == event.event_id
-    assert orjson.loads(integration.message.body) == {
+    assert integration.properties.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert integration.properties.content_type == "application/json"
+    assert integration.properties.message_id == event.event_id
+    assert orjson.loads(integration.body) == {
         "id": event.event_id,
         "type": "product.image_uploaded",
         "aggregate": "product",
@@ -173,18 +182,33 @@ def test_an_event_becomes_one_integration_message_and_one_dramatiq_message_per_s
     }
     # And the others are dramatiq's own messages on the default exchange, queue_name = the queue published to
     assert [(o.exchange, o.routing_key) for o in out[1:]] == [("", THUMBNAILS_QUEUE), ("", CACHE_QUEUE)]
-    for o, actor in zip(out[1:], ["make_thumbnails", "project_product"], strict=True):
-        decoded = dramatiq.Message.decode(o.message.body)
+    args = actor_args(orjson.loads(integration.body))
+    for o, actor, arg in zip(out[1:], ["make_thumbnails", CACHE_ACTOR], [args, [args]], strict=True):
+        decoded = dramatiq.Message.decode(o.body)
         assert decoded.queue_name == o.routing_key
         assert decoded.actor_name == actor
-        assert decoded.args == (actor_args(orjson.loads(integration.message.body)),)
+        assert decoded.args == (arg,)
         assert decoded.kwargs == {}
         assert decoded.options == {}
         assert decoded.message_id == message_id(event.event_id, o.routing_key)
         assert decoded.message_timestamp == 1767323045678
-        assert o.message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+        assert o.properties.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
     # And building again gives the same bytes (a re-published event is recognisable)
-    assert [o.message.body for o in relay.build_messages(event)] == [o.message.body for o in out]
+    again = relay.build_messages(event) + relay.batch_messages([event])
+    assert [o.body for o in again] == [o.body for o in out]
+
+
+def test_a_batch_goes_to_the_cache_worker_in_one_message_with_every_event_in_outbox_order() -> None:
+    # Given a batch of three events
+    events = [dataclasses.replace(_event("product.updated"), row_id=n, event_id=str(uuid.uuid4())) for n in range(3)]
+    # When its batched messages are built
+    (out,) = relay.batch_messages(events)
+    # Then one cache-warming message carries all three, in order, under an id derived from theirs
+    decoded = dramatiq.Message.decode(out.body)
+    assert (out.routing_key, decoded.queue_name, decoded.actor_name) == (CACHE_QUEUE, CACHE_QUEUE, CACHE_ACTOR)
+    assert [e["id"] for e in decoded.args[0]] == [e.event_id for e in events]
+    assert decoded.message_id == dramatiq.Message.decode(relay.batch_messages(events)[0].body).message_id
+    assert decoded.message_id != dramatiq.Message.decode(relay.batch_messages(events[:2])[0].body).message_id
 
 
 async def test_every_event_arrives_once_on_the_exchange_and_on_its_dramatiq_queues(
@@ -208,20 +232,19 @@ async def test_every_event_arrives_once_on_the_exchange_and_on_its_dramatiq_queu
         assert body["id"] == ids[body["type"]]
         assert m.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
         assert m.content_type == "application/json"
+        assert (m.type, m.correlation_id, m.priority, m.headers) == (body["type"], "req-1", 0, {})
+        assert m.timestamp is not None
         assert body["data"] == {"n": 1}
         assert body["request_id"] == "req-1"
     # And the audit queue keeps them too, so they were never unroutable
     assert await message_count(channel, AUDIT_QUEUE) == 3
     # And the dramatiq queues hold one message per subscriber, addressed to their own queue
     thumbnails = await drain(await channel.get_queue(THUMBNAILS_QUEUE), 1)
-    cache = await drain(await channel.get_queue(CACHE_QUEUE), 3)
+    cache = await drain(await channel.get_queue(CACHE_QUEUE), 1)
     assert [dramatiq.Message.decode(m.body).args[0]["id"] for m in thumbnails] == [ids["product.image_uploaded"]]
-    decoded = sorted((dramatiq.Message.decode(m.body) for m in cache), key=lambda d: str(d.actor_name))
-    assert [(d.queue_name, d.actor_name) for d in decoded] == [
-        (CACHE_QUEUE, "project_category"),
-        (CACHE_QUEUE, "project_product"),
-        (CACHE_QUEUE, "project_record"),
-    ]
+    decoded = [dramatiq.Message.decode(m.body) for m in cache]
+    assert {(d.queue_name, d.actor_name) for d in decoded} == {(CACHE_QUEUE, CACHE_ACTOR)}
+    assert sorted(e["id"] for d in decoded for e in d.args[0]) == sorted(ids.values())
     assert all(m.delivery_mode == aio_pika.DeliveryMode.PERSISTENT for m in thumbnails + cache)
 
 
@@ -245,7 +268,7 @@ async def test_a_nacked_publish_leaves_the_rows_unsent_until_the_broker_accepts(
     finally:
         with contextlib.suppress(Exception):
             clear_policy("reject-all")
-    assert await message_count(channel, CACHE_QUEUE) == 5
+    assert sorted(await cache_event_ids(channel)) == sorted(ids)
     # (integration messages of the failed attempts were confirmed and are published again: at least once)
     assert {m.message_id for m in await drain(tap, 5)} == set(ids)
 
@@ -263,7 +286,7 @@ async def test_two_relays_at_once_publish_every_event_exactly_once(
     elapsed = time.monotonic() - started
     # Then every event was published exactly once, in total
     assert await message_count(channel, EVENTS_TAP) == 300
-    assert await message_count(channel, CACHE_QUEUE) == 300
+    assert sorted(await cache_event_ids(channel)) == sorted(ids)
     assert {m.message_id for m in await drain(tap, 300)} == set(ids)
     print(f"two relays: 300 events (600 messages) in {elapsed:.2f} s")
 
@@ -447,11 +470,11 @@ async def test_a_dramatiq_worker_runs_the_actor_with_the_event_args(
     received: list[dict[str, Any]] = []
     done = threading.Event()
 
-    def project_product(event: dict[str, Any]) -> None:
-        received.append(event)
+    def project_events(events: list[dict[str, Any]]) -> None:
+        received.extend(events)
         done.set()
 
-    dramatiq.actor(project_product, broker=broker, queue_name=CACHE_QUEUE, actor_name="project_product")
+    dramatiq.actor(project_events, broker=broker, queue_name=CACHE_QUEUE, actor_name=CACHE_ACTOR)
     worker = dramatiq.Worker(broker, worker_threads=1)
     # When the relay publishes a product event
     (event_id,) = await insert_events(pg, 1, "product.created")
@@ -474,3 +497,21 @@ async def test_a_dramatiq_worker_runs_the_actor_with_the_event_args(
             "request_id": "req-1",
         }
     ]
+
+
+async def test_events_committed_close_together_while_the_relay_is_idle_share_one_cache_message(
+    relay_settings: Settings, pg: asyncpg.Connection, channel: AbstractChannel
+) -> None:
+    # Given an idle relay that lingers 0.3 s after a wake-up (and polls rarely, so only NOTIFY wakes it)
+    settings = relay_settings.model_copy(update={"relay_linger": 0.3, "relay_poll_interval": 5.0})
+    async with running(settings):
+        await asyncio.sleep(0.5)
+        # When three writes commit one after the other, 20 ms apart
+        ids = []
+        for _ in range(3):
+            ids += await insert_events(pg, 1)
+            await asyncio.sleep(0.02)
+        await wait_sent(pg, 3)
+    # Then the cache worker gets them in one message, in commit order
+    assert await message_count(channel, CACHE_QUEUE) == 1
+    assert await cache_event_ids(channel) == ids

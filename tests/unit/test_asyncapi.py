@@ -52,7 +52,7 @@ def test_every_payload_schema_is_json_schema_and_names_the_fields_the_relay_publ
     doc = asyncapi.document()
     event = relay.OutboxEvent(1, "0b9c6f2e-8a51-4c6e-9d0b-3f7f1f3e2a10", "record.created", "record", "7", 1, {},
                               "req-1", datetime(2026, 1, 2, tzinfo=UTC))  # fmt: skip
-    body = orjson.loads(relay.build_messages(event)[0].message.body)
+    body = orjson.loads(relay.build_messages(event)[0].body)
     for schema in doc["components"]["schemas"].values():
         jsonschema.Draft7Validator.check_schema(schema)
         assert set(schema["required"]) == set(body)

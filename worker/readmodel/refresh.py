@@ -1,13 +1,15 @@
-"""Refreshing one aggregate's projection: its current state read from PostgreSQL, then projected into Redis.
+"""Refreshing aggregates' projections: their current state read from PostgreSQL, then projected into Redis.
 
 Plain async functions, no dramatiq (the actors and the rebuild both use them). The event says *what* changed;
 the state always comes from PostgreSQL, and the read model's version check makes a duplicate or out-of-order
-message harmless.
+message harmless. :func:`project_many` refreshes a batch: each aggregate once however many events named it, the
+products and categories read in one statement each, every projection over one pipelined Redis round trip.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,10 +80,108 @@ _BY_AGGREGATE: dict[str, Callable[[Resources, str], Awaitable[bool]]] = {
 }
 
 
-async def project_event(res: Resources, event: dict[str, Any]) -> bool:
-    """Project the aggregate an event names; True if Redis changed."""
-    aggregate = event["aggregate"]
-    refresh = _BY_AGGREGATE.get(aggregate)
-    if refresh is None:
-        raise ValueError(f"unknown aggregate {aggregate!r}")
-    return await refresh(res, str(event["aggregate_id"]))
+#: An aggregate as events name it: (aggregate, aggregate id as the event carries it).
+Key = tuple[str, str]
+
+
+def event_key(event: dict[str, Any]) -> Key:
+    return str(event["aggregate"]), str(event["aggregate_id"])
+
+
+async def project_many(res: Resources, keys: Collection[Key]) -> dict[Key, bool | Exception]:
+    """Project each aggregate of ``keys`` from its current state: whether Redis changed, or the exception that
+    aggregate met (an unknown aggregate, a malformed id, a failed read or script); the others are projected.
+
+    A product brings its category (whose product count it may have changed): the categories are read after the
+    products, so each category's state includes every product read, whose projection fences it at its position.
+    """
+    out: dict[Key, bool | Exception] = {}
+    products: dict[int, Key] = {}
+    categories: dict[int, Key] = {}
+    others: list[Key] = []
+    for key in keys:
+        aggregate, ident = key
+        try:
+            if aggregate == "product":
+                products[int(ident)] = key
+            elif aggregate == "category":
+                categories[int(ident)] = key
+            elif aggregate in _BY_AGGREGATE:
+                others.append(key)
+            else:
+                raise ValueError(f"unknown aggregate {aggregate!r}")
+        except ValueError as exc:
+            out[key] = exc
+    jobs: list[Awaitable[None]] = [_settle(out, key, _BY_AGGREGATE[key[0]](res, key[1])) for key in others]
+    if products or categories:
+        try:
+            async with connection(res.pool, res.wait) as conn:
+                found = await prod_repo.get_any_by_ids(conn, list(products)) if products else {}
+                wanted = set(categories) | {p.category_id for p, _ in found.values()}
+                cats = await cat_repo.get_any_by_ids(conn, sorted(wanted))
+        except Exception as exc:
+            out.update(dict.fromkeys([*products.values(), *categories.values()], exc))
+        else:
+            # Every script is issued in this loop turn: one write to Redis, one round trip.
+            cat_done: dict[int, bool | Exception] = {}
+            for pid, key in products.items():
+                if pid in found:
+                    product, deleted = found[pid]
+                    jobs.append(_settle(out, key, project(res.run, product, res.media_url, deleted=deleted)))
+                else:
+                    out[key] = False
+            for cid, (category, deleted) in cats.items():
+                jobs.append(_settle(cat_done, cid, project(res.run, category, res.media_url, deleted=deleted)))
+            await asyncio.gather(*jobs)
+            jobs = []
+            for cid, key in categories.items():
+                out[key] = cat_done.get(cid, False)
+            for pid, key in products.items():
+                # A product whose category's projection failed is retried with it, as one event.
+                failed = cat_done.get(found[pid][0].category_id) if pid in found else None
+                if isinstance(failed, Exception) and not isinstance(out[key], Exception):
+                    out[key] = failed
+    await asyncio.gather(*jobs)
+    return out
+
+
+async def _settle(out: dict[Any, bool | Exception], key: Any, job: Awaitable[bool]) -> None:
+    try:
+        out[key] = await job
+    except Exception as exc:
+        out[key] = exc
+
+
+class Batcher:
+    """Collects the events the worker threads hand in while a batch is in flight, and projects them together."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[Key, list[asyncio.Future[bool]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def project(self, res: Resources, event: dict[str, Any]) -> bool:
+        """Project ``event``'s aggregate in the next batch; True if Redis changed (the exception if it failed)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(event_key(event), []).append(future)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(res))
+        return await future
+
+    async def _run(self, res: Resources) -> None:
+        while self._waiting:
+            # One turn of the loop: the coroutines the other threads submitted meanwhile join this batch.
+            await asyncio.sleep(0)
+            batch, self._waiting = self._waiting, {}
+            try:
+                results = await project_many(res, batch.keys())
+            except Exception as exc:
+                results = dict.fromkeys(batch, exc)
+            for key, futures in batch.items():
+                outcome = results[key]
+                for future in futures:
+                    if future.done():
+                        continue
+                    if isinstance(outcome, Exception):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
