@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from shared.readmodel import keys, scripts
+from shared.readmodel import keys, render, scripts
 from shared.readmodel.client import Runner
 
 
@@ -33,10 +33,10 @@ def _pair(found: Any) -> tuple[bytes, str] | None:
 
 def split_copy(value: bytes | None) -> tuple[bytes, str] | None:
     """(body, ETag) of a product's slug copy (:func:`shared.readmodel.keys.product_copy`), or None."""
-    if not value:
+    if not value or value == keys.ABSENT:
         return None
     cut = value.index(b"\n")
-    return value[cut + 1 :], value[:cut].decode()
+    return render.unpack(value[cut + 1 :]), value[:cut].decode()
 
 
 async def mark_product_absent(run: Runner, slug: str) -> None:
@@ -44,7 +44,8 @@ async def mark_product_absent(run: Runner, slug: str) -> None:
 
 
 async def product_by_slug(run: Runner, slug: str) -> tuple[bytes, str] | None:
-    return _pair(await run(scripts.GET_BY_SLUG, [keys.product_slug(slug)], [keys.PREFIX, "p:", slug]))
+    """(body, ETag) of the live product of ``slug``, as the API's read by slug finds it (one GET)."""
+    return split_copy(await run(scripts.GET_COPY, [keys.product_copy(slug)], []))
 
 
 async def category_by_slug(run: Runner, slug: str) -> tuple[bytes, str] | None:
@@ -81,8 +82,10 @@ async def product_page(
     flat = await run(scripts.LIST_PAGE, index_keys, args)
     if flat is None or flat is False:
         return None
-    rows = [(int(flat[i]), float(flat[i + 1]), bytes(flat[i + 2])) for i in range(0, len(flat), 3)]
-    return IndexPage(rows)
+    # One unpack for the whole page: NUL never occurs in JSON as orjson writes it, so it splits them again.
+    bodies = render.unpack(b"\0".join(bytes(flat[i]) for i in range(2, len(flat), 3))).split(b"\0")
+    rows = [(keys.member_id(flat[i]), float(flat[i + 1]), bodies[i // 3]) for i in range(0, len(flat), 3)]
+    return IndexPage(rows if flat else [])
 
 
 async def cached_page(run: Runner, kind: str, qhash: str) -> tuple[str, bytes | None]:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from shared.readmodel import keys, render
+
 _NEWER = """
 local function newer(key, v, l)
   local cur = redis.call('HMGET', key, 'v', 'l')
@@ -27,44 +29,92 @@ local function fence(key, l)
 end
 """
 
-#: KEYS: product hash. ARGV: prefix, member, version, lsn, etag, body ('' = deleted), slug, category member,
-#: created score, price score, fence for the categories whose product count it changes.
+#: One product's compare-and-set (layout of :mod:`shared.readmodel.keys`): a = {bucket, member, version, lsn,
+#: etag, packed body ('' = deleted), slug, category member, created score, price score, owner prefix}; the
+#: owner prefix is what a stored copy of this product begins with after its etag line. Returns the category
+#: whose product count it changed (nil when the projection is not newer), the old one if it moved.
+_PRODUCT = """
+local function product(p, a)
+  local bucket, m = a[1], a[2]
+  local v, l = tonumber(a[3]), tonumber(a[4])
+  local live, slug, cat = a[6] ~= '', a[7], a[8]
+  local cur = redis.call('HGET', bucket, m)
+  local oc, os_
+  if cur then
+    local cv, cl, c, s = string.match(cur, '^([^:]*):([^:]*):([^:]*):(.*)$')
+    cv, cl = tonumber(cv), tonumber(cl)
+    if not (v > cv or (v == cv and l > cl)) then return nil end
+    oc, os_ = c, s
+  end
+  if oc and (oc ~= cat or not live) then
+    redis.call('ZREM', p .. 'idx:c:' .. oc .. ':created', m)
+    redis.call('ZREM', p .. 'idx:c:' .. oc .. ':price', m)
+  end
+  if os_ and (os_ ~= slug or not live) then
+    local copy = redis.call('GET', p .. 'pj:' .. os_)
+    if copy and string.find(copy, a[11], 1, true) then redis.call('DEL', p .. 'pj:' .. os_) end
+  end
+  redis.call('HSET', bucket, m, a[3] .. ':' .. a[4] .. ':' .. cat .. ':' .. slug)
+  local ci = p .. 'idx:c:' .. cat
+  if live then
+    redis.call('SET', p .. 'pj:' .. slug, a[5] .. '\\n' .. a[6])
+    redis.call('ZADD', p .. 'idx:p:created', a[9], m)
+    redis.call('ZADD', p .. 'idx:p:price', a[10], m)
+    redis.call('ZADD', ci .. ':created', a[9], m)
+    redis.call('ZADD', ci .. ':price', a[10], m)
+  else
+    redis.call('ZREM', p .. 'idx:p:created', m)
+    redis.call('ZREM', p .. 'idx:p:price', m)
+    redis.call('ZREM', ci .. ':created', m)
+    redis.call('ZREM', ci .. ':price', m)
+  end
+  if oc and oc ~= cat then return {cat, oc} end
+  return {cat}
+end
+"""
+#: How many ARGV one product takes in :data:`PROJECT_PRODUCT` and :data:`PROJECT_PRODUCTS`, after the prefix.
+PRODUCT_ARGS: Final = 11
+
+#: KEYS: the product's bucket hash. ARGV: prefix, the product's 11 values (see ``_PRODUCT``), then the fence for
+#: the categories whose product count it changes.
 PROJECT_PRODUCT: Final = (
     _NEWER
+    + _PRODUCT
     + """
-local p, m = ARGV[1], ARGV[2]
-local v, l = tonumber(ARGV[3]), tonumber(ARGV[4])
-if not newer(KEYS[1], v, l) then return 0 end
-local live = ARGV[6] ~= ''
-local old = redis.call('HMGET', KEYS[1], 's', 'c')
-if old[2] and (old[2] ~= ARGV[8] or not live) then
-  redis.call('ZREM', p .. 'idx:c:' .. old[2] .. ':created', m)
-  redis.call('ZREM', p .. 'idx:c:' .. old[2] .. ':price', m)
-  fence(p .. 'c:' .. old[2], tonumber(ARGV[11]))
-end
-if old[1] and (old[1] ~= ARGV[7] or not live) and redis.call('GET', p .. 'ps:' .. old[1]) == m then
-  redis.call('DEL', p .. 'ps:' .. old[1])
-  redis.call('DEL', p .. 'pj:' .. old[1])
-end
-redis.call('HSET', KEYS[1], 'v', ARGV[3], 'l', ARGV[4], 'e', ARGV[5], 'b', ARGV[6], 's', ARGV[7], 'c', ARGV[8])
-local cat = p .. 'idx:c:' .. ARGV[8]
-if live then
-  redis.call('SET', p .. 'ps:' .. ARGV[7], m)
-  redis.call('SET', p .. 'pj:' .. ARGV[7], ARGV[5] .. '\\n' .. ARGV[6])
-  redis.call('ZADD', p .. 'idx:p:created', ARGV[9], m)
-  redis.call('ZADD', p .. 'idx:p:price', ARGV[10], m)
-  redis.call('ZADD', cat .. ':created', ARGV[9], m)
-  redis.call('ZADD', cat .. ':price', ARGV[10], m)
-else
-  redis.call('ZREM', p .. 'idx:p:created', m)
-  redis.call('ZREM', p .. 'idx:p:price', m)
-  redis.call('ZREM', cat .. ':created', m)
-  redis.call('ZREM', cat .. ':price', m)
-end
-fence(p .. 'c:' .. ARGV[8], tonumber(ARGV[11]))
+local p = ARGV[1]
+local a = {}
+for i = 1, 11 do a[i] = ARGV[i + 1] end
+local cats = product(p, a)
+if not cats then return 0 end
+for _, c in ipairs(cats) do fence(p .. 'c:' .. c, tonumber(ARGV[13])) end
 redis.call('INCR', p .. 'gen:products')
 redis.call('INCR', p .. 'gen:categories')
 return 1
+"""
+)
+
+#: The rebuild's: any number of products in one call. ARGV: prefix, the fence (every product was read at or
+#: before it), then 11 values per product. Each category is fenced once, the generations bumped once.
+#: -> how many changed.
+PROJECT_PRODUCTS: Final = (
+    _NEWER
+    + _PRODUCT
+    + """
+local p, f = ARGV[1], tonumber(ARGV[2])
+local changed, fenced = 0, {}
+for i = 3, #ARGV, 11 do
+  local cats = product(p, {unpack(ARGV, i, i + 10)})
+  if cats then
+    changed = changed + 1
+    for _, c in ipairs(cats) do fenced[c] = true end
+  end
+end
+for c in pairs(fenced) do fence(p .. 'c:' .. c, f) end
+if changed > 0 then
+  redis.call('INCR', p .. 'gen:products')
+  redis.call('INCR', p .. 'gen:categories')
+end
+return changed
 """
 )
 
@@ -113,7 +163,7 @@ return 1
 """
 )
 
-#: KEYS: slug -> member key. ARGV: prefix, entity kind ('p:' or 'c:'), slug. -> {body, etag} or nil.
+#: KEYS: a category's slug -> member key. ARGV: prefix, 'c:', slug. -> {body, etag} or nil.
 GET_BY_SLUG: Final = """
 local m = redis.call('GET', KEYS[1])
 if not m then return false end
@@ -134,9 +184,13 @@ return {h[1], h[2]}
 #: A page of a product index in keyset order. KEYS: the index, or a category's slug mapping when ARGV[2] names
 #: the category index ('created' | 'price'). ARGV: prefix, category index, start score, cursor member or '',
 #: reverse '1'|'0', how many. -> flat {member, score, body, ...}, or nil when Redis cannot answer it whole.
-LIST_PAGE: Final = """
+LIST_PAGE: Final = (
+    f"local OWNER_ID, OWNER_SLUG = '\\{render.PACKED_ID[0]}', '\\{render.PACKED_SLUG[0]}'"
+    + """
 local p = ARGV[1]
-if redis.call('HGET', p .. 'ready', 'products') ~= '1' then return false end
+if redis.call('HGET', p .. 'ready', 'products') ~= '"""
+    + keys.FORMAT
+    + """' then return false end
 local key = KEYS[1]
 if ARGV[2] ~= '' then
   local cid = redis.call('GET', KEYS[1])
@@ -160,12 +214,18 @@ while n < want do
       if rev then skip = m >= cm else skip = m <= cm end
     end
     if not skip and n < want then
-      local h = redis.call('HMGET', p .. 'p:' .. m, 'b', 'l', 'f')
-      if not h[1] or h[1] == '' then return false end
-      if h[3] and tonumber(h[3]) > tonumber(h[2]) then return false end
+      local h = redis.call('HGET', p .. 'pm:' .. string.sub(m, 1, -3), m)
+      if not h then return false end
+      local copy = redis.call('GET', p .. 'pj:' .. string.match(h, '^[^:]*:[^:]*:[^:]*:(.*)$'))
+      if not copy then return false end
+      local cut = string.find(copy, '\\n', 1, true)
+      -- the copy under that slug must be this product's (a rename may not have reached Redis in order)
+      if not cut or string.sub(copy, cut + 1, cut + #m + 1) ~= OWNER_ID .. string.sub(m, 2) .. OWNER_SLUG then
+        return false
+      end
       out[#out + 1] = m
       out[#out + 1] = sc
-      out[#out + 1] = h[1]
+      out[#out + 1] = string.sub(copy, cut + 1)
       n = n + 1
     end
   end
@@ -173,6 +233,7 @@ while n < want do
 end
 return out
 """
+)
 
 #: KEYS: generation counter. ARGV: page key prefix, query hash. -> {generation, page or nil}.
 GET_PAGE: Final = """
@@ -225,6 +286,9 @@ while redis.call('ZCARD', idx) > most or bytes > budget do
 end
 return 1
 """
+
+#: KEYS: a product's slug copy key. -> its value, or nil (the API's own read is a plain GET).
+GET_COPY: Final = "return redis.call('GET', KEYS[1])"
 
 #: KEYS: a slug copy key. ARGV: seconds. Marks the slug absent unless something is stored there.
 MARK_ABSENT: Final = "return redis.call('SET', KEYS[1], '!', 'NX', 'EX', ARGV[1])"
