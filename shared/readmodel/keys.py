@@ -5,13 +5,13 @@ bench/README.md):
 
 - A category, record or user is a hash (``c:``, ``r:`` and a :func:`member`, ``u:`` and a username) holding the
   exact JSON bytes of its API representation (``b``), its version (``v``), the PostgreSQL WAL position it was
-  read at (``l``), its ETag (``e``) and a fence (``f``); a category's slug maps to its member (``cs:``).
-- A product is stored once, under its slug (``pj:``): its ETag, a newline and its packed JSON bytes
+  read at (``l``), its ETag (``e``) and a fence (``f``); a category's slug maps to its member (``cm:``).
+- A product is stored once, under its slug (``pk:``): its ETag, a newline and its packed JSON bytes
   (:func:`shared.readmodel.render.pack`). What its compare-and-set needs, ``<version>:<lsn>:<category
   member>:<slug>``, is one field (its member) of a bucket hash of a hundred products (``pm:``,
   :func:`product_meta`): small enough for Redis's compact listpack encoding, where a hash or a key per product
   costs over a hundred bytes of overhead each. Products are never fenced.
-- Sorted sets (``idx:``) index live products for the common listings, by members that are short (a length
+- Sorted sets (``ix:``) index live products for the common listings, by members that are short (a length
   letter and the decimal id: ``g1234567``) and still in id order byte by byte, as ties in a score need.
 - Generation counters (``gen:``) key the cached pages (``q:``) of every other listing, so a write makes them
   unreachable at once; ``ready`` says which projections a rebuild has completed (``products``: the layout's
@@ -32,7 +32,8 @@ READY: Final = PREFIX + "ready"
 #: The layout this module describes; ``ready``'s ``products`` field holds it once a rebuild has completed.
 FORMAT: Final = "2"
 #: Key patterns of layout 1 (19-digit zero-padded members, a product hash and slug key each, unpacked copies),
-#: which a rebuild deletes before it projects, when Redis does not say it holds :data:`FORMAT`.
+#: which a rebuild deletes before it projects, when Redis does not say it holds :data:`FORMAT`. None matches a key
+#: of this layout: the API and the workers project in this layout while a rebuild deletes those.
 OLD_PATTERNS: Final = tuple(PREFIX + p for p in ("p:*", "ps:*", "c:0*", "r:0*", "cs:*", "idx:*", "pj:*"))
 
 #: Cached listing pages live this long (a write makes them unreachable sooner, through the generation).
@@ -90,18 +91,18 @@ def user(username: str) -> str:
 
 
 def category_slug(slug: str) -> str:
-    return PREFIX + "cs:" + slug
+    return PREFIX + "cm:" + slug
 
 
 def product_copy(slug: str) -> str:
     """A live product's projection (``<etag>\\n<packed body>``), kept by the product's compare-and-set: a read
     by slug is one plain GET, no script (products are never fenced)."""
-    return PREFIX + "pj:" + slug
+    return PREFIX + "pk:" + slug
 
 
 def product_index(index: str) -> str:
     """The sorted set of all live products by ``index`` (``created`` or ``price``)."""
-    return PREFIX + "idx:p:" + index
+    return PREFIX + "ix:p:" + index
 
 
 def birthday(month: int, day: int) -> str:

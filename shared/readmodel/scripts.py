@@ -47,24 +47,24 @@ local function product(p, a)
     oc, os_ = c, s
   end
   if oc and (oc ~= cat or not live) then
-    redis.call('ZREM', p .. 'idx:c:' .. oc .. ':created', m)
-    redis.call('ZREM', p .. 'idx:c:' .. oc .. ':price', m)
+    redis.call('ZREM', p .. 'ix:c:' .. oc .. ':created', m)
+    redis.call('ZREM', p .. 'ix:c:' .. oc .. ':price', m)
   end
   if os_ and (os_ ~= slug or not live) then
-    local copy = redis.call('GET', p .. 'pj:' .. os_)
-    if copy and string.find(copy, a[11], 1, true) then redis.call('DEL', p .. 'pj:' .. os_) end
+    local copy = redis.call('GET', p .. 'pk:' .. os_)
+    if copy and string.find(copy, a[11], 1, true) then redis.call('DEL', p .. 'pk:' .. os_) end
   end
   redis.call('HSET', bucket, m, a[3] .. ':' .. a[4] .. ':' .. cat .. ':' .. slug)
-  local ci = p .. 'idx:c:' .. cat
+  local ci = p .. 'ix:c:' .. cat
   if live then
-    redis.call('SET', p .. 'pj:' .. slug, a[5] .. '\\n' .. a[6])
-    redis.call('ZADD', p .. 'idx:p:created', a[9], m)
-    redis.call('ZADD', p .. 'idx:p:price', a[10], m)
+    redis.call('SET', p .. 'pk:' .. slug, a[5] .. '\\n' .. a[6])
+    redis.call('ZADD', p .. 'ix:p:created', a[9], m)
+    redis.call('ZADD', p .. 'ix:p:price', a[10], m)
     redis.call('ZADD', ci .. ':created', a[9], m)
     redis.call('ZADD', ci .. ':price', a[10], m)
   else
-    redis.call('ZREM', p .. 'idx:p:created', m)
-    redis.call('ZREM', p .. 'idx:p:price', m)
+    redis.call('ZREM', p .. 'ix:p:created', m)
+    redis.call('ZREM', p .. 'ix:p:price', m)
     redis.call('ZREM', ci .. ':created', m)
     redis.call('ZREM', ci .. ':price', m)
   end
@@ -126,11 +126,11 @@ local p, m = ARGV[1], ARGV[2]
 local v, l = tonumber(ARGV[3]), tonumber(ARGV[4])
 if not newer(KEYS[1], v, l) then return 0 end
 local old = redis.call('HGET', KEYS[1], 's')
-if old and (old ~= ARGV[7] or ARGV[6] == '') and redis.call('GET', p .. 'cs:' .. old) == m then
-  redis.call('DEL', p .. 'cs:' .. old)
+if old and (old ~= ARGV[7] or ARGV[6] == '') and redis.call('GET', p .. 'cm:' .. old) == m then
+  redis.call('DEL', p .. 'cm:' .. old)
 end
 redis.call('HSET', KEYS[1], 'v', ARGV[3], 'l', ARGV[4], 'e', ARGV[5], 'b', ARGV[6], 's', ARGV[7])
-if ARGV[6] ~= '' then redis.call('SET', p .. 'cs:' .. ARGV[7], m) end
+if ARGV[6] ~= '' then redis.call('SET', p .. 'cm:' .. ARGV[7], m) end
 redis.call('INCR', p .. 'gen:categories')
 return 1
 """
@@ -195,7 +195,7 @@ local key = KEYS[1]
 if ARGV[2] ~= '' then
   local cid = redis.call('GET', KEYS[1])
   if not cid then return false end
-  key = p .. 'idx:c:' .. cid .. ':' .. ARGV[2]
+  key = p .. 'ix:c:' .. cid .. ':' .. ARGV[2]
 end
 local s, cm, rev, want = ARGV[3], ARGV[4], ARGV[5] == '1', tonumber(ARGV[6])
 local out, offset, n = {}, 0, 0
@@ -216,7 +216,7 @@ while n < want do
     if not skip and n < want then
       local h = redis.call('HGET', p .. 'pm:' .. string.sub(m, 1, -3), m)
       if not h then return false end
-      local copy = redis.call('GET', p .. 'pj:' .. string.match(h, '^[^:]*:[^:]*:[^:]*:(.*)$'))
+      local copy = redis.call('GET', p .. 'pk:' .. string.match(h, '^[^:]*:[^:]*:[^:]*:(.*)$'))
       if not copy then return false end
       local cut = string.find(copy, '\\n', 1, true)
       -- the copy under that slug must be this product's (a rename may not have reached Redis in order)
