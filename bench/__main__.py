@@ -515,13 +515,18 @@ def cli(argv: list[str]) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", metavar="{seed}")
+    commands = parser.add_subparsers(dest="command", metavar="{seed,scale}")
     commands.add_parser("seed", help="load N realistic products fast (python -m bench seed --help)", add_help=False)
+    commands.add_parser("scale", help="listings and searches at 1k, 100k and 1M products", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "seed":
         from bench.seed import main as seed_main
 
         return seed_main(rest)
+    if args.command == "scale":
+        from bench.scale import main as scale_main
+
+        return scale_main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return main()
