@@ -344,14 +344,20 @@ def _write_results(rows: list[Row], latency: dict[str, float], cpu_ms: dict[str,
         ]
     lines.append(MARK_END)
     section = "\n".join(lines)
+    write_section(section, MARK_START, MARK_END)
+    return section
+
+
+def write_section(section: str, start: str, end: str) -> None:
+    """Put ``section`` (which begins with ``start`` and ends with ``end``) into RESULTS.md in place of the one
+    between those marks, or after the rest: each benchmark keeps its own section."""
     path = BENCH / "RESULTS.md"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    if MARK_START in text:
-        text = text[: text.index(MARK_START)] + section + text[text.index(MARK_END) + len(MARK_END) :]
+    if start in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     path.write_text(text)
-    return section
 
 
 def main() -> int:

@@ -47,6 +47,7 @@ from bench.__main__ import (
     _wait_http,
     _warm,
     _window,
+    write_section,
 )
 
 SIZES = (1_000, 100_000, 1_000_000)
@@ -281,16 +282,6 @@ def _report(sizes: tuple[int, ...], runs: dict[int, dict[str, object]], started:
     )
 
 
-def _write(section: str) -> None:
-    path = BENCH / "RESULTS.md"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    if MARK_START in text:
-        text = text[: text.index(MARK_START)] + section + text[text.index(MARK_END) + len(MARK_END) :]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench scale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="product counts (default 1k,100k,1M)")
@@ -313,7 +304,7 @@ def main(argv: list[str]) -> int:
     section = _report(sizes, runs, started)
     print(section)
     if sizes == SIZES:
-        _write(section)
+        write_section(section, MARK_START, MARK_END)
         print(f"bench-scale: results in bench/RESULTS.md; API logs in {logs}")
     else:
         print("bench-scale: other sizes than the default: RESULTS.md left as it was")

@@ -91,14 +91,22 @@ async def _flush(settings: Settings) -> None:
     await client.aclose()
 
 
+async def _from_postgresql(
+    client: TestClient, settings: Settings, pg: asyncpg.Connection
+) -> tuple[list[str], dict[str, object]]:
+    """The catalog's slugs and what readers get from PostgreSQL alone; Redis left empty."""
+    slugs = await _catalog(client, settings, pg)
+    await _flush(settings)
+    expected = await _answers(client, slugs)
+    await _flush(settings)
+    return slugs, expected
+
+
 async def test_a_rebuild_serves_every_read_exactly_as_postgresql_does(
     client: TestClient, settings: Settings, pg: asyncpg.Connection
 ) -> None:
     # Given a catalog, and what readers get from PostgreSQL alone (Redis empty, listings not indexed)
-    slugs = await _catalog(client, settings, pg)
-    await _flush(settings)
-    from_pg = await _answers(client, slugs)
-    await _flush(settings)
+    slugs, from_pg = await _from_postgresql(client, settings, pg)
     # When the read model is rebuilt in two processes
     counts = await rebuild(settings, progress=False, processes=2)
     # Then every product was projected, and every read and listing page is byte for byte what PostgreSQL gave
@@ -126,11 +134,8 @@ async def test_listings_stay_correct_while_a_rebuild_is_half_done(
     client: TestClient, settings: Settings, pg: asyncpg.Connection
 ) -> None:
     # Given a catalog and what readers get from PostgreSQL
-    slugs = await _catalog(client, settings, pg)
-    await _flush(settings)
-    expected = await _answers(client, slugs)
+    slugs, expected = await _from_postgresql(client, settings, pg)
     # When a rebuild has projected only the first half of the products (its ready flag not set)
-    await _flush(settings)
     pool = await create_pool(settings)
     fast = FastRedis(settings.redis_url, timeout=10)
     top = await pg.fetchval("SELECT max(id) FROM products")
@@ -146,10 +151,7 @@ async def test_reads_during_a_running_rebuild_are_right(
     client: TestClient, settings: Settings, pg: asyncpg.Connection
 ) -> None:
     # Given a catalog (the rebuild's page made small, so that it takes many steps) and PostgreSQL's answers
-    slugs = await _catalog(client, settings, pg)
-    await _flush(settings)
-    expected = await _answers(client, slugs)
-    await _flush(settings)
+    slugs, expected = await _from_postgresql(client, settings, pg)
     rebuild_module.PAGE, rebuild_module.CALL = 3, 2  # type: ignore[misc]
     try:
         # When readers read while the rebuild runs
@@ -171,9 +173,7 @@ async def test_a_redis_in_the_older_layout_is_converted(
     client: TestClient, settings: Settings, pg: asyncpg.Connection
 ) -> None:
     # Given a Redis holding layout 1's keys (zero-padded members, a product hash, slug keys) marked complete
-    slugs = await _catalog(client, settings, pg)
-    await _flush(settings)
-    expected = await _answers(client, slugs)
+    slugs, expected = await _from_postgresql(client, settings, pg)
     redis = aioredis.from_url(settings.redis_url)
     old = "0" * 18 + "1"
     await redis.hset(f"sr:p:{old}", mapping={"v": 9, "l": 0, "b": b'{"stale":1}', "s": slugs[0], "c": old})
