@@ -166,9 +166,11 @@ def _temp_script(text: str) -> str:
 def _deep_cursor(url: str, pages: int) -> str:
     """The cursor of page ``pages`` of the newest-first listing (walked page by page, as a client would)."""
     cursor = ""
-    for _ in range(pages - 1):
+    for n in range(pages - 1):
         query = "?" + urllib.parse.urlencode({"cursor": cursor}) if cursor else ""
-        req = urllib.request.Request(url + "/api/products" + query, headers={"X-Forwarded-For": "10.9.9.9"})
+        # A client address per page, as the load's: one address would meet the read limit.
+        client = f"10.9.{n // 250}.{n % 250 + 1}"
+        req = urllib.request.Request(url + "/api/products" + query, headers={"X-Forwarded-For": client})
         with urllib.request.urlopen(req, timeout=30) as resp:
             cursor = json.loads(resp.read())["next_cursor"]
         if cursor is None:
