@@ -137,8 +137,12 @@ def _rebuild(env: dict[str, str], client: redis.Redis, size: int) -> tuple[float
     time.sleep(0.5)
     before = _used(client)
     t0 = time.monotonic()
-    subprocess.run([PY, "-m", "worker", "cache", "rebuild"], env=env, check=True, capture_output=True, timeout=600)
+    done = subprocess.run(
+        [PY, "-m", "worker", "cache", "rebuild"], env=env, capture_output=True, timeout=600, text=True
+    )
     seconds = time.monotonic() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"bench-scale: the rebuild failed:\n{done.stderr[-3000:]}")
     time.sleep(0.5)
     return seconds, (_used(client) - before) / size
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
@@ -103,11 +104,12 @@ async def _from_postgresql(
 
 
 async def test_a_rebuild_serves_every_read_exactly_as_postgresql_does(
-    client: TestClient, settings: Settings, pg: asyncpg.Connection
+    client: TestClient, settings: Settings, pg: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a catalog, and what readers get from PostgreSQL alone (Redis empty, listings not indexed)
     slugs, from_pg = await _from_postgresql(client, settings, pg)
-    # When the read model is rebuilt in two processes
+    # When the read model is rebuilt in two processes (which it does from two pages' worth of products)
+    monkeypatch.setattr(rebuild_module, "PAGE", 10)
     counts = await rebuild(settings, progress=False, processes=2)
     # Then every product was projected, and every read and listing page is byte for byte what PostgreSQL gave
     assert counts["products"] == len(slugs)
@@ -117,13 +119,16 @@ async def test_a_rebuild_serves_every_read_exactly_as_postgresql_does(
     assert await _answers(client, slugs) == from_pg
 
 
-async def test_a_second_rebuild_changes_nothing(client: TestClient, settings: Settings, pg: asyncpg.Connection) -> None:
+async def test_a_second_rebuild_changes_nothing(
+    client: TestClient, settings: Settings, pg: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given a rebuilt read model
     slugs = await _catalog(client, settings, pg)
     await rebuild(settings, progress=False)
     before = await _redis_state(settings)
     # When it is rebuilt again, in one process and in two
     await rebuild(settings, progress=False)
+    monkeypatch.setattr(rebuild_module, "PAGE", 10)
     await rebuild(settings, progress=False, processes=2)
     # Then Redis holds the same projections and indexes, and readers the same answers
     assert await _redis_state(settings) == before

@@ -140,7 +140,7 @@ async def _products(res: Resources, settings: Settings, processes: int, progress
         def update(n: int) -> None:
             bar.update(n)
 
-        if processes <= 1 or total < processes:
+        if processes <= 1 or total < PAGE * processes:  # a page each at least, or one process is quicker
             async with connection(res.pool, res.wait) as conn:
                 fast = FastRedis(settings.redis_url, timeout=60)
                 try:
