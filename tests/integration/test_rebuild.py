@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
+from pydantic import SecretStr
 
 from bench.seed import seed
 from shared.readmodel import keys
@@ -108,9 +109,11 @@ async def test_a_rebuild_serves_every_read_exactly_as_postgresql_does(
 ) -> None:
     # Given a catalog, and what readers get from PostgreSQL alone (Redis empty, listings not indexed)
     slugs, from_pg = await _from_postgresql(client, settings, pg)
-    # When the read model is rebuilt in two processes (which it does from two pages' worth of products)
+    # When the read model is rebuilt in two processes (which it does from two pages' worth of products), with
+    # settings that hold a secret (which reaches the processes whole, not masked)
     monkeypatch.setattr(rebuild_module, "PAGE", 10)
-    counts = await rebuild(settings, progress=False, processes=2)
+    secret = settings.model_copy(update={"cursor_secret": SecretStr("a-cursor-secret-of-the-test")})
+    counts = await rebuild(secret, progress=False, processes=2)
     # Then every product was projected, and every read and listing page is byte for byte what PostgreSQL gave
     assert counts["products"] == len(slugs)
     assert await _answers(client, slugs) == from_pg

@@ -121,14 +121,14 @@ async def _products_range(settings: Settings, first: int, last: int, tick: Calla
         fast.close()
 
 
-def _process(settings_json: str, first: int, last: int, counter: Any) -> None:
+def _process(settings: Settings, first: int, last: int, counter: Any) -> None:
     """One rebuild process: products in ``(first, last]``, counted into the shared ``counter``."""
 
     def tick(n: int) -> None:
         with counter.get_lock():
             counter.value += n
 
-    asyncio.run(_products_range(Settings.model_validate_json(settings_json), first, last, tick))
+    asyncio.run(_products_range(settings, first, last, tick))
 
 
 async def _products(res: Resources, settings: Settings, processes: int, progress: bool) -> int:
@@ -156,7 +156,7 @@ async def _in_processes(settings: Settings, processes: int, top: int, update: Ca
     counter = ctx.Value("q", 0)
     bounds = [top * i // processes for i in range(processes + 1)]
     procs = [
-        ctx.Process(target=_process, args=(settings.model_dump_json(), lo, hi, counter), daemon=True)
+        ctx.Process(target=_process, args=(settings, lo, hi, counter), daemon=True)
         for lo, hi in itertools.pairwise(bounds)
     ]
     for p in procs:
