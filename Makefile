@@ -5,7 +5,7 @@ UV_VERSION := 0.13.9
 # uv from PATH, else the one `make install` puts in Python's user site (python3 -m pip install uv).
 UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
-.PHONY: install services migrate run test lint format bench clean FORCE
+.PHONY: install services migrate run test lint format bench bench-scale clean FORCE
 
 install: .venv/.synced
 
@@ -61,6 +61,10 @@ format: install
 bench: install
 	bash scripts/services.sh --bench
 	$(PY) -m bench
+
+bench-scale: install
+	bash scripts/services.sh --bench
+	$(PY) -m bench scale
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache var

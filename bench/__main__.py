@@ -293,14 +293,20 @@ def _write_results(rows: list[Row], pipeline_lines: list[str]) -> str:
         ]
     lines.append(MARK_END)
     section = "\n".join(lines)
+    write_section(section, MARK_START, MARK_END)
+    return section
+
+
+def write_section(section: str, start: str, end: str) -> None:
+    """Put ``section`` (which begins with ``start`` and ends with ``end``) into RESULTS.md in place of the one
+    between those marks, or after the rest: each benchmark keeps its own section."""
     path = BENCH / "RESULTS.md"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    if MARK_START in text:
-        text = text[: text.index(MARK_START)] + section + text[text.index(MARK_END) + len(MARK_END) :]
+    if start in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     path.write_text(text)
-    return section
 
 
 def main() -> int:
@@ -421,13 +427,18 @@ def cli(argv: list[str]) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", metavar="{seed}")
+    commands = parser.add_subparsers(dest="command", metavar="{seed,scale}")
     commands.add_parser("seed", help="load N realistic products fast (python -m bench seed --help)", add_help=False)
+    commands.add_parser("scale", help="listings and searches at 1k, 100k and 1M products", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "seed":
         from bench.seed import main as seed_main
 
         return seed_main(rest)
+    if args.command == "scale":
+        from bench.scale import main as scale_main
+
+        return scale_main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return main()

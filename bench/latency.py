@@ -16,6 +16,8 @@ import time
 import aiohttp
 import redis.asyncio as aioredis
 
+from shared.readmodel import keys
+
 
 async def _write(
     session: aiohttp.ClientSession, url: str, key: str, n: int, run: str, pending: dict[str, float]
@@ -37,7 +39,7 @@ async def _watch(redis: aioredis.Redis, pending: dict[str, float], seen: list[fl
         if slugs:
             async with redis.pipeline(transaction=False) as pipe:
                 for slug in slugs:
-                    pipe.exists(f"sr:ps:{slug}")
+                    pipe.exists(keys.product_copy(slug))
                 found = await pipe.execute()
             now = time.perf_counter()
             for slug, hit in zip(slugs, found, strict=True):

@@ -38,6 +38,7 @@ import redis.asyncio as aioredis
 
 from bench import cpu, latency
 from bench.stack import Proc, free_port, wait_http
+from shared.readmodel.keys import product_index
 
 #: The API keys the bench seeded (set by :func:`run`): creates are spread over them (50/s per key by default).
 _KEYS: list[str] = []
@@ -231,7 +232,7 @@ def _fill_process(
 
 def _projected(r: redis.Redis) -> int:
     """Products in the read model's listing index: each projection of a new product adds one."""
-    return int(r.zcard("sr:idx:p:created"))
+    return int(r.zcard(product_index("created")))
 
 
 def _drain(env: dict[str, str], logs: Path, redis_url: str, processes: int, figures: Figures, url: str) -> None:

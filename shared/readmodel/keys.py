@@ -1,12 +1,23 @@
 """The read model's key layout in Redis, and the scores and members its sorted sets are ordered by.
 
-A projection is a hash (``p:``, ``c:``, ``r:``, ``u:`` and a zero-padded id or a username) holding the exact JSON
-bytes of a resource's API representation (``b``), its version (``v``), the PostgreSQL WAL position it was read at
-(``l``), its ETag (``e``) and a fence (``f``). Slugs map to ids (``ps:``, ``cs:``); a live product's slug also
-keys a copy of its ETag and bytes (``pj:``); sorted sets (``idx:``) index live products for the common listings;
-generation counters (``gen:``) key the cached pages (``q:``) of every other listing, so a write makes them
-unreachable at once (a listing of one category has its own, ``gen:products:c:<member>``, so that only the writes
-that can change it do); ``ready`` says which projections a rebuild has completed.
+Layout :data:`FORMAT`, chosen for memory (a million products in under 1 KB of Redis each, measured in
+bench/README.md):
+
+- A category, record or user is a hash (``c:``, ``r:`` and a :func:`member`, ``u:`` and a username) holding the
+  exact JSON bytes of its API representation (``b``), its version (``v``), the PostgreSQL WAL position it was
+  read at (``l``), its ETag (``e``) and a fence (``f``); a category's slug maps to its member (``cm:``).
+- A product is stored once, under its slug (``pk:``): its ETag, a newline and its packed JSON bytes
+  (:func:`shared.readmodel.render.pack`). What its compare-and-set needs, ``<version>:<lsn>:<category
+  member>:<slug>``, is one field (its member) of a bucket hash of a hundred products (``pm:``,
+  :func:`product_meta`): small enough for Redis's compact listpack encoding, where a hash or a key per product
+  costs over a hundred bytes of overhead each. Products are never fenced.
+- Sorted sets (``ix:``) index live, *active* products (what public listings show) for the common listings, by
+  members that are short (a length letter and the decimal id: ``g1234567``) and still in id order byte by byte,
+  as ties in a score need. A live inactive product keeps its copy and its bucket entry.
+- Generation counters (``gen:``) key the cached pages (``q:``) of every other listing, so a write makes them
+  unreachable at once (a listing of one category has its own, ``gen:products:c:<member>``, so that only the
+  writes that can change it do); ``ready`` says which projections a rebuild has completed (``products``: the
+  layout's :data:`FORMAT`, so a Redis still in an older layout serves no listing until a rebuild has converted it).
 """
 
 from __future__ import annotations
@@ -20,12 +31,18 @@ from typing import Any, Final
 PREFIX: Final = "sr:"
 #: The hash whose fields (``products``, ``users``) say a rebuild has projected every one of them.
 READY: Final = PREFIX + "ready"
-#: READY's ``products`` field once a rebuild has projected every product in the sorted sets' current format
-#: (``2``: they hold live, *active* products only). A Redis left at an older format serves no listing from them
-#: (PostgreSQL answers) until ``python -m worker cache rebuild`` has run; the scripts name the same value.
-PRODUCTS_READY: Final = "2"
-#: Width of the zero-padded ids used as sorted-set members, so their byte order is their numeric order.
-_PAD: Final = 19
+#: The layout this module describes; ``ready``'s ``products`` field holds it once a rebuild has completed. ``1``
+#: was layout 1 (below); two unreleased ``2``s were layout 1 with active products only in its sets, and this
+#: layout with every live product in them: a Redis at any of them is rebuilt (and its sets put right by the
+#: rebuild's compare-and-set, see :data:`shared.readmodel.scripts.PROJECT_PRODUCTS`).
+FORMAT: Final = "3"
+#: Key patterns of layout 1 (19-digit zero-padded members, a product hash and slug key each, unpacked copies,
+#: per-category generations named by those members), which a rebuild deletes before it projects, when Redis does
+#: not say it holds :data:`FORMAT`. None matches a key of this layout: the API and the workers project in this
+#: layout while a rebuild deletes those.
+OLD_PATTERNS: Final = tuple(
+    PREFIX + p for p in ("p:*", "ps:*", "c:0*", "r:0*", "cs:*", "idx:*", "pj:*", "gen:products:c:0*")
+)
 
 #: Cached listing pages live this long (a write makes them unreachable sooner, through the generation).
 PAGE_TTL_SECONDS: Final = 60
@@ -54,12 +71,21 @@ INDEXED_SORTS: Final = {
 
 
 def member(entity_id: int) -> str:
-    """A sorted-set member (and key part) for an id: zero-padded so byte order is numeric order."""
-    return str(entity_id).zfill(_PAD)
+    """A sorted-set member (and key part) for an id: its number of digits as a letter (``a`` for one), then its
+    digits, so byte order is numeric order in 1 + digits bytes (``g1234567``)."""
+    digits = str(entity_id)
+    return chr(96 + len(digits)) + digits
 
 
-def product(product_id: int) -> str:
-    return PREFIX + "p:" + member(product_id)
+def member_id(value: str | bytes) -> int:
+    """The id a :func:`member` names."""
+    return int(value[1:])
+
+
+def product_meta(product_id: int) -> str:
+    """The bucket hash that holds the product's ``<version>:<lsn>:<category member>:<slug>`` under its
+    member: ids that differ only in their last two digits share one (the scripts derive it the same way)."""
+    return PREFIX + "pm:" + member(product_id)[:-2]
 
 
 def category(category_id: int) -> str:
@@ -74,23 +100,19 @@ def user(username: str) -> str:
     return PREFIX + "u:" + username.lower()
 
 
-def product_slug(slug: str) -> str:
-    return PREFIX + "ps:" + slug
-
-
 def category_slug(slug: str) -> str:
-    return PREFIX + "cs:" + slug
+    return PREFIX + "cm:" + slug
 
 
 def product_copy(slug: str) -> str:
-    """The slug-keyed copy of a live product's projection (``<etag>\\n<body>``), kept by the product's
-    compare-and-set: a read by slug is then one plain GET, no script (products are never fenced)."""
-    return PREFIX + "pj:" + slug
+    """A live product's projection (``<etag>\\n<packed body>``), kept by the product's compare-and-set: a read
+    by slug is one plain GET, no script (products are never fenced)."""
+    return PREFIX + "pk:" + slug
 
 
 def product_index(index: str) -> str:
     """The sorted set of all live products by ``index`` (``created`` or ``price``)."""
-    return PREFIX + "idx:p:" + index
+    return PREFIX + "ix:p:" + index
 
 
 def birthday(month: int, day: int) -> str:

@@ -7,6 +7,8 @@ out-of-order projection changes nothing.
 
 from __future__ import annotations
 
+from typing import Any
+
 from shared.models import Category, Product, Record, User
 from shared.readmodel import keys, render, scripts
 from shared.readmodel.client import Runner
@@ -33,13 +35,29 @@ async def project_product(
 ) -> bool:
     """Project ``p``. Its category's projection becomes stale if it was read before ``p``'s state existed:
     a read's position already includes ``p`` (fence at it), a write's position does not yet (fence past it)."""
-    m = keys.member(p.id)
-    body = b"" if deleted else render.dumps(render.product(p, media_url))
-    cat = keys.member(p.category_id)
-    args = [keys.PREFIX, m, p.version, p.lsn, render.etag(p.version), body, p.slug, cat]
-    args += [keys.created_score(p.created_at), keys.price_score(p.price), p.lsn + 1 if from_write else p.lsn]
-    args.append("1" if p.is_active else "0")
-    return bool(await run(scripts.PROJECT_PRODUCT, [keys.product(p.id)], args))
+    args = [keys.PREFIX, *product_values(p, media_url, deleted), p.lsn + 1 if from_write else p.lsn]
+    return bool(await run(scripts.PROJECT_PRODUCT, [keys.product_meta(p.id)], args))
+
+
+def product_values(p: Product, media_url: str, deleted: bool = False) -> list[Any]:
+    """The values one product takes in the product scripts (:data:`shared.readmodel.scripts.PRODUCT_ARGS`)."""
+    body = b"" if deleted else render.pack(render.dumps(render.product(p, media_url)))
+    owner = b"\n" + render.PACKED_ID + str(p.id).encode() + render.PACKED_SLUG
+    return [
+        keys.product_meta(p.id),
+        keys.member(p.id),
+        p.version,
+        p.lsn,
+        render.etag(p.version),
+        body,
+        p.slug,
+        keys.member(p.category_id),
+        keys.created_score(p.created_at),
+        keys.price_score(p.price),
+        owner,
+        # Only a live, active product is in the sorted sets; an inactive one keeps its copy (read by slug).
+        "1" if p.is_active else "0",
+    ]
 
 
 async def project_category(run: Runner, c: Category, deleted: bool = False) -> bool:

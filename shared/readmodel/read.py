@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from shared.readmodel import keys, scripts
+from shared.readmodel import keys, render, scripts
 from shared.readmodel.client import Runner
 
 
@@ -33,10 +33,10 @@ def _pair(found: Any) -> tuple[bytes, str] | None:
 
 def split_copy(value: bytes | None) -> tuple[bytes, str] | None:
     """(body, ETag) of a product's slug copy (:func:`shared.readmodel.keys.product_copy`), or None."""
-    if not value:
+    if not value or value == keys.ABSENT:
         return None
     cut = value.index(b"\n")
-    return value[cut + 1 :], value[:cut].decode()
+    return render.unpack(value[cut + 1 :]), value[:cut].decode()
 
 
 async def mark_product_absent(run: Runner, slug: str) -> None:
@@ -44,7 +44,8 @@ async def mark_product_absent(run: Runner, slug: str) -> None:
 
 
 async def product_by_slug(run: Runner, slug: str) -> tuple[bytes, str] | None:
-    return _pair(await run(scripts.GET_BY_SLUG, [keys.product_slug(slug)], [keys.PREFIX, "p:", slug]))
+    """(body, ETag) of the live product of ``slug``, as the API's read by slug finds it (one GET)."""
+    return split_copy(await run(scripts.GET_COPY, [keys.product_copy(slug)], []))
 
 
 async def category_by_slug(run: Runner, slug: str) -> tuple[bytes, str] | None:
@@ -73,16 +74,28 @@ async def product_page(
         first, last_id = after
         score = keys.created_score(first) if index == "created" else keys.price_score(first)
         start, cursor_member = str(score), keys.member(last_id)
-    if category_slug is None:
-        index_keys, cat_index = [keys.product_index(index)], ""
-    else:
-        index_keys, cat_index = [keys.category_slug(category_slug)], index
+    index_keys, cat_index = _index(index, category_slug)
     args = [keys.PREFIX, cat_index, start, cursor_member, "1" if rev else "0", count]
     flat = await run(scripts.LIST_PAGE, index_keys, args)
     if flat is None or flat is False:
         return None
-    rows = [(int(flat[i]), float(flat[i + 1]), bytes(flat[i + 2])) for i in range(0, len(flat), 3)]
-    return IndexPage(rows)
+    bodies = _unpacked([flat[i] for i in range(2, len(flat), 3)])
+    return IndexPage([(keys.member_id(flat[i]), float(flat[i + 1]), bodies[i // 3]) for i in range(0, len(flat), 3)])
+
+
+def _index(index: str, category_slug: str | None) -> tuple[list[str], str]:
+    """The listing scripts' KEYS and their category index argument: all products' set, or a category's."""
+    if category_slug is None:
+        return [keys.product_index(index)], ""
+    return [keys.category_slug(category_slug)], index
+
+
+def _unpacked(packed: list[Any]) -> list[bytes]:
+    """The JSON bytes of the packed product bodies a listing script returned, in their order."""
+    if not packed:
+        return []
+    # One unpack for the whole page: NUL never occurs in JSON as orjson writes it, so it splits them again.
+    return render.unpack(b"\0".join(bytes(b) for b in packed)).split(b"\0")
 
 
 @dataclass(frozen=True)
@@ -99,14 +112,11 @@ async def product_rank_page(run: Runner, sort: str, category_slug: str | None, p
     """Page ``page`` (1-based; 0: the last) of ``size`` products in ``sort`` order, counted and cut by rank in the
     sorted set (ZCARD, ZRANGE), or None where Redis cannot answer it whole."""
     index, rev = keys.INDEXED_SORTS[sort]
-    if category_slug is None:
-        index_keys, cat_index = [keys.product_index(index)], ""
-    else:
-        index_keys, cat_index = [keys.category_slug(category_slug)], index
+    index_keys, cat_index = _index(index, category_slug)
     flat = await run(scripts.LIST_RANK, index_keys, [keys.PREFIX, cat_index, "1" if rev else "0", page, size])
     if flat is None or flat is False:
         return None
-    return RankPage(int(flat[0]), int(flat[1]), [bytes(flat[i]) for i in range(3, len(flat), 2)])
+    return RankPage(int(flat[0]), int(flat[1]), _unpacked([flat[i] for i in range(3, len(flat), 2)]))
 
 
 async def cached_page(run: Runner, kind: str, qhash: str, category: str | None = None) -> tuple[str, bytes | None]:

@@ -1,13 +1,14 @@
 """The API representation of each resource, as dicts and as the exact JSON bytes the API sends.
 
-The read model in Redis stores these same bytes, so a cache hit is written to the socket unparsed.
+The read model in Redis stores these same bytes, so a cache hit is written to the socket unparsed; a product's
+bytes are stored packed (:func:`pack`), its field names and the commonest values as one byte each.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -76,6 +77,49 @@ def product(p: Product, media_url: str) -> dict[str, Any]:
         "updated_at": p.updated_at,
         "version": p.version,
     }
+
+
+#: Fragments of a product's JSON as orjson writes it (keys in :func:`product`'s order) -> the byte that stands for
+#: each in the stored form, longest first where one begins another. JSON as orjson writes it never holds a
+#: control byte unescaped, so the bytes 0x01-0x1f other than the newline (the stored copy's separator) are free:
+#: packing is lossless whatever the text holds, and about 210 of a seeded product's 470 bytes.
+_FRAGMENTS: Final = (
+    (b',"image":{"status":"none","original":null,"thumbnails":{},"error":null}', b"\x01"),
+    (b'{"id":', b"\x02"),
+    (b',"slug":', b"\x03"),
+    (b',"name":', b"\x04"),
+    (b',"description":', b"\x05"),
+    (b',"price":', b"\x06"),
+    (b',"currency":"EUR"', b"\x07"),
+    (b',"currency":', b"\x08"),
+    (b',"category":', b"\x0b"),
+    (b',"stock":', b"\x0c"),
+    (b',"attributes":{}', b"\x0e"),
+    (b',"attributes":', b"\x0f"),
+    (b',"is_active":true', b"\x10"),
+    (b',"is_active":', b"\x11"),
+    (b',"image":', b"\x12"),
+    (b',"created_at":', b"\x13"),
+    (b',"updated_at":', b"\x14"),
+    (b',"version":', b"\x15"),
+)
+#: A packed product begins with these, its decimal id between them (the scripts check who owns a stored copy).
+PACKED_ID: Final = _FRAGMENTS[1][1]
+PACKED_SLUG: Final = _FRAGMENTS[2][1]
+
+
+def pack(body: bytes) -> bytes:
+    """A product's JSON bytes in their stored form; :func:`unpack` gives them back exactly."""
+    for fragment, byte in _FRAGMENTS:
+        body = body.replace(fragment, byte)
+    return body
+
+
+def unpack(stored: bytes) -> bytes:
+    """The JSON bytes of one packed product, or of several joined by any JSON punctuation."""
+    for fragment, byte in _FRAGMENTS:
+        stored = stored.replace(byte, fragment)
+    return stored
 
 
 def record(r: Record) -> dict[str, Any]:

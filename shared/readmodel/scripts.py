@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from shared.readmodel import keys, render
+
 _NEWER = """
 local function newer(key, v, l)
   local cur = redis.call('HMGET', key, 'v', 'l')
@@ -27,51 +29,112 @@ local function fence(key, l)
 end
 """
 
-#: KEYS: product hash. ARGV: prefix, member, version, lsn, etag, body ('' = deleted), slug, category member,
-#: created score, price score, fence for the categories whose product count it changes, active ('1' | '0'; only
-#: a live, active product is in the sorted sets: what public listings show).
-PROJECT_PRODUCT: Final = (
-    _NEWER
-    + """
-local p, m = ARGV[1], ARGV[2]
-local v, l = tonumber(ARGV[3]), tonumber(ARGV[4])
-if not newer(KEYS[1], v, l) then return 0 end
-local live = ARGV[6] ~= ''
-local old = redis.call('HMGET', KEYS[1], 's', 'c')
-if old[2] and (old[2] ~= ARGV[8] or not live) then
-  redis.call('ZREM', p .. 'idx:c:' .. old[2] .. ':created', m)
-  redis.call('ZREM', p .. 'idx:c:' .. old[2] .. ':price', m)
-  fence(p .. 'c:' .. old[2], tonumber(ARGV[11]))
-  redis.call('INCR', p .. 'gen:products:c:' .. old[2])
+#: One product's compare-and-set (layout of :mod:`shared.readmodel.keys`): a = {bucket, member, version, lsn,
+#: etag, packed body ('' = deleted), slug, category member, created score, price score, owner prefix, active
+#: ('1' | '0')}; the owner prefix is what a stored copy of this product begins with after its etag line. A live
+#: product keeps its copy and its bucket entry whether active or not, but only a live, *active* one is in the
+#: sorted sets (what public listings show). Returns the categories whose product count or listing it changed
+#: (nil when the projection is not newer): its category, and the old one if it moved.
+#:
+#: With ``reindex`` (the rebuild's), a projection of the very version stored puts the product in or out of the
+#: sorted sets as that version's projection does: sets built by an older format may hold inactive products, and
+#: the rebuild may read a product at the position it was projected at, which is not newer.
+_PRODUCT = """
+local function index(p, m, cat, on, created, price)
+  local ci = p .. 'ix:c:' .. cat
+  if on then
+    redis.call('ZADD', p .. 'ix:p:created', created, m)
+    redis.call('ZADD', p .. 'ix:p:price', price, m)
+    redis.call('ZADD', ci .. ':created', created, m)
+    redis.call('ZADD', ci .. ':price', price, m)
+  else
+    redis.call('ZREM', p .. 'ix:p:created', m)
+    redis.call('ZREM', p .. 'ix:p:price', m)
+    redis.call('ZREM', ci .. ':created', m)
+    redis.call('ZREM', ci .. ':price', m)
+  end
 end
-if old[1] and (old[1] ~= ARGV[7] or not live) and redis.call('GET', p .. 'ps:' .. old[1]) == m then
-  redis.call('DEL', p .. 'ps:' .. old[1])
-  redis.call('DEL', p .. 'pj:' .. old[1])
+local function product(p, a, reindex)
+  local bucket, m = a[1], a[2]
+  local v, l = tonumber(a[3]), tonumber(a[4])
+  local live, slug, cat = a[6] ~= '', a[7], a[8]
+  local listed = live and a[12] == '1'
+  local cur = redis.call('HGET', bucket, m)
+  local oc, os_
+  if cur then
+    local cv, cl, c, s = string.match(cur, '^([^:]*):([^:]*):([^:]*):(.*)$')
+    cv, cl = tonumber(cv), tonumber(cl)
+    if not (v > cv or (v == cv and l > cl)) then
+      if reindex and v == cv then index(p, m, cat, listed, a[9], a[10]) end
+      return nil
+    end
+    oc, os_ = c, s
+  end
+  if oc and (oc ~= cat or not live) then
+    redis.call('ZREM', p .. 'ix:c:' .. oc .. ':created', m)
+    redis.call('ZREM', p .. 'ix:c:' .. oc .. ':price', m)
+  end
+  if os_ and (os_ ~= slug or not live) then
+    local copy = redis.call('GET', p .. 'pk:' .. os_)
+    if copy and string.find(copy, a[11], 1, true) then redis.call('DEL', p .. 'pk:' .. os_) end
+  end
+  redis.call('HSET', bucket, m, a[3] .. ':' .. a[4] .. ':' .. cat .. ':' .. slug)
+  if live then redis.call('SET', p .. 'pk:' .. slug, a[5] .. '\\n' .. a[6]) end
+  index(p, m, cat, listed, a[9], a[10])
+  if oc and oc ~= cat then return {cat, oc} end
+  return {cat}
 end
-redis.call('HSET', KEYS[1], 'v', ARGV[3], 'l', ARGV[4], 'e', ARGV[5], 'b', ARGV[6], 's', ARGV[7], 'c', ARGV[8])
-local cat = p .. 'idx:c:' .. ARGV[8]
-if live then
-  redis.call('SET', p .. 'ps:' .. ARGV[7], m)
-  redis.call('SET', p .. 'pj:' .. ARGV[7], ARGV[5] .. '\\n' .. ARGV[6])
-end
-if live and ARGV[12] ~= '0' then
-  redis.call('ZADD', p .. 'idx:p:created', ARGV[9], m)
-  redis.call('ZADD', p .. 'idx:p:price', ARGV[10], m)
-  redis.call('ZADD', cat .. ':created', ARGV[9], m)
-  redis.call('ZADD', cat .. ':price', ARGV[10], m)
-else
-  redis.call('ZREM', p .. 'idx:p:created', m)
-  redis.call('ZREM', p .. 'idx:p:price', m)
-  redis.call('ZREM', cat .. ':created', m)
-  redis.call('ZREM', cat .. ':price', m)
-end
-fence(p .. 'c:' .. ARGV[8], tonumber(ARGV[11]))
 -- Cached product pages: those of every product (no category) and of the categories it is in or left; a page of
 -- another category is unchanged by this product, so it stays cached (GET_PAGE).
+local function changed(p, c, f)
+  fence(p .. 'c:' .. c, f)
+  redis.call('INCR', p .. 'gen:products:c:' .. c)
+end
+"""
+#: How many ARGV one product takes in :data:`PROJECT_PRODUCT` and :data:`PROJECT_PRODUCTS`, after the prefix
+#: (:func:`shared.readmodel.project.product_values`).
+PRODUCT_ARGS: Final = 12
+
+#: KEYS: the product's bucket hash. ARGV: prefix, the product's 12 values (see ``_PRODUCT``), then the fence for
+#: the categories whose product count it changes.
+PROJECT_PRODUCT: Final = (
+    _NEWER
+    + _PRODUCT
+    + f"""
+local p = ARGV[1]
+local a = {{}}
+for i = 1, {PRODUCT_ARGS} do a[i] = ARGV[i + 1] end
+local cats = product(p, a, false)
+if not cats then return 0 end
+for _, c in ipairs(cats) do changed(p, c, tonumber(ARGV[{PRODUCT_ARGS + 2}])) end
 redis.call('INCR', p .. 'gen:products')
-redis.call('INCR', p .. 'gen:products:c:' .. ARGV[8])
 redis.call('INCR', p .. 'gen:categories')
 return 1
+"""
+)
+
+#: The rebuild's: any number of products in one call. ARGV: prefix, the fence (every product was read at or
+#: before it), then 12 values per product. Each category is fenced and its generation bumped once, the kinds'
+#: generations once. -> how many changed.
+PROJECT_PRODUCTS: Final = (
+    _NEWER
+    + _PRODUCT
+    + f"""
+local p, f = ARGV[1], tonumber(ARGV[2])
+local n, cats = 0, {{}}
+for i = 3, #ARGV, {PRODUCT_ARGS} do
+  local moved = product(p, {{unpack(ARGV, i, i + {PRODUCT_ARGS - 1})}}, true)
+  if moved then
+    n = n + 1
+    for _, c in ipairs(moved) do cats[c] = true end
+  end
+end
+for c in pairs(cats) do changed(p, c, f) end
+if n > 0 then
+  redis.call('INCR', p .. 'gen:products')
+  redis.call('INCR', p .. 'gen:categories')
+end
+return n
 """
 )
 
@@ -83,11 +146,11 @@ local p, m = ARGV[1], ARGV[2]
 local v, l = tonumber(ARGV[3]), tonumber(ARGV[4])
 if not newer(KEYS[1], v, l) then return 0 end
 local old = redis.call('HGET', KEYS[1], 's')
-if old and (old ~= ARGV[7] or ARGV[6] == '') and redis.call('GET', p .. 'cs:' .. old) == m then
-  redis.call('DEL', p .. 'cs:' .. old)
+if old and (old ~= ARGV[7] or ARGV[6] == '') and redis.call('GET', p .. 'cm:' .. old) == m then
+  redis.call('DEL', p .. 'cm:' .. old)
 end
 redis.call('HSET', KEYS[1], 'v', ARGV[3], 'l', ARGV[4], 'e', ARGV[5], 'b', ARGV[6], 's', ARGV[7])
-if ARGV[6] ~= '' then redis.call('SET', p .. 'cs:' .. ARGV[7], m) end
+if ARGV[6] ~= '' then redis.call('SET', p .. 'cm:' .. ARGV[7], m) end
 redis.call('INCR', p .. 'gen:categories')
 -- Its product pages are asked for by slug, which this write may have moved or freed.
 redis.call('INCR', p .. 'gen:products:c:' .. m)
@@ -122,7 +185,7 @@ return 1
 """
 )
 
-#: KEYS: slug -> member key. ARGV: prefix, entity kind ('p:' or 'c:'), slug. -> {body, etag} or nil.
+#: KEYS: a category's slug -> member key. ARGV: prefix, 'c:', slug. -> {body, etag} or nil.
 GET_BY_SLUG: Final = """
 local m = redis.call('GET', KEYS[1])
 if not m then return false end
@@ -140,23 +203,41 @@ if h[4] and tonumber(h[4]) > tonumber(h[3]) then return false end
 return {h[1], h[2]}
 """
 
-#: The sorted set a listing script reads (``key``): KEYS[1] is the index, or a category's slug mapping when ARGV[2]
-#: names the category index. Nil unless a rebuild has completed in the sets' current format (READY ``products``:
-#: :data:`shared.readmodel.keys.PRODUCTS_READY`) and the category exists.
-_INDEX = """
+#: The sorted set a listing script reads (``key``), and ``body(m)``: the packed bytes of its member ``m``'s stored
+#: copy, or nil. KEYS[1] is the index, or a category's slug mapping when ARGV[2] names the category index
+#: ('created' | 'price'). Nil unless a rebuild has completed in the current layout (READY ``products``:
+#: :data:`shared.readmodel.keys.FORMAT`) and the category exists.
+_INDEX = (
+    f"local OWNER_ID, OWNER_SLUG = '\\{render.PACKED_ID[0]}', '\\{render.PACKED_SLUG[0]}'"
+    + """
 local p = ARGV[1]
-if redis.call('HGET', p .. 'ready', 'products') ~= '2' then return false end
+if redis.call('HGET', p .. 'ready', 'products') ~= '"""
+    + keys.FORMAT
+    + """' then return false end
 local key = KEYS[1]
 if ARGV[2] ~= '' then
   local cid = redis.call('GET', KEYS[1])
   if not cid then return false end
-  key = p .. 'idx:c:' .. cid .. ':' .. ARGV[2]
+  key = p .. 'ix:c:' .. cid .. ':' .. ARGV[2]
+end
+local function body(m)
+  local h = redis.call('HGET', p .. 'pm:' .. string.sub(m, 1, -3), m)
+  if not h then return nil end
+  local copy = redis.call('GET', p .. 'pk:' .. string.match(h, '^[^:]*:[^:]*:[^:]*:(.*)$'))
+  if not copy then return nil end
+  local cut = string.find(copy, '\\n', 1, true)
+  -- the copy under that slug must be this product's (a rename may not have reached Redis in order)
+  if not cut or string.sub(copy, cut + 1, cut + #m + 1) ~= OWNER_ID .. string.sub(m, 2) .. OWNER_SLUG then
+    return nil
+  end
+  return string.sub(copy, cut + 1)
 end
 """
+)
 
-#: A page of a product index in keyset order. KEYS: the index, or a category's slug mapping when ARGV[2] names
-#: the category index ('created' | 'price'). ARGV: prefix, category index, start score, cursor member or '',
-#: reverse '1'|'0', how many. -> flat {member, score, body, ...}, or nil when Redis cannot answer it whole.
+#: A page of a product index in keyset order. KEYS and ARGV[1..2] as for ``_INDEX``; ARGV: start score, cursor
+#: member or '', reverse '1'|'0', how many. -> flat {member, score, packed body, ...}, or nil when Redis cannot
+#: answer it whole.
 LIST_PAGE: Final = (
     _INDEX
     + """
@@ -177,12 +258,11 @@ while n < want do
       if rev then skip = m >= cm else skip = m <= cm end
     end
     if not skip and n < want then
-      local h = redis.call('HMGET', p .. 'p:' .. m, 'b', 'l', 'f')
-      if not h[1] or h[1] == '' then return false end
-      if h[3] and tonumber(h[3]) > tonumber(h[2]) then return false end
+      local b = body(m)
+      if not b then return false end
       out[#out + 1] = m
       out[#out + 1] = sc
-      out[#out + 1] = h[1]
+      out[#out + 1] = b
       n = n + 1
     end
   end
@@ -193,9 +273,10 @@ return out
 )
 
 #: A numbered page of a product index (Django REST framework's ``page``), by rank: the count is the index's size
-#: (ZCARD), the page one ZRANGE by rank, so any page costs the same. KEYS and ARGV[1..3] as for LIST_PAGE (no
-#: start score); ARGV[4]: the page (1-based; 0 for the last), ARGV[5]: its size. -> {count, page number, member,
-#: body, ...} (no rows when the page is past the last), or nil when Redis cannot answer it whole.
+#: (ZCARD), the page one ZRANGE by rank, so any page costs the same. KEYS and ARGV[1..2] as for ``_INDEX``;
+#: ARGV[3]: reverse '1'|'0', ARGV[4]: the page (1-based; 0 for the last), ARGV[5]: its size. -> {count, page
+#: number, member, packed body, ...} (no rows when the page is past the last), or nil when Redis cannot answer it
+#: whole.
 LIST_RANK: Final = (
     _INDEX
     + """
@@ -212,17 +293,16 @@ else
   members = redis.call('ZRANGE', key, first, first + size - 1)
 end
 for _, m in ipairs(members) do
-  local h = redis.call('HMGET', p .. 'p:' .. m, 'b', 'l', 'f')
-  if not h[1] or h[1] == '' then return false end
-  if h[3] and tonumber(h[3]) > tonumber(h[2]) then return false end
+  local b = body(m)
+  if not b then return false end
   out[#out + 1] = m
-  out[#out + 1] = h[1]
+  out[#out + 1] = b
 end
 return out
 """
 )
 
-#: KEYS: the kind's generation counter, and for a listing of one category its slug mapping (``cs:``). ARGV: page
+#: KEYS: the kind's generation counter, and for a listing of one category its slug mapping (``cm:``). ARGV: page
 #: key prefix, query hash, key prefix. -> {generation, page or nil}. A category's listing is keyed by that
 #: category's own counter (``gen:products:c:<member>``, bumped by the writes of its products and of itself), so
 #: writes elsewhere leave it cached; a slug that maps to no category falls back to the kind's counter, which every
@@ -286,6 +366,9 @@ while redis.call('ZCARD', idx) > most or bytes > budget do
 end
 return 1
 """
+
+#: KEYS: a product's slug copy key. -> its value, or nil (the API's own read is a plain GET).
+GET_COPY: Final = "return redis.call('GET', KEYS[1])"
 
 #: KEYS: a slug copy key. ARGV: seconds. Marks the slug absent unless something is stored there.
 MARK_ABSENT: Final = "return redis.call('SET', KEYS[1], '!', 'NX', 'EX', ARGV[1])"

@@ -154,10 +154,16 @@ async def get_any_by_ids(conn: asyncpg.Connection, product_ids: Sequence[int]) -
     return {r["id"]: (_product(r), r["deleted"]) for r in rows}
 
 
-async def ids_after(conn: asyncpg.Connection, after_id: int, limit: int) -> list[int]:
-    """Ids of products (live or not) after ``after_id``, for rebuilding the read model in batches."""
-    rows = await conn.fetch("SELECT id FROM products WHERE id > $1 ORDER BY id LIMIT $2", after_id, limit)
-    return [r["id"] for r in rows]
+async def any_after(conn: asyncpg.Connection, after_id: int, limit: int) -> list[tuple[Product, bool]]:
+    """Up to ``limit`` products (live or soft-deleted, and whether deleted) after ``after_id`` in id order, for
+    rebuilding the read model in batches: one walk of the primary key, a page at a time."""
+    rows = await conn.fetch(
+        _SELECT.replace("SELECT ", "SELECT p.deleted_at IS NOT NULL AS deleted, ", 1)
+        + " WHERE p.id > $1 ORDER BY p.id LIMIT $2",
+        after_id,
+        limit,
+    )
+    return [(_product(row), row["deleted"]) for row in rows]
 
 
 #: Rows of the sort order a page with an indexed filter (``q``, or a price range off the price order) is first

@@ -230,8 +230,32 @@ async def test_a_read_model_of_the_older_format_serves_no_listing_until_rebuilt(
     page = await (await rebuilt.get("/api/products", params={"page_size": "100"})).json()
     assert page["count"] == ACTIVE
     assert await rebuild(settings, if_missing=True, progress=False) != {}
-    assert await redis_client.hget(keys.READY, "products") == keys.PRODUCTS_READY.encode()
+    assert await redis_client.hget(keys.READY, "products") == keys.FORMAT.encode()
     assert await redis_client.zcard(keys.product_index("created")) == ACTIVE
+    await redis_client.aclose()
+
+
+async def test_a_rebuild_takes_out_the_inactive_products_an_older_format_left_in_the_sets(
+    rebuilt: TestClient, settings: Settings
+) -> None:
+    # Given a Redis in this layout whose sets hold an inactive product (format 2 of the layout indexed every live
+    # product), its projection stored at the version PostgreSQL holds and read later than a rebuild will read it
+    redis_client = aioredis.from_url(settings.redis_url)
+    inactive = keys.member(ACTIVE + 1)
+    meta = await redis_client.hget(keys.product_meta(ACTIVE + 1), inactive)
+    version, _, rest = meta.split(b":", 2)
+    await redis_client.hset(keys.product_meta(ACTIVE + 1), inactive, b":".join([version, b"%d" % 2**62, rest]))
+    for index in ("created", "price"):
+        await redis_client.zadd(keys.product_index(index), {inactive: 1})
+    await redis_client.hset(keys.READY, "products", "2")
+    # When the read model is rebuilt, as `make run` does (only if missing)
+    assert await rebuild(settings, if_missing=True, progress=False) != {}
+    # Then the sets hold the active products only, and a listing from them counts and shows those
+    assert [await redis_client.zcard(keys.product_index(i)) for i in ("created", "price")] == [ACTIVE, ACTIVE]
+    for ordering in ("-created_at", "price"):
+        page = await (await rebuilt.get("/api/products", params={"page_size": "100", "ordering": ordering})).json()
+        assert page["count"] == len(page["results"]) == ACTIVE
+        assert all(p["is_active"] for p in page["results"])
     await redis_client.aclose()
 
 
