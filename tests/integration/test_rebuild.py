@@ -66,11 +66,12 @@ async def _answers(client: TestClient, slugs: list[str]) -> dict[str, object]:
 
 
 async def _redis_state(settings: Settings) -> dict[bytes, object]:
-    """Every key of the read model and its value (the generation counters and cached pages aside)."""
+    """Every key of the read model and its value (the generation counters and cached pages aside; the rate
+    limiter's state is not the read model, and expires on its own)."""
     client = aioredis.from_url(settings.redis_url)
     state: dict[bytes, object] = {}
     async for key in client.scan_iter(count=1000):
-        if key.startswith((b"sr:gen:", b"sr:q")):
+        if key.startswith((b"sr:gen:", b"sr:q", b"sr:rl:")):
             continue
         kind = await client.type(key)
         if kind == b"string":
