@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -132,9 +133,9 @@ class Create:
         return self.collection.answer(await self.collection.create(conn, ctx, self.body), 201)
 
 
-class _AtVersion:
+class _AtVersion(ABC):
     """A write to the resource ``slug`` of a collection, at the versions its ``If-Match`` names (read by the
-    collection): :meth:`write` is the use case."""
+    collection): :meth:`write` is the use case, which each command defines."""
 
     collection: Collection
     slug: str
@@ -143,8 +144,8 @@ class _AtVersion:
     async def apply(self, conn: asyncpg.Connection, ctx: Ctx) -> Outcome:
         return await self.write(conn, ctx, await self.collection.versions(conn, self.slug, self.if_match))
 
-    async def write(self, conn: asyncpg.Connection, ctx: Ctx, expected: Versions | None) -> Outcome:
-        raise NotImplementedError
+    @abstractmethod
+    async def write(self, conn: asyncpg.Connection, ctx: Ctx, expected: Versions | None) -> Outcome: ...
 
 
 @dataclass(frozen=True)
