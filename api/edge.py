@@ -57,6 +57,7 @@ def edge(
     rate_limit: Guard | None = None,
     body_timeout: float = 0.0,
     cors: Cors | None = None,
+    leased: Callable[[web.Request], dict[str, str] | None] | None = None,
 ) -> Wrap:
     """What every request passes through, wrapped around each route's handler when it is registered:
 
@@ -64,7 +65,9 @@ def edge(
     2. metrics and the access log (``record``), with the status the client sees (499 when it went away);
     3. errors: domain errors and HTTP errors >= 400 become problem+json, anything else a logged 500;
     4. authorization: the handler's scope (``api.auth.requires``) checked, the principal set;
-    5. the rate limit (when on), after authorization: writes count against the API key;
+    5. the rate limit (when on), after authorization: writes count against the API key; a read whose client
+       has reads granted to this process (``leased``: :func:`api.ratelimit.leased_read`) goes straight to its
+       handler, with no coroutine of the limiter's around it (the hottest path there is);
     6. a request whose body has not all arrived within ``body_timeout`` seconds is answered 408 and its
        connection closed (:class:`api.timeouts.BodyDeadline`).
     7. CORS (when ``CORS_ORIGINS`` is set): preflights answered before 4. and 5., every other answer marked.
@@ -89,7 +92,10 @@ def edge(
             LOG_REQUEST_ID.set(rid)
             started = perf_counter()
             status = 500
-            deadline = BodyDeadline(request, body_timeout) if body_timeout and request.body_exists else None
+            # A body that came in whole with the headers (most do) needs no timer.
+            waiting = body_timeout and request.body_exists and not request.content.is_eof()
+            deadline = BodyDeadline(request, body_timeout) if waiting else None
+            lease: dict[str, str] | None = None
             try:
                 try:
                     reject_nul(request)
@@ -105,7 +111,8 @@ def edge(
                         request[PRINCIPAL] = await auth.authenticate(
                             request, app[SETTINGS], app[PG_POOL], app[KEY_CACHE], scope, ratelimit.lookup_gate(app)
                         )
-                    response = await call(request)
+                    lease = None if leased is None else leased(request)
+                    response = await (call(request) if lease is None else handler(request))
                 except DomainError as exc:
                     response = _domain_problem(request, exc)
                 except web.HTTPException as exc:
@@ -124,6 +131,8 @@ def edge(
                         500, "Internal Server Error", "an unexpected error occurred; it was logged"
                     )
                 status = response.status
+                if lease is not None and not response.prepared:
+                    response.headers.update(lease)
                 response.headers.update(SAFE_HEADERS)
                 if request.transport is None:
                     # The client went away before the answer (nginx's 499): nobody reads it.

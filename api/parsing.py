@@ -258,7 +258,9 @@ def known_query(
     """``handler``, refusing with 400 a query parameter that is not in ``known`` (the route's declared ones,
     from the OpenAPI document), naming it: a client's ``?page=2`` or ``?colour=red`` is never silently ignored."""
 
-    async def checked(request: web.Request) -> web.StreamResponse:
+    # A plain function returning the handler's coroutine, not a coroutine awaiting it: one frame fewer on every
+    # request's way in and out (each suspension of a read resumes every frame on its stack).
+    def checked(request: web.Request) -> Awaitable[web.StreamResponse]:
         if request.query_string and (unknown := sorted(set(request.query) - known)):
             takes = ", ".join(f"`{n}`" for n in sorted(known)) or "none"
             raise BadRequest(
@@ -266,6 +268,6 @@ def known_query(
                 f" (this route takes: {takes})",
                 errors=[FieldError(loc=["query", name], msg="unknown query parameter") for name in unknown],
             )
-        return await handler(request)
+        return handler(request)
 
     return functools.wraps(handler)(checked)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -63,7 +64,14 @@ def problem_response(
 ) -> web.Response:
     # A plain Content-Type header: cheaper than aiohttp's content_type machinery (a refusal must stay cheap).
     return web.Response(
-        body=dumps(problem(status, title, detail, errors)),
+        body=dumps(problem(status, title, detail, errors)) if errors else _body(status, title, detail),
         status=status,
         headers={**(headers or {}), "Content-Type": PROBLEM},
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _body(status: int, title: str, detail: str) -> bytes:
+    """A problem document without field errors, made once: a flood of the same refusal (401 for a key nobody
+    issued, 405) costs no JSON encoding per request."""
+    return dumps(problem(status, title, detail))
