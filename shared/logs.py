@@ -25,8 +25,16 @@ _SECRET_KEYS = frozenset({"authorization", "api_key", "password", "bootstrap_api
 
 
 def redact(text: str) -> str:
-    """``text`` with URL passwords and bearer tokens replaced by ``***``."""
-    return _BEARER.sub(r"\1***", _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", text))
+    """``text`` with URL passwords and bearer tokens replaced by ``***``.
+
+    Each pattern runs only on a text holding its literal part (``://`` and ``@``; ``bearer`` in any case): every
+    string of every log line passes here, and the two substitutions cost a write's access line more than the
+    rest of its logging (profiled in bench/)."""
+    if "://" in text and "@" in text:
+        text = _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", text)
+    if "bearer" in text.lower():
+        text = _BEARER.sub(r"\1***", text)
+    return text
 
 
 #: The request (or message) being served; set once per request, read by every log line.
