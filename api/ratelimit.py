@@ -208,6 +208,8 @@ def _client(peer: str, forwarded: tuple[str, ...], trusted: tuple[Network, ...])
     return client
 
 
+#: Seconds a refused client's probe (:meth:`RateLimiter.refused`) holds its other requests refused, at most.
+PROBE_SECONDS: Final = 1.0
 #: Clients remembered as refused, per process (least recently refused forgotten first).
 REFUSED_SIZE: Final = 10_000
 
@@ -243,6 +245,8 @@ class RateLimiter:
         self._warned_at = -WARN_EVERY
         #: Redis key -> monotonic time until which that client is refused.
         self._refused: OrderedDict[str, float] = OrderedDict()
+        #: Redis key -> monotonic time at which the one request that asks Redis again for a refused client left.
+        self._probes: dict[str, float] = {}
         #: Redis key -> the requests granted to that client and not used yet (reads only).
         self._leases: OrderedDict[str, Lease] = OrderedDict()
         #: The key of each client whose lease is being asked for (one at a time: the client's other requests
@@ -274,12 +278,23 @@ class RateLimiter:
         )
 
     def refused(self, key: str, limit: Limit, now: float) -> Decision | None:
-        """The refusal remembered for ``key``, if its retry time has not come yet."""
+        """The refusal remembered for ``key``, if its retry time has not come yet.
+
+        Once it has, one request asks Redis again (the probe) and the client's other requests meanwhile are still
+        refused here: a client that keeps sending past its limit costs one Redis check per retry time, not one
+        per request in flight when its retry time comes (which made a flood's 429 cost more than a hit)."""
         until = self._refused.get(key)
         if until is None:
             return None
         if until <= now:
-            del self._refused[key]
+            probe = self._probes.get(key)
+            if probe is not None and now - probe < PROBE_SECONDS:
+                return Decision(False, limit.burst, 0, 1, 1)  # the probe's answer decides: until then, refused
+            if now - until >= PROBE_SECONDS:  # long past: the client is checked as any other
+                del self._refused[key]
+                self._probes.pop(key, None)
+                return None
+            self._probes[key] = now  # this request is the probe
             return None
         ms = math.ceil((until - now) * 1000)
         return Decision(False, limit.burst, 0, ms, ms)
@@ -308,6 +323,7 @@ class RateLimiter:
 
     def drop(self, key: str, sent: asyncio.Future[Any] | None) -> None:
         """Forget a check whose decision will not be made (the handler failed): its reply is read and ignored."""
+        self._probes.pop(key, None)
         if sent is not None:
             if self._leasing.get(key) is sent:
                 del self._leasing[key]
@@ -346,6 +362,7 @@ class RateLimiter:
             # Only now, with a granted lease stored: until then the client's other requests are checked one by one.
             if sent is not None and self._leasing.get(key) is sent:
                 del self._leasing[key]
+            self._probes.pop(key, None)
 
     def _verdict(self, key: str, limit: Limit, reply: Any, now: float) -> Decision:
         """Redis's reply made a decision: a refusal remembered, a lease's spare requests kept."""
@@ -355,7 +372,9 @@ class RateLimiter:
             self._refused.move_to_end(key)
             if len(self._refused) > REFUSED_SIZE:
                 self._refused.popitem(last=False)
-        elif granted > 1:
+            return Decision(False, limit.burst, remaining, retry_ms, reset_ms)
+        self._refused.pop(key, None)
+        if granted > 1:
             # This request takes one; the rest wait here for the client's next requests to this process.
             left = self._leases.get(key)
             tokens = granted - 1 + (left.tokens if left is not None and left.expires > now else 0)
@@ -364,7 +383,7 @@ class RateLimiter:
             if len(self._leases) > LEASES_SIZE:
                 self._leases.popitem(last=False)
             remaining += tokens
-        return Decision(granted > 0, limit.burst, remaining, retry_ms, reset_ms)
+        return Decision(True, limit.burst, remaining, retry_ms, reset_ms)
 
     async def check(self, scope: str, ident: str, limit: Limit) -> Decision | None:
         """The decision for one request from ``ident`` in ``scope``: remembered, or asked of Redis."""

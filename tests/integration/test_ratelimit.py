@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import secrets
+import time
 from typing import Any
 
 import pytest
@@ -219,6 +220,41 @@ async def test_a_refused_client_is_refused_again_without_asking_redis(aiohttp_cl
         await problem(answers[-1], 429)
         text = await (await client.get("/metrics")).text()
         assert "stockroom_rate_limit_fail_open_total 0.0" in text
+    finally:
+        await proxy.stop()
+
+
+async def test_past_its_retry_time_a_refused_client_asks_redis_once_and_its_other_requests_stay_refused(
+    aiohttp_client, settings: Settings
+) -> None:
+    # Given an API reaching Redis through a proxy, and a client refused a moment ago (one read per 0.2 s)
+    proxy = TcpProxy("127.0.0.1", 6379)
+    await proxy.start()
+    try:
+        client = await aiohttp_client(
+            create_app(
+                limited(
+                    settings,
+                    redis_url=proxy.url_for(settings.redis_url),
+                    rate_limit_reads_per_second=5.0,
+                    rate_limit_reads_burst=1,
+                )
+            )
+        )
+        assert [(await client.get("/api/categories")).status for _ in range(2)] == [200, 429]
+        await asyncio.sleep(0.3)  # past its retry time
+        # When Redis stops answering and the client sends one read, then more while that one waits for Redis
+        proxy.stall(True)
+        probe = asyncio.create_task(client.get("/api/categories"))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        others = await asyncio.gather(*(client.get("/api/categories") for _ in range(5)))
+        waited = time.monotonic() - started
+        # Then only the first waits for Redis: the others are refused at once, without asking it
+        assert [r.status for r in others] == [429] * 5
+        assert waited < 0.2, waited
+        proxy.stall(False)
+        assert (await probe).status in (200, 429)
     finally:
         await proxy.stop()
 
