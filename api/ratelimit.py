@@ -30,7 +30,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from aiohttp import web
 from redis.exceptions import ResponseError
@@ -126,8 +126,10 @@ class Lease:
     expires: float
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
+    """One request's verdict. A named tuple, not a frozen dataclass: made on every refusal, and a frozen
+    dataclass's constructor costs a 429 about a microsecond (measured in bench/)."""
+
     allowed: bool
     limit: int
     remaining: int
@@ -396,9 +398,20 @@ class RateLimiter:
     def refusal(self, scope: str, decision: Decision) -> web.Response:
         """The 429 answer: its body made once per scope, only the headers per request."""
         self._refused_counts[scope].inc()
-        headers = decision.headers()
-        headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after_ms / 1000)))
-        headers["Content-Type"] = PROBLEM  # a plain header: cheaper than aiohttp's content_type machinery
+        limit, remaining, retry_ms, reset_ms = (
+            decision.limit,
+            decision.remaining,
+            decision.retry_after_ms,
+            decision.reset_ms,
+        )
+        # One dict literal (no helper, no float division for whole seconds): a refusal must cost less than a hit.
+        headers = {
+            "RateLimit-Limit": str(limit),
+            "RateLimit-Remaining": str(remaining),
+            "RateLimit-Reset": str(max(0, -(-reset_ms // 1000))),
+            "Retry-After": str(max(1, -(-retry_ms // 1000))),
+            "Content-Type": PROBLEM,  # a plain header: cheaper than aiohttp's content_type machinery
+        }
         return web.Response(body=self.bodies[scope], status=429, headers=headers)
 
     async def admit_lookup(self, request: web.Request) -> None:
