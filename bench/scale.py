@@ -39,16 +39,15 @@ from bench.__main__ import (
     Proc,
     Result,
     _cpu,
-    _free_port,
     _new_keys,
     _redis_url,
     _release_redis,
     _versions,
-    _wait_http,
     _warm,
     _window,
     write_section,
 )
+from bench.stack import free_port, wait_http
 
 SIZES = (1_000, 100_000, 1_000_000)
 #: p99 at the largest size over p99 at the smallest: the goal (issue 13).
@@ -223,14 +222,15 @@ def _size(size: int, redis_url: str, logs: Path) -> dict[str, object]:
     print(f"bench-scale: {size:,} products ({how}); rebuild {seconds:.1f} s, {per_product:.0f} B of Redis a product")
     keys = _new_keys()
     facts = asyncio.run(_facts(size, keys))
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     api = Proc([PY, "-m", "api", "--host", "127.0.0.1", "--port", str(port)], env, core=0, log=logs / f"api-{size}.log")
     SERVERS[url] = api.p.pid
     results: dict[str, tuple[Result, Result]] = {}
     try:
-        _wait_http(url + "/health/live")
-        deep = _deep_cursor(url, min(500, size // 20))
+        wait_http(url + "/health/live")
+        # Half the pages a size holds at most (some seeded products are inactive, outside the listing).
+        deep = _deep_cursor(url, min(500, size // 40))
         scenarios = {label: _paths_script(paths) for label, paths in _scenarios(facts, deep).items()}
         scenarios["create, a colliding name"] = _create_script(keys, str(facts["name"]), str(facts["category"]))
         scenarios["create, a fresh name"] = _create_script(keys, None, str(facts["category"]))
