@@ -195,20 +195,18 @@ def test_the_defaults_are_generous() -> None:
     assert s.trusted_proxies == ""
 
 
+async def _behind(aiohttp_client: Any, settings: Settings, proxy: TcpProxy, **update: Any) -> TestClient:
+    """An API with :func:`limited`'s limits (and ``update``) that reaches Redis through ``proxy``."""
+    return await aiohttp_client(create_app(limited(settings, redis_url=proxy.url_for(settings.redis_url), **update)))
+
+
 async def test_a_refused_client_is_refused_again_without_asking_redis(aiohttp_client, settings: Settings) -> None:
     # Given an API reaching Redis through a proxy, and a client that used up its burst (one more per 5 s)
     proxy = TcpProxy("127.0.0.1", 6379)
     await proxy.start()
     try:
-        client = await aiohttp_client(
-            create_app(
-                limited(
-                    settings,
-                    redis_url=proxy.url_for(settings.redis_url),
-                    rate_limit_reads_per_second=0.2,
-                    rate_limit_reads_burst=2,
-                )
-            )
+        client = await _behind(
+            aiohttp_client, settings, proxy, rate_limit_reads_per_second=0.2, rate_limit_reads_burst=2
         )
         assert [(await client.get("/api/categories")).status for _ in range(3)] == [200, 200, 429]
         # When Redis goes away and the client keeps asking before its retry time
@@ -231,15 +229,8 @@ async def test_past_its_retry_time_a_refused_client_asks_redis_once_and_its_othe
     proxy = TcpProxy("127.0.0.1", 6379)
     await proxy.start()
     try:
-        client = await aiohttp_client(
-            create_app(
-                limited(
-                    settings,
-                    redis_url=proxy.url_for(settings.redis_url),
-                    rate_limit_reads_per_second=5.0,
-                    rate_limit_reads_burst=1,
-                )
-            )
+        client = await _behind(
+            aiohttp_client, settings, proxy, rate_limit_reads_per_second=5.0, rate_limit_reads_burst=1
         )
         assert [(await client.get("/api/categories")).status for _ in range(2)] == [200, 429]
         await asyncio.sleep(0.3)  # past its retry time
