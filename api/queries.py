@@ -183,25 +183,7 @@ async def product(r: Reads, slug: str) -> tuple[bytes, str] | None:
 
     Absence is a value here, not a raised NotFound: a flood of reads of slugs that do not exist is answered
     without unwinding an exception through every layer (it must cost no more than a hit, issue 10)."""
-    # The hottest read there is, so :func:`_redis`'s work is inline here: the GET is sent straight on the
-    # pipelined connection when it is up, and the suspended read resumes no wrapper's frame.
-    redis = r.redis
-    copy = None
-    if not redis.suspect or await r.guard.settle():
-        key = keys.product_copy(slug)
-        sent = redis.submit("GET", key)
-        try:
-            copy = await (sent if sent is not None else redis.execute("GET", key))
-        except REDIS_ERRORS as exc:
-            log.debug("redis_unavailable", error=type(exc).__name__)
-            r.stats.errors += 1
-        else:
-            if copy is None:
-                r.stats.misses += 1
-            else:
-                r.stats.hits += 1
-    else:
-        r.stats.errors += 1
+    copy = await _redis(r, lambda _: r.redis.execute("GET", keys.product_copy(slug)))
     if copy == keys.ABSENT:  # PostgreSQL had no such product a moment ago (no write since)
         return None
     hit = read.split_copy(copy)

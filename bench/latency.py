@@ -89,11 +89,8 @@ async def _watch(redis: FastRedis, pending: dict[str, float], seen: list[float],
     while not (stop.is_set() and not pending):
         slugs = list(pending)
         if slugs:
-            sent = [redis.submit("EXISTS", keys.product_copy(slug)) for slug in slugs]
-            found = [
-                await (f if f is not None else redis.execute("EXISTS", keys.product_copy(s)))
-                for f, s in zip(sent, slugs, strict=True)
-            ]
+            sent = [redis.execute("EXISTS", keys.product_copy(slug)) for slug in slugs]
+            found = [await f for f in sent]
             now = time.perf_counter()
             for slug, hit in zip(slugs, found, strict=True):
                 if hit:

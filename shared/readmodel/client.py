@@ -158,7 +158,14 @@ class FastRedis:
             self._transport.write(b"".join(self._buffer))
         self._buffer.clear()
 
-    async def execute(self, *args: Any) -> Any:
+    def execute(self, *args: Any) -> Awaitable[Any]:
+        """The command's reply, to await: with the connection up, its future at once (no coroutine frame between
+        a read and its reply: the cached read by slug is the API's hottest path), else once connected."""
+        if self._transport is not None:
+            return self._send(args)
+        return self._connect_and_send(args)
+
+    async def _connect_and_send(self, args: tuple[Any, ...]) -> Any:
         if self._transport is None:
             if time.monotonic() < self._down_until:
                 raise RedisConnectionError("Redis was unreachable a moment ago")
