@@ -7,12 +7,14 @@ handling a message that carries one) names it.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
 
+import orjson
 import structlog
 
 from shared.settings import Settings
@@ -57,6 +59,15 @@ def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> 
     return event_dict
 
 
+def _dumps(value: Any, **kw: Any) -> bytes:
+    """A line as JSON bytes: orjson, or the standard library's json for what orjson refuses (an integer past 64
+    bits, a key that is no string), so that no value a client sent can make logging fail."""
+    try:
+        return orjson.dumps(value, default=kw.get("default"))
+    except TypeError:
+        return json.dumps(value, **kw).encode()
+
+
 def configure_logging(settings: Settings, process: str) -> None:
     """Configure structlog and the standard library's logging for one process."""
     level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
@@ -72,13 +83,23 @@ def configure_logging(settings: Settings, process: str) -> None:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     else:
         renderer = structlog.processors.JSONRenderer()
+    # structlog's own lines (every line this project logs) are rendered by structlog and written straight to
+    # stderr: through the standard library's logging they cost four times as much (a LogRecord, a formatter
+    # running the chain again, stdlib json), 53 against 13 us a line, and a write's access line is one of them.
+    # Other libraries' lines (aiohttp, asyncpg, dramatiq) still come through logging's handler below, rendered
+    # alike; both write whole lines to the same stderr.
+    direct: list[Any] = [*shared_processors, structlog.processors.format_exc_info, _redact_processor]
+    factory: Any
+    buffer = getattr(sys.stderr, "buffer", None)
+    if settings.log_format != "console" and buffer is not None:
+        direct.append(structlog.processors.JSONRenderer(serializer=_dumps))
+        factory = structlog.BytesLoggerFactory(buffer)
+    else:
+        direct.append(renderer)
+        factory = structlog.PrintLoggerFactory(sys.stderr)
     structlog.configure(
-        processors=[
-            *shared_processors,
-            structlog.processors.format_exc_info,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        processors=direct,
+        logger_factory=factory,
         wrapper_class=structlog.make_filtering_bound_logger(level),
         cache_logger_on_first_use=True,
     )
