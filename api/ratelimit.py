@@ -238,7 +238,11 @@ class RateLimiter:
             settings.rate_limit_reads_burst,
             lease_size(settings.rate_limit_reads_lease, settings.rate_limit_reads_burst),
         )
-        self.writes = Limit(settings.rate_limit_writes_per_second, settings.rate_limit_writes_burst)
+        self.writes = Limit(
+            settings.rate_limit_writes_per_second,
+            settings.rate_limit_writes_burst,
+            lease_size(settings.rate_limit_writes_lease, settings.rate_limit_writes_burst),
+        )
         self.lookups = Limit(settings.rate_limit_key_lookups_per_second, settings.rate_limit_key_lookups_burst)
         self.trusted = trusted_networks(settings.trusted_proxies)
         self._fast = fast
@@ -249,7 +253,7 @@ class RateLimiter:
         self._refused: OrderedDict[str, float] = OrderedDict()
         #: Redis key -> monotonic time at which the one request that asks Redis again for a refused client left.
         self._probes: dict[str, float] = {}
-        #: Redis key -> the requests granted to that client and not used yet (reads only).
+        #: Redis key -> the requests granted to that client and not used yet.
         self._leases: OrderedDict[str, Lease] = OrderedDict()
         #: The key of each client whose lease is being asked for (one at a time: the client's other requests
         #: meanwhile are checked one by one, so that concurrent requests never charge it a lease each).
@@ -466,8 +470,8 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
         scope, ident, limit = "write", owner if owner != "anonymous" else f"addr:{address}", limiter.writes
     key = f"{PREFIX}{scope}:{ident}"
     now = time.monotonic()
-    if read and (leased := limiter.leased(key, limit, now)) is not None:
-        # Through the edge such a read does not come here (``leased_read`` took its lease first).
+    if (leased := limiter.leased(key, limit, now)) is not None:
+        # Through the edge such a read does not come here (``leased_read`` took its lease first); a write does.
         return await _answer(request, handler, leased)
     remembered = limiter.refused(key, limit, now)
     if remembered is not None:

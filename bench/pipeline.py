@@ -341,7 +341,7 @@ def _stage_by_stage(
 def _profile(roots: dict[str, int], tag: object) -> list[subprocess.Popen[bytes]]:
     """With ``BENCH_PROFILE=DIR``: py-spy (``--nonblocking``: the process is never paused) samples the relay and the
     cache worker for :data:`PROFILE_SECONDS` of a drain or a steady phase, into DIR/<name>-<tag>.txt (raw, folded
-    stacks).
+    stacks); with ``BENCH_PROFILE_API=1`` the API too.
     Its own CPU then counts in the machine's, not in the figures of the processes it samples."""
     folder = os.environ.get("BENCH_PROFILE")
     if not folder:
@@ -362,7 +362,7 @@ def _profile(roots: dict[str, int], tag: object) -> list[subprocess.Popen[bytes]
             stderr=subprocess.DEVNULL,
         )
         for name, pid in roots.items()
-        if name != "API"
+        if name != "API" or os.environ.get("BENCH_PROFILE_API")
     ]
 
 

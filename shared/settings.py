@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     rate_limit_reads_lease: int = Field(default=8, ge=1, le=64)
     rate_limit_writes_per_second: float = Field(default=50.0, gt=0)
     rate_limit_writes_burst: int = Field(default=100, ge=1)
+    #: Writes granted to a process per Redis check of a key, as for reads (at most a 32nd of the burst: 3 with the
+    #: defaults); 1 checks every write in Redis.
+    rate_limit_writes_lease: int = Field(default=4, ge=1, le=64)
     #: PostgreSQL lookups of API keys this process has never verified, per client address (a flood of random keys
     #: is refused with 429 past it, before any query). A key verified before is re-checked every 30 s ungated.
     rate_limit_key_lookups_per_second: float = Field(default=5.0, gt=0)

@@ -8,6 +8,7 @@ import secrets
 import time
 from typing import Any
 
+import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, make_mocked_request
@@ -382,6 +383,37 @@ async def fail_open(client: TestClient) -> int:
     text = await (await client.get("/metrics")).text()
     line = next(x for x in text.splitlines() if x.startswith("stockroom_rate_limit_fail_open_total "))
     return int(float(line.split()[1]))
+
+
+async def test_writes_are_leased_per_api_key_and_never_past_the_burst_in_one_process(
+    aiohttp_client, settings: Settings, redis_url: str, pg: asyncpg.Connection
+) -> None:
+    # Given an API whose write limit is 10 a second in bursts of 96 (leases of 3 writes per Redis check)
+    s = limited(settings, rate_limit_writes_per_second=10.0, rate_limit_writes_burst=96, rate_limit_writes_lease=4)
+    client = await aiohttp_client(create_app(s))
+    redis = aioredis.from_url(redis_url)
+    try:
+        # When the admin key writes once
+        first = await client.post("/api/records", json={"n": 0}, headers=ADMIN)
+        # Then Redis charged it 3 writes at once (300 ms of its allowance), the answer counting one
+        charged = await redis.pttl("sr:rl:write:bootstrap")
+        assert first.status == 201
+        assert 200 < charged <= 301
+        assert first.headers["RateLimit-Remaining"] == "95"
+        # And its next 2 writes come from the lease, with no Redis charge; the third asks for the next lease
+        answers = [await client.post("/api/records", json={"n": n}, headers=ADMIN) for n in (1, 2)]
+        assert [r.headers["RateLimit-Remaining"] for r in answers] == ["94", "93"]
+        assert await redis.pttl("sr:rl:write:bootstrap") <= charged
+        await client.post("/api/records", json={"n": 3}, headers=ADMIN)
+        assert await redis.pttl("sr:rl:write:bootstrap") > charged + 150
+    finally:
+        await redis.aclose()
+    # And the key never writes past its burst (give or take what refilled meanwhile): the rest are 429, unwritten
+    statuses = [(await client.post("/api/records", json={"n": n}, headers=ADMIN)).status for n in range(4, 130)]
+    passed = 4 + statuses.count(201)
+    assert 96 <= passed <= 96 + 15
+    assert statuses[-5:] == [429] * 5
+    assert await pg.fetchval("SELECT count(*) FROM records") == passed
 
 
 async def test_concurrent_reads_are_not_charged_a_lease_each(aiohttp_client, settings: Settings) -> None:
