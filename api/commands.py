@@ -33,7 +33,7 @@ from shared.readmodel.read import Stats
 from shared.readmodel.render import counted_versions, dumps, image, versions
 from shared.storage import Storage
 from shared.store import categories as cat_repo
-from shared.store import idempotency
+from shared.store import idempotency, suffixes
 from shared.store import images as image_repo
 from shared.store import media as media_repo
 from shared.store import products as prod_repo
@@ -328,25 +328,31 @@ async def insert_with_slug(
     conn: asyncpg.Connection,
     explicit: str | None,
     name: str,
-    fallback: str,
-    taken: Callable[[asyncpg.Connection, str], Awaitable[list[str]]],
+    kind: str,
+    taken: suffixes.Taken,
     insert: Callable[[str], Awaitable[Written | None]],
 ) -> Written | None:
-    """Insert under ``explicit`` (409 if taken) or under a slug made from ``name`` (``-2``, ``-3``... on collision)."""
+    """Insert under ``explicit`` (409 if taken) or under a slug made from ``name``: the base, or ``-2``, ``-3``...
+    when it is taken, the number from the base's counter (:mod:`shared.store.suffixes`)."""
     if explicit is not None:
         try:
             async with _savepoint(conn):
                 return await insert(explicit)
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(f"slug {explicit!r} is already taken") from exc
-    base = slugs.base_slug(name, fallback)
-    candidate = base
+    base = slugs.base_slug(name, kind)
+    try:
+        async with _savepoint(conn):
+            return await insert(base)
+    except asyncpg.UniqueViolationError:
+        pass
+    n = await suffixes.next_number(conn, kind, base, taken)
     for _ in range(RETRIES):
         try:
             async with _savepoint(conn):
-                return await insert(candidate)
+                return await insert(slugs.with_suffix(base, n))
         except asyncpg.UniqueViolationError:
-            candidate = slugs.next_free(base, await taken(conn, base))
+            n = await suffixes.renumber(conn, kind, base, taken)
     raise Conflict("could not find a free slug; try again")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -181,6 +182,39 @@ async def test_generated_slugs_get_numbered_suffixes_on_collision(client) -> Non
     first = await product(client, "Spade")
     second = await product(client, "spade")
     assert (first["slug"], second["slug"]) == ("spade", "spade-2")
+
+
+async def test_a_suffix_taken_by_an_explicit_slug_is_skipped(client) -> None:
+    # Given "spade" and "spade-2", the second one named by its client
+    await category(client, "Garden Tools")
+    await product(client, "Spade")
+    await product(client, "Other", slug="spade-2")
+    # When two more products are named "Spade"
+    slugs = [(await product(client, "Spade"))["slug"] for _ in range(2)]
+    # Then they get the next numbers free
+    assert slugs == ["spade-3", "spade-4"]
+
+
+async def test_suffixes_start_past_the_numbers_already_in_use(client, pg) -> None:
+    # Given products "spade" and "spade-7" and no suffix counter (rows older than the counters, or seeded)
+    await category(client, "Garden Tools")
+    await product(client, "Spade")
+    await product(client, "Other", slug="spade-7")
+    await pg.execute("DELETE FROM slug_suffixes")
+    # When another product is named "Spade"
+    created = await product(client, "Spade")
+    # Then it is numbered past them
+    assert created["slug"] == "spade-8"
+
+
+async def test_many_concurrent_creates_of_one_name_each_get_a_number_of_their_own(client) -> None:
+    # When 30 products with one name are created at once
+    await category(client, "Garden Tools")
+    body = {"name": "Hoe", "price": "1", "category": "garden-tools"}
+    answers = await asyncio.gather(*(client.post("/api/products", json=body, headers=ADMIN) for _ in range(30)))
+    # Then every one is created, as hoe, hoe-2 ... hoe-30
+    assert [r.status for r in answers] == [201] * 30
+    assert sorted([(await r.json())["slug"] for r in answers]) == sorted(["hoe", *(f"hoe-{n}" for n in range(2, 31))])
 
 
 async def test_explicit_slug_already_taken_is_409(client) -> None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.slugs import MAX_LEN, SLUG_RE, base_slug, next_free, with_suffix
+from shared.slugs import MAX_LEN, SLUG_RE, base_slug, first_free_number, next_free, with_suffix
 
 
 @pytest.mark.parametrize(
@@ -50,16 +50,22 @@ def test_with_suffix_does_not_leave_a_double_dash() -> None:
 @pytest.mark.parametrize(
     ("taken", "expected"),
     [
-        ([], "tools"),
-        (["tools-2"], "tools"),
-        (["tools"], "tools-2"),
-        (["tools", "tools-2", "tools-3"], "tools-4"),
-        (["tools", "tools-3"], "tools-2"),
-        (["tools", "tools-extra", "tools-2-2"], "tools-2"),
+        ([], 2),
+        (["tools"], 2),
+        (["tools", "tools-2", "tools-3"], 4),
+        (["tools", "tools-3"], 4),
+        (["tools", "tools-extra", "tools-2-2", "tools-x7"], 2),
+        (["tools-41", "tools-9"], 42),
     ],
 )
-def test_next_free(taken: list[str], expected: str) -> None:
-    assert next_free("tools", taken) == expected
+def test_first_free_number_is_past_every_number_in_use(taken: list[str], expected: int) -> None:
+    assert first_free_number("tools", taken) == expected
+
+
+@given(st.sets(st.integers(min_value=2, max_value=10_000)), st.booleans())
+def test_first_free_number_is_never_taken(numbers: set[int], base_taken: bool) -> None:
+    taken = {f"tools-{n}" for n in numbers} | ({"tools"} if base_taken else set())
+    assert with_suffix("tools", first_free_number("tools", taken)) not in taken
 
 
 @given(st.sets(st.integers(min_value=2, max_value=30)), st.booleans())
