@@ -374,11 +374,16 @@ class RateLimiter:
         """Redis's reply made a decision: a refusal remembered, a lease's spare requests kept."""
         granted, remaining, retry_ms, reset_ms = map(int, reply)
         if not granted:
-            self._refused[key] = now + retry_ms / 1000
-            self._refused.move_to_end(key)
-            if len(self._refused) > REFUSED_SIZE:
-                self._refused.popitem(last=False)
+            self._refuse(key, now + retry_ms / 1000)
             return Decision(False, limit.burst, remaining, retry_ms, reset_ms)
+        # Allowed with nothing left: Redis would refuse the client's next request until a request has refilled
+        # (the allowance is back to full at ``reset``, so one is back burst - 1 intervals before), and it is
+        # refused here until then, as if Redis had said so. A flood's requests in flight meanwhile (a probe has
+        # just let one through) then cost no Redis check each.
+        wait = reset_ms / 1000 - (limit.burst - 1) * limit.interval
+        if granted == 1 and remaining <= 0 and wait > 0:
+            self._refuse(key, now + min(wait, limit.interval))
+            return Decision(True, limit.burst, 0, retry_ms, reset_ms)
         self._refused.pop(key, None)
         if granted > 1:
             # This request takes one; the rest wait here for the client's next requests to this process.
@@ -390,6 +395,12 @@ class RateLimiter:
                 self._leases.popitem(last=False)
             remaining += tokens
         return Decision(True, limit.burst, remaining, retry_ms, reset_ms)
+
+    def _refuse(self, key: str, until: float) -> None:
+        self._refused[key] = until
+        self._refused.move_to_end(key)
+        if len(self._refused) > REFUSED_SIZE:
+            self._refused.popitem(last=False)
 
     async def check(self, scope: str, ident: str, limit: Limit) -> Decision | None:
         """The decision for one request from ``ident`` in ``scope``: remembered, or asked of Redis."""

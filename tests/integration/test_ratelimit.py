@@ -251,6 +251,35 @@ async def test_past_its_retry_time_a_refused_client_asks_redis_once_and_its_othe
         await proxy.stop()
 
 
+async def test_a_client_that_used_up_its_burst_is_refused_without_asking_redis_until_a_request_refills(
+    aiohttp_client, settings: Settings
+) -> None:
+    # Given an API reaching Redis through a proxy, and a client allowed 2 reads at once, then one per 0.2 s
+    proxy = TcpProxy("127.0.0.1", 6379)
+    await proxy.start()
+    try:
+        client = await _behind(
+            aiohttp_client, settings, proxy, rate_limit_reads_per_second=5.0, rate_limit_reads_burst=2
+        )
+        # When it reads twice (the second answer says none is left) and Redis then stops answering
+        first, second = [await client.get("/api/categories") for _ in range(2)]
+        assert (first.status, second.status) == (200, 200)
+        assert second.headers["RateLimit-Remaining"] == "0"
+        proxy.stall(True)
+        started = time.monotonic()
+        others = await asyncio.gather(*(client.get("/api/categories") for _ in range(5)))
+        waited = time.monotonic() - started
+        # Then its next reads are refused at once, as Redis would have refused them, without asking it
+        assert [r.status for r in others] == [429] * 5
+        assert waited < 0.15, waited
+        # And once a read has refilled, it is asked again and let through
+        proxy.stall(False)
+        await asyncio.sleep(0.25)
+        assert (await client.get("/api/categories")).status == 200
+    finally:
+        await proxy.stop()
+
+
 async def test_a_flood_of_unknown_keys_is_429_before_postgresql_is_asked(aiohttp_client, settings: Settings) -> None:
     # Given an API allowing 5 lookups of unknown keys per address, then one per second
     app = create_app(limited(settings, rate_limit_key_lookups_per_second=1.0, rate_limit_key_lookups_burst=5))
