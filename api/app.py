@@ -130,7 +130,7 @@ def create_app(settings: Settings) -> web.Application:
         ratelimit.rate_limit if settings.rate_limit_enabled else None,
         settings.http_body_timeout,
         cors.from_setting(settings.cors_origins),
-        ratelimit.leased_read if settings.rate_limit_enabled else None,
+        ratelimit.read_gate if settings.rate_limit_enabled else None,
     )
 
     def wrap(handler: Handler) -> Handler:

@@ -9,7 +9,7 @@ import re
 from collections.abc import Awaitable, Callable
 from random import getrandbits
 from time import perf_counter
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 from aiohttp import web
 from yarl import URL
@@ -57,7 +57,7 @@ def edge(
     rate_limit: Guard | None = None,
     body_timeout: float = 0.0,
     cors: Cors | None = None,
-    leased: Callable[[web.Request], dict[str, str] | None] | None = None,
+    leased: Callable[[web.Request], dict[str, str] | web.StreamResponse | None] | None = None,
 ) -> Wrap:
     """What every request passes through, wrapped around each route's handler when it is registered:
 
@@ -66,8 +66,9 @@ def edge(
     3. errors: domain errors and HTTP errors >= 400 become problem+json, anything else a logged 500;
     4. authorization: the handler's scope (``api.auth.requires``) checked, the principal set;
     5. the rate limit (when on), after authorization: writes count against the API key; a read whose client
-       has reads granted to this process (``leased``: :func:`api.ratelimit.leased_read`) goes straight to its
-       handler, with no coroutine of the limiter's around it (the hottest path there is);
+       has reads granted to this process (``leased``: :func:`api.ratelimit.read_gate`) goes straight to its
+       handler, with no coroutine of the limiter's around it (the hottest path there is), and one whose client
+       is refused in the process is answered 429 there;
     6. a request whose body has not all arrived within ``body_timeout`` seconds is answered 408 and its
        connection closed (:class:`api.timeouts.BodyDeadline`).
     7. CORS (when ``CORS_ORIGINS`` is set): preflights answered before 4. and 5., every other answer marked.
@@ -111,8 +112,14 @@ def edge(
                         request[PRINCIPAL] = await auth.authenticate(
                             request, app[SETTINGS], app[PG_POOL], app[KEY_CACHE], scope, ratelimit.lookup_gate(app)
                         )
-                    lease = None if leased is None else leased(request)
-                    response = await (call(request) if lease is None else handler(request))
+                    gate = None if leased is None else leased(request)
+                    if gate is None:
+                        response = await call(request)
+                    elif type(gate) is dict:
+                        lease = gate
+                        response = await handler(request)
+                    else:
+                        response = cast(web.StreamResponse, gate)
                 except DomainError as exc:
                     response = _domain_problem(request, exc)
                 except web.HTTPException as exc:

@@ -37,7 +37,7 @@ from redis.exceptions import ResponseError
 
 from api.metrics import METRICS, Metrics
 from api.problems import PROBLEM, problem
-from api.state import FAST_REDIS, PRINCIPAL, SETTINGS
+from api.state import FAST_REDIS, PRINCIPAL, RATE_GATED, SETTINGS
 from shared.errors import DomainError, TooManyRequests
 from shared.logs import get_logger
 from shared.readmodel.client import REDIS_ERRORS, FastRedis
@@ -450,16 +450,26 @@ def lookup_gate(app: web.Application) -> Callable[[web.Request], Awaitable[None]
     return None if limiter is None else limiter.admit_lookup
 
 
-def leased_read(request: web.Request) -> dict[str, str] | None:
-    """A read's rate-limit headers when this process holds reads granted to its client (one is taken: no Redis
-    work), else None: the request then goes through :func:`rate_limit`. Called by the edge after authorization."""
+def read_gate(request: web.Request) -> dict[str, str] | web.Response | None:
+    """Called by the edge after authorization, for a read, before anything else of the limiter's: the rate-limit
+    headers when this process holds reads granted to its client (one is taken: no Redis work), the 429 answer when
+    the client is refused here (no Redis work either, and no coroutine of the limiter's: a flood's refusals cost
+    less than a hit), else None: the request goes through :func:`rate_limit`, which asks Redis."""
     if request.method not in READS:
         return None
     limiter = request.app.get(RATE_LIMITER)
     if limiter is None or request.path.startswith(EXEMPT):
         return None
     key = f"{PREFIX}read:{client_address(request, limiter.trusted)}"
-    return limiter.leased(key, limiter.reads, time.monotonic())
+    now = time.monotonic()
+    leased = limiter.leased(key, limiter.reads, now)
+    if leased is not None:
+        return leased
+    remembered = limiter.refused(key, limiter.reads, now)
+    if remembered is not None:
+        return limiter.refusal("read", remembered)
+    request[RATE_GATED] = key
+    return None
 
 
 async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -471,22 +481,26 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
     limiter = request.app.get(RATE_LIMITER)
     if limiter is None or request.path.startswith(EXEMPT):
         return await handler(request)
-    address = client_address(request, limiter.trusted)
     read = request.method in READS
-    if read:
-        scope, ident, limit = "read", address, limiter.reads
+    gated: str | None = request.get(RATE_GATED) if read else None
+    if gated is not None:
+        # The edge's read_gate found no lease and no refusal for this client already.
+        scope, key, limit = "read", gated, limiter.reads
     else:
-        owner = request[PRINCIPAL].owner
-        # An anonymous write (to a path that needs no key, or none at all) is counted against its address.
-        scope, ident, limit = "write", owner if owner != "anonymous" else f"addr:{address}", limiter.writes
-    key = f"{PREFIX}{scope}:{ident}"
-    now = time.monotonic()
-    if (leased := limiter.leased(key, limit, now)) is not None:
-        # Through the edge such a read does not come here (``leased_read`` took its lease first); a write does.
-        return await _answer(request, handler, leased)
-    remembered = limiter.refused(key, limit, now)
-    if remembered is not None:
-        return limiter.refusal(scope, remembered)
+        address = client_address(request, limiter.trusted)
+        if read:
+            scope, ident, limit = "read", address, limiter.reads
+        else:
+            owner = request[PRINCIPAL].owner
+            # An anonymous write (to a path that needs no key, or none at all) is counted against its address.
+            scope, ident, limit = "write", owner if owner != "anonymous" else f"addr:{address}", limiter.writes
+        key = f"{PREFIX}{scope}:{ident}"
+        now = time.monotonic()
+        if (leased := limiter.leased(key, limit, now)) is not None:
+            return await _answer(request, handler, leased)
+        remembered = limiter.refused(key, limit, now)
+        if remembered is not None:
+            return limiter.refusal(scope, remembered)
     sent = limiter.submit(key, limit)
     if not read:
         decision = await limiter.decide(key, limit, sent)

@@ -44,3 +44,5 @@ OPENAPI_DOCUMENT: web.AppKey[Callable[[], bytes]] = web.AppKey("openapi_document
 
 REQUEST_ID = web.RequestKey("request_id", str)
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
+#: A read the rate limiter's gate at the edge let through to it: its client's key (no lease, not refused here).
+RATE_GATED = web.RequestKey("rate_gated", str)
