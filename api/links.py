@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Collection
 from typing import Final
 
 from aiohttp import web
@@ -32,7 +32,7 @@ def _first(request: web.Request, header: str) -> str | None:
     return None if raw is None else raw.split(",", 1)[0].strip()
 
 
-def _from_trusted_proxy(request: web.Request, trusted: Sequence[Network]) -> bool:
+def _from_trusted_proxy(request: web.Request, trusted: Collection[Network]) -> bool:
     if not trusted or request.remote is None:
         return False
     try:
@@ -42,7 +42,7 @@ def _from_trusted_proxy(request: web.Request, trusted: Sequence[Network]) -> boo
     return any(peer in net for net in trusted)
 
 
-def origin(request: web.Request, trusted: Sequence[Network]) -> URL:
+def origin(request: web.Request, trusted: Collection[Network]) -> URL:
     """``scheme://host[:port]`` as the client reached the API; 400 if its ``Host`` is no host."""
     scheme, host = request.scheme, request.host
     if _from_trusted_proxy(request, trusted):
@@ -57,6 +57,6 @@ def origin(request: web.Request, trusted: Sequence[Network]) -> URL:
     return URL.build(scheme=scheme, authority=host)
 
 
-def with_query(request: web.Request, trusted: Sequence[Network], **changes: str) -> str:
+def with_query(request: web.Request, trusted: Collection[Network], **changes: str) -> str:
     """The absolute URL of this request with ``changes`` made to its query (every other parameter kept)."""
     return str(origin(request, trusted).join(request.rel_url.update_query(changes)))

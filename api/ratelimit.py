@@ -148,9 +148,12 @@ def _headers(limit: int, remaining: int, reset_seconds: float) -> dict[str, str]
     }
 
 
-def trusted_networks(spec: str) -> tuple[Network, ...]:
-    """``trusted_proxies`` (comma-separated addresses or CIDR blocks) parsed; a bad entry raises ValueError."""
-    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in spec.split(",") if part.strip())
+def trusted_networks(spec: str) -> frozenset[Network]:
+    """``trusted_proxies`` (comma-separated addresses or CIDR blocks) parsed; a bad entry raises ValueError.
+
+    A frozenset: it is part of :func:`_client`'s cache key on every request, and a frozenset keeps its hash,
+    where a tuple hashes each network again (in Python: about as much as the rest of the cache lookup)."""
+    return frozenset(ipaddress.ip_network(part.strip(), strict=False) for part in spec.split(",") if part.strip())
 
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -174,7 +177,7 @@ def _ip(text: str) -> tuple[Address, str] | None:
     return ip, str(ip)
 
 
-def client_address(request: web.Request, trusted: tuple[Network, ...]) -> str:
+def client_address(request: web.Request, trusted: frozenset[Network]) -> str:
     """The client's address: the peer's, unless the peer is a trusted proxy.
 
     Behind trusted proxies, ``X-Forwarded-For`` is read from the right: the first hop that is not a trusted proxy
@@ -191,7 +194,7 @@ CLIENTS_SIZE: Final = 16_384
 
 
 @functools.lru_cache(maxsize=CLIENTS_SIZE)
-def _client(peer: str, forwarded: tuple[str, ...], trusted: tuple[Network, ...]) -> str:
+def _client(peer: str, forwarded: tuple[str, ...], trusted: frozenset[Network]) -> str:
     """:func:`client_address` of one peer and its ``X-Forwarded-For`` values. Cached: behind a proxy the same
     client sends the same header again and again, and walking it (each hop parsed, each tested against every
     trusted network in Python) cost more than the rest of the rate limit's work on a read (measured in bench/)."""

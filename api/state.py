@@ -34,7 +34,7 @@ READ_STATS: web.AppKey[Stats] = web.AppKey("read_stats")
 #: Where the commands write through to (None: ``READ_MODEL_WRITE_THROUGH=false``).
 WRITE_THROUGH: web.AppKey[ReadModel | None] = web.AppKey("write_through")
 #: ``TRUSTED_PROXIES``, parsed: peers whose forwarding headers (``X-Forwarded-For``, ``-Proto``, ``-Host``) count.
-TRUSTED_PROXIES: web.AppKey[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]] = web.AppKey("trusted_proxies")
+TRUSTED_PROXIES: web.AppKey[frozenset[ipaddress.IPv4Network | ipaddress.IPv6Network]] = web.AppKey("trusted_proxies")
 #: The image storage the image and media routes use (an S3 client lives on the app's loop).
 STORAGE = web.AppKey("storage", Storage)
 
