@@ -24,12 +24,24 @@ METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 UNMATCHED: Final = "unmatched"
 
 
+#: Each resource's label, made once (keyed by the resource itself, never by its id, which a later app's resource
+#: could reuse; an app has a few dozen, and the tests' many apps are bounded by the clearing below).
+_LABELS: dict[object, str] = {}
+
+
 def route_of(request: web.Request) -> str:
     """The template of the route ``request`` matched (``/api/products/{slug}``), without its trailing slash."""
     resource = request.match_info.route.resource
-    if resource is None or resource.name == UNMATCHED:  # the fallback route (api.edge.FALLBACK_NAME)
+    if resource is None:
         return UNMATCHED
-    return resource.canonical.rstrip("/") or "/"
+    label = _LABELS.get(resource)
+    if label is None:
+        # The fallback route (api.edge.FALLBACK_NAME) is labelled as matching nothing.
+        label = UNMATCHED if resource.name == UNMATCHED else resource.canonical.rstrip("/") or "/"
+        if len(_LABELS) >= 4096:
+            _LABELS.clear()
+        _LABELS[resource] = label
+    return label
 
 
 #: Access lines of client errors (4xx) written per second and process, at most; the rest of that second's are
