@@ -389,7 +389,11 @@ def _steady(
         spy.wait(30)
     events = max(1, int(result.get("count", 0)))
     written = result.get("count", 0) + result.get("lost", 0) - result.get("failed_writes", 0)
-    result["accepted_per_s"] = written / max(PHASE_SECONDS, result.get("write_seconds", PHASE_SECONDS))
+    # Creates accepted per second of the schedule, and how far behind it the last answer came: a stack that keeps
+    # pace accepts every create offered and answers the last one within its latency. (Dividing by the time until
+    # the last answer instead, a stack answering every create in 20 ms reads 598/s at 600 offered, never 600.)
+    result["accepted_per_s"] = written / PHASE_SECONDS
+    result["lag_s"] = max(0.0, result.get("write_seconds", PHASE_SECONDS) - PHASE_SECONDS)
     result["rate"] = rate
     figures.steady[name] = result
     figures.steady_cpu[name] = {k: (after[k] - before[k]) * 1000 / events for k in before}
@@ -530,8 +534,13 @@ def table(f: Figures) -> list[str]:
         extra = f" ({r['count']:.0f} events, {r['lost']:.0f} not projected in 10 s, {r['failed_writes']:.0f} failed)"
         row(f"{name} ({r['rate']:.0f} creates/s offered): commit -> projection", value + extra, target)
         if name == "sustained":
-            ok = r["accepted_per_s"] >= TARGETS["sustained"]
-            row("sustained: creates/s accepted, whole stack", f"{r['accepted_per_s']:,.0f}", f">= 600 {_met(ok)}")
+            lag_ms = r["lag_s"] * 1000
+            ok = r["accepted_per_s"] >= TARGETS["sustained"] and lag_ms <= TARGETS["sustained_p99"]
+            row(
+                "sustained: creates/s accepted, whole stack (last answer after the schedule's end)",
+                f"{r['accepted_per_s']:,.1f} ({lag_ms:.0f} ms)",
+                f">= 600, within {TARGETS['sustained_p99']:.0f} ms {_met(ok)}",
+            )
         cpu_ms = f.steady_cpu[name]
         own = sum(cpu_ms[k] for k in PIPELINE)
         target = f"relay + cache worker + RabbitMQ {own:.2f} <= 2.5 {_met(own <= TARGETS['steady_cpu'])}"
