@@ -341,18 +341,15 @@ async def insert_with_slug(
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(f"slug {explicit!r} is already taken") from exc
     base = slugs.base_slug(name, kind)
-    try:
-        async with _savepoint(conn):
-            return await insert(base)
-    except asyncpg.UniqueViolationError:
-        pass
-    n = await suffixes.next_number(conn, kind, base, taken)
-    for _ in range(RETRIES):
+    candidate = base
+    for attempt in range(RETRIES):
         try:
             async with _savepoint(conn):
-                return await insert(slugs.with_suffix(base, n))
+                return await insert(candidate)
         except asyncpg.UniqueViolationError:
-            n = await suffixes.renumber(conn, kind, base, taken)
+            # The base taken: the counter's next number; that number taken too (by an explicit slug): past them all.
+            number = suffixes.next_number if attempt == 0 else suffixes.renumber
+            candidate = slugs.with_suffix(base, await number(conn, kind, base, taken))
     raise Conflict("could not find a free slug; try again")
 
 

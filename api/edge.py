@@ -57,7 +57,7 @@ def edge(
     rate_limit: Guard | None = None,
     body_timeout: float = 0.0,
     cors: Cors | None = None,
-    leased: Callable[[web.Request], dict[str, str] | web.StreamResponse | None] | None = None,
+    read_gate: Callable[[web.Request], dict[str, str] | web.StreamResponse | None] | None = None,
 ) -> Wrap:
     """What every request passes through, wrapped around each route's handler when it is registered:
 
@@ -66,7 +66,7 @@ def edge(
     3. errors: domain errors and HTTP errors >= 400 become problem+json, anything else a logged 500;
     4. authorization: the handler's scope (``api.auth.requires``) checked, the principal set;
     5. the rate limit (when on), after authorization: writes count against the API key; a read whose client
-       has reads granted to this process (``leased``: :func:`api.ratelimit.read_gate`) goes straight to its
+       has reads granted to this process (``read_gate``: :func:`api.ratelimit.read_gate`) goes straight to its
        handler, with no coroutine of the limiter's around it (the hottest path there is), and one whose client
        is refused in the process is answered 429 there;
     6. a request whose body has not all arrived within ``body_timeout`` seconds is answered 408 and its
@@ -112,7 +112,7 @@ def edge(
                         request[PRINCIPAL] = await auth.authenticate(
                             request, app[SETTINGS], app[PG_POOL], app[KEY_CACHE], scope, ratelimit.lookup_gate(app)
                         )
-                    gate = None if leased is None else leased(request)
+                    gate = None if read_gate is None else read_gate(request)
                     if gate is None:
                         response = await call(request)
                     elif type(gate) is dict:

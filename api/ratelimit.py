@@ -30,7 +30,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, cast
 
 from aiohttp import web
 from redis.exceptions import ResponseError
@@ -405,6 +405,15 @@ class RateLimiter:
         if len(self._refused) > REFUSED_SIZE:
             self._refused.popitem(last=False)
 
+    def known(self, scope: str, key: str, limit: Limit, now: float) -> dict[str, str] | web.Response | None:
+        """What this process already knows of ``key``, with no Redis work: the rate-limit headers of a request
+        taken from its lease, the 429 answer while it is refused here, or None (Redis is asked)."""
+        leased = self.leased(key, limit, now)
+        if leased is not None:
+            return leased
+        remembered = self.refused(key, limit, now)
+        return None if remembered is None else self.refusal(scope, remembered)
+
     async def check(self, scope: str, ident: str, limit: Limit) -> Decision | None:
         """The decision for one request from ``ident`` in ``scope``: remembered, or asked of Redis."""
         key = f"{PREFIX}{scope}:{ident}"
@@ -464,15 +473,10 @@ def read_gate(request: web.Request) -> dict[str, str] | web.Response | None:
     if limiter is None or request.path.startswith(EXEMPT):
         return None
     key = f"{PREFIX}read:{client_address(request, limiter.trusted)}"
-    now = time.monotonic()
-    leased = limiter.leased(key, limiter.reads, now)
-    if leased is not None:
-        return leased
-    remembered = limiter.refused(key, limiter.reads, now)
-    if remembered is not None:
-        return limiter.refusal("read", remembered)
-    request[RATE_GATED] = key
-    return None
+    known = limiter.known("read", key, limiter.reads, time.monotonic())
+    if known is None:
+        request[RATE_GATED] = key
+    return known
 
 
 async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -485,25 +489,19 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
     if limiter is None or request.path.startswith(EXEMPT):
         return await handler(request)
     read = request.method in READS
-    gated: str | None = request.get(RATE_GATED) if read else None
-    if gated is not None:
-        # The edge's read_gate found no lease and no refusal for this client already.
-        scope, key, limit = "read", gated, limiter.reads
+    if read:
+        # The edge's read_gate (always paired with this guard, api.app) found no lease and no refusal already.
+        scope, key, limit = "read", request[RATE_GATED], limiter.reads
     else:
-        address = client_address(request, limiter.trusted)
-        if read:
-            scope, ident, limit = "read", address, limiter.reads
-        else:
-            owner = request[PRINCIPAL].owner
-            # An anonymous write (to a path that needs no key, or none at all) is counted against its address.
-            scope, ident, limit = "write", owner if owner != "anonymous" else f"addr:{address}", limiter.writes
-        key = f"{PREFIX}{scope}:{ident}"
-        now = time.monotonic()
-        if (leased := limiter.leased(key, limit, now)) is not None:
-            return await _answer(request, handler, leased)
-        remembered = limiter.refused(key, limit, now)
-        if remembered is not None:
-            return limiter.refusal(scope, remembered)
+        owner = request[PRINCIPAL].owner
+        # An anonymous write (to a path that needs no key, or none at all) is counted against its address.
+        ident = owner if owner != "anonymous" else f"addr:{client_address(request, limiter.trusted)}"
+        scope, key, limit = "write", f"{PREFIX}write:{ident}", limiter.writes
+        known = limiter.known(scope, key, limit, time.monotonic())
+        if type(known) is dict:
+            return await _answer(request, handler, known)
+        if known is not None:
+            return cast(web.Response, known)
     sent = limiter.submit(key, limit)
     if not read:
         decision = await limiter.decide(key, limit, sent)

@@ -82,12 +82,13 @@ def configure_logging(settings: Settings, process: str) -> None:
     if settings.log_format == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     else:
-        renderer = structlog.processors.JSONRenderer()
+        # logging's handler writes text: the same serializer, decoded.
+        renderer = structlog.processors.JSONRenderer(serializer=lambda v, **kw: _dumps(v, **kw).decode())
     # structlog's own lines (every line this project logs) are rendered by structlog and written straight to
     # stderr: through the standard library's logging they cost four times as much (a LogRecord, a formatter
     # running the chain again, stdlib json), 53 against 13 us a line, and a write's access line is one of them.
     # Other libraries' lines (aiohttp, asyncpg, dramatiq) still come through logging's handler below, rendered
-    # alike; both write whole lines to the same stderr.
+    # by the same serializer; both write whole lines to the same stderr.
     direct: list[Any] = [*shared_processors, structlog.processors.format_exc_info, _redact_processor]
     factory: Any
     buffer = getattr(sys.stderr, "buffer", None)

@@ -6,6 +6,7 @@ the number of series.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -24,24 +25,18 @@ METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 UNMATCHED: Final = "unmatched"
 
 
-#: Each resource's label, made once (keyed by the resource itself, never by its id, which a later app's resource
-#: could reuse; an app has a few dozen, and the tests' many apps are bounded by the clearing below).
-_LABELS: dict[object, str] = {}
-
-
 def route_of(request: web.Request) -> str:
     """The template of the route ``request`` matched (``/api/products/{slug}``), without its trailing slash."""
     resource = request.match_info.route.resource
-    if resource is None:
+    return UNMATCHED if resource is None else _label(resource)
+
+
+@functools.lru_cache(maxsize=4096)
+def _label(resource: web.AbstractResource) -> str:
+    """A resource's label, made once: resources hash by identity and live as long as their app."""
+    if resource.name == UNMATCHED:  # the fallback route (api.edge.FALLBACK_NAME)
         return UNMATCHED
-    label = _LABELS.get(resource)
-    if label is None:
-        # The fallback route (api.edge.FALLBACK_NAME) is labelled as matching nothing.
-        label = UNMATCHED if resource.name == UNMATCHED else resource.canonical.rstrip("/") or "/"
-        if len(_LABELS) >= 4096:
-            _LABELS.clear()
-        _LABELS[resource] = label
-    return label
+    return resource.canonical.rstrip("/") or "/"
 
 
 #: Access lines of client errors (4xx) written per second and process, at most; the rest of that second's are

@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import secrets
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -196,88 +197,86 @@ def test_the_defaults_are_generous() -> None:
     assert s.trusted_proxies == ""
 
 
+@pytest.fixture
+async def redis_proxy() -> AsyncIterator[TcpProxy]:
+    """A TCP proxy in front of Redis, to cut or stall it."""
+    proxy = TcpProxy("127.0.0.1", 6379)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.stop()
+
+
 async def _behind(aiohttp_client: Any, settings: Settings, proxy: TcpProxy, **update: Any) -> TestClient:
     """An API with :func:`limited`'s limits (and ``update``) that reaches Redis through ``proxy``."""
     return await aiohttp_client(create_app(limited(settings, redis_url=proxy.url_for(settings.redis_url), **update)))
 
 
-async def test_a_refused_client_is_refused_again_without_asking_redis(aiohttp_client, settings: Settings) -> None:
+async def test_a_refused_client_is_refused_again_without_asking_redis(
+    aiohttp_client, settings: Settings, redis_proxy: TcpProxy
+) -> None:
     # Given an API reaching Redis through a proxy, and a client that used up its burst (one more per 5 s)
-    proxy = TcpProxy("127.0.0.1", 6379)
-    await proxy.start()
-    try:
-        client = await _behind(
-            aiohttp_client, settings, proxy, rate_limit_reads_per_second=0.2, rate_limit_reads_burst=2
-        )
-        assert [(await client.get("/api/categories")).status for _ in range(3)] == [200, 200, 429]
-        # When Redis goes away and the client keeps asking before its retry time
-        await proxy.cut()
-        answers = [await client.get("/api/categories") for _ in range(5)]
-        # Then each is still a 429 (the refusal was remembered; nothing was asked of Redis, nothing failed open)
-        assert [r.status for r in answers] == [429] * 5
-        assert all(1 <= int(r.headers["Retry-After"]) <= 5 for r in answers)
-        await problem(answers[-1], 429)
-        text = await (await client.get("/metrics")).text()
-        assert "stockroom_rate_limit_fail_open_total 0.0" in text
-    finally:
-        await proxy.stop()
+    client = await _behind(
+        aiohttp_client, settings, redis_proxy, rate_limit_reads_per_second=0.2, rate_limit_reads_burst=2
+    )
+    assert [(await client.get("/api/categories")).status for _ in range(3)] == [200, 200, 429]
+    # When Redis goes away and the client keeps asking before its retry time
+    await redis_proxy.cut()
+    answers = [await client.get("/api/categories") for _ in range(5)]
+    # Then each is still a 429 (the refusal was remembered; nothing was asked of Redis, nothing failed open)
+    assert [r.status for r in answers] == [429] * 5
+    assert all(1 <= int(r.headers["Retry-After"]) <= 5 for r in answers)
+    await problem(answers[-1], 429)
+    text = await (await client.get("/metrics")).text()
+    assert "stockroom_rate_limit_fail_open_total 0.0" in text
 
 
 async def test_past_its_retry_time_a_refused_client_asks_redis_once_and_its_other_requests_stay_refused(
-    aiohttp_client, settings: Settings
+    aiohttp_client, settings: Settings, redis_proxy: TcpProxy
 ) -> None:
     # Given an API reaching Redis through a proxy, and a client refused a moment ago (one read per 0.2 s)
-    proxy = TcpProxy("127.0.0.1", 6379)
-    await proxy.start()
-    try:
-        client = await _behind(
-            aiohttp_client, settings, proxy, rate_limit_reads_per_second=5.0, rate_limit_reads_burst=1
-        )
-        assert [(await client.get("/api/categories")).status for _ in range(2)] == [200, 429]
-        await asyncio.sleep(0.3)  # past its retry time
-        # When Redis stops answering and the client sends one read, then more while that one waits for Redis
-        proxy.stall(True)
-        probe = asyncio.create_task(client.get("/api/categories"))
-        await asyncio.sleep(0.05)
-        started = time.monotonic()
-        others = await asyncio.gather(*(client.get("/api/categories") for _ in range(5)))
-        waited = time.monotonic() - started
-        # Then only the first waits for Redis: the others are refused at once, without asking it
-        assert [r.status for r in others] == [429] * 5
-        assert waited < 0.2, waited
-        proxy.stall(False)
-        assert (await probe).status in (200, 429)
-    finally:
-        await proxy.stop()
+    client = await _behind(
+        aiohttp_client, settings, redis_proxy, rate_limit_reads_per_second=5.0, rate_limit_reads_burst=1
+    )
+    assert [(await client.get("/api/categories")).status for _ in range(2)] == [200, 429]
+    await asyncio.sleep(0.3)  # past its retry time
+    # When Redis stops answering and the client sends one read, then more while that one waits for Redis
+    redis_proxy.stall(True)
+    probe = asyncio.create_task(client.get("/api/categories"))
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    others = await asyncio.gather(*(client.get("/api/categories") for _ in range(5)))
+    waited = time.monotonic() - started
+    # Then only the first waits for Redis: the others are refused at once, without asking it
+    assert [r.status for r in others] == [429] * 5
+    assert waited < 0.2, waited
+    redis_proxy.stall(False)
+    assert (await probe).status in (200, 429)
 
 
 async def test_a_client_that_used_up_its_burst_is_refused_without_asking_redis_until_a_request_refills(
-    aiohttp_client, settings: Settings
+    aiohttp_client, settings: Settings, redis_proxy: TcpProxy
 ) -> None:
     # Given an API reaching Redis through a proxy, and a client allowed 2 reads at once, then one per 0.2 s
-    proxy = TcpProxy("127.0.0.1", 6379)
-    await proxy.start()
-    try:
-        client = await _behind(
-            aiohttp_client, settings, proxy, rate_limit_reads_per_second=5.0, rate_limit_reads_burst=2
-        )
-        # When it reads twice (the second answer says none is left) and Redis then stops answering
-        first, second = [await client.get("/api/categories") for _ in range(2)]
-        assert (first.status, second.status) == (200, 200)
-        assert second.headers["RateLimit-Remaining"] == "0"
-        proxy.stall(True)
-        started = time.monotonic()
-        others = await asyncio.gather(*(client.get("/api/categories") for _ in range(5)))
-        waited = time.monotonic() - started
-        # Then its next reads are refused at once, as Redis would have refused them, without asking it
-        assert [r.status for r in others] == [429] * 5
-        assert waited < 0.15, waited
-        # And once a read has refilled, it is asked again and let through
-        proxy.stall(False)
-        await asyncio.sleep(0.25)
-        assert (await client.get("/api/categories")).status == 200
-    finally:
-        await proxy.stop()
+    client = await _behind(
+        aiohttp_client, settings, redis_proxy, rate_limit_reads_per_second=5.0, rate_limit_reads_burst=2
+    )
+    # When it reads twice (the second answer says none is left) and Redis then stops answering
+    first, second = [await client.get("/api/categories") for _ in range(2)]
+    assert (first.status, second.status) == (200, 200)
+    assert second.headers["RateLimit-Remaining"] == "0"
+    redis_proxy.stall(True)
+    started = time.monotonic()
+    others = await asyncio.gather(*(client.get("/api/categories") for _ in range(5)))
+    waited = time.monotonic() - started
+    # Then its next reads are refused at once, as Redis would have refused them, without asking it
+    assert [r.status for r in others] == [429] * 5
+    assert waited < 0.15, waited
+    # And once a read has refilled, it is asked again and let through
+    redis_proxy.stall(False)
+    await asyncio.sleep(0.25)
+    assert (await client.get("/api/categories")).status == 200
 
 
 async def test_a_flood_of_unknown_keys_is_429_before_postgresql_is_asked(aiohttp_client, settings: Settings) -> None:
