@@ -213,6 +213,13 @@ async def _behind(aiohttp_client: Any, settings: Settings, proxy: TcpProxy, **up
     return await aiohttp_client(create_app(limited(settings, redis_url=proxy.url_for(settings.redis_url), **update)))
 
 
+async def _reads_at_once(client: TestClient, n: int) -> tuple[list[int], float]:
+    """``n`` reads sent at once: their statuses, and the seconds until the last was answered."""
+    started = time.monotonic()
+    answers = await asyncio.gather(*(client.get("/api/categories") for _ in range(n)))
+    return [r.status for r in answers], time.monotonic() - started
+
+
 async def test_a_refused_client_is_refused_again_without_asking_redis(
     aiohttp_client, settings: Settings, redis_proxy: TcpProxy
 ) -> None:
@@ -245,11 +252,9 @@ async def test_past_its_retry_time_a_refused_client_asks_redis_once_and_its_othe
     redis_proxy.stall(True)
     probe = asyncio.create_task(client.get("/api/categories"))
     await asyncio.sleep(0.05)
-    started = time.monotonic()
-    others = await asyncio.gather(*(client.get("/api/categories") for _ in range(5)))
-    waited = time.monotonic() - started
+    statuses, waited = await _reads_at_once(client, 5)
     # Then only the first waits for Redis: the others are refused at once, without asking it
-    assert [r.status for r in others] == [429] * 5
+    assert statuses == [429] * 5
     assert waited < 0.2, waited
     redis_proxy.stall(False)
     assert (await probe).status in (200, 429)
@@ -267,11 +272,9 @@ async def test_a_client_that_used_up_its_burst_is_refused_without_asking_redis_u
     assert (first.status, second.status) == (200, 200)
     assert second.headers["RateLimit-Remaining"] == "0"
     redis_proxy.stall(True)
-    started = time.monotonic()
-    others = await asyncio.gather(*(client.get("/api/categories") for _ in range(5)))
-    waited = time.monotonic() - started
+    statuses, waited = await _reads_at_once(client, 5)
     # Then its next reads are refused at once, as Redis would have refused them, without asking it
-    assert [r.status for r in others] == [429] * 5
+    assert statuses == [429] * 5
     assert waited < 0.15, waited
     # And once a read has refilled, it is asked again and let through
     redis_proxy.stall(False)
