@@ -7,6 +7,8 @@ cache worker uses, so a fill never replaces a newer projection. Redis being down
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -15,7 +17,7 @@ import asyncpg
 
 from shared import birthdays, cursors, numbers
 from shared.cursors import Cursors
-from shared.errors import FieldError, NotFound
+from shared.errors import FieldError, NotFound, ServiceUnavailable
 from shared.logs import get_logger
 from shared.models import Category, Record
 from shared.readmodel import keys, read, render
@@ -128,11 +130,17 @@ def _by_id(
 
 
 async def _cached_listing(
-    r: Reads, kind: str, qhash: str, build: Callable[[], Awaitable[bytes]], category: str | None = None
+    r: Reads,
+    kind: str,
+    qhash: str,
+    build: Callable[[], Awaitable[bytes]],
+    category: str | None = None,
+    counters: list[str] | None = None,
 ) -> bytes:
     """A listing page cached under ``kind``'s generation counter (bumped by every write of that kind), or for a
-    listing of one ``category`` under that category's (bumped by the writes that can change it)."""
-    cached = await _redis(r, lambda run: read.cached_page(run, kind, qhash, category))
+    listing of one ``category`` under that category's, or under the tag ``counters`` it depends on (each bumped
+    only by the writes that can change it)."""
+    cached = await _redis(r, lambda run: read.cached_page(run, kind, qhash, category, counters))
     if cached is not None and cached[1] is not None:
         return cached[1]
     page = await build()
@@ -198,6 +206,48 @@ async def product(r: Reads, slug: str) -> tuple[bytes, str] | None:
     return render.dumps(render.product(p, r.media_url)), render.etag(p.version)
 
 
+#: A lexeme in single quotes, as PostgreSQL writes a tsquery (a quote inside it doubled).
+_QUOTED: Final = re.compile(r"'((?:[^']|'')*)'")
+#: ``q`` -> a lexeme every product it matches has (or None), for the last few thousand ``q`` seen: bounded, and
+#: the oldest leaves first (never the whole map at once).
+_REQUIRED: OrderedDict[str, str | None] = OrderedDict()
+_REQUIRED_AT_MOST: Final = 4096
+
+
+def required_lexeme(tsquery: str) -> str | None:
+    """One lexeme that every match of ``tsquery`` (PostgreSQL's text of it) contains: the longest of a query of
+    words, phrases and ANDs; None when it has an OR or a NOT (a match may lack any one word) or no word."""
+    outside = _QUOTED.sub("", tsquery)
+    if any(c in outside for c in "|!:"):
+        return None
+    lexemes = [x.replace("''", "'") for x in _QUOTED.findall(tsquery)]
+    return max(lexemes, key=len) if lexemes else None
+
+
+async def _listing_counters(r: Reads, filters: prod_repo.Filters) -> list[str] | None:
+    """What a cached page of a listing of no category depends on (:func:`shared.readmodel.keys.listing_counters`);
+    for ``q``, PostgreSQL's own parse of it (once per ``q`` and process; if PostgreSQL cannot say, the page
+    depends on every write)."""
+    if filters.category is not None:
+        return None
+    lexeme = None
+    if filters.q:
+        if filters.q in _REQUIRED:
+            lexeme = _REQUIRED[filters.q]
+        else:
+            try:
+                async with connection(r.pool, r.wait) as conn:
+                    parsed = await conn.fetchval("SELECT websearch_to_tsquery('english', $1)::text", filters.q)
+            except (ServiceUnavailable, asyncpg.PostgresError, OSError):
+                return None
+            lexeme = _REQUIRED[filters.q] = required_lexeme(parsed)
+            if len(_REQUIRED) > _REQUIRED_AT_MOST:
+                _REQUIRED.popitem(last=False)
+        if lexeme is None:
+            return None
+    return keys.listing_counters(lexeme, filters.min_price, filters.max_price, filters.in_stock)
+
+
 def _indexed(filters: prod_repo.Filters, sort: str) -> bool:
     """Whether the listing is one the sorted sets serve: all products or one category, by date or price."""
     only_category = filters == prod_repo.Filters(category=filters.category, is_active=True)
@@ -242,7 +292,8 @@ async def products(r: Reads, filters: prod_repo.Filters, sort: str, limit: int, 
         return _page([render.product(p, r.media_url) for p in rows], nxt)
 
     qhash = keys.page_hash(filters, sort, limit, cursor)
-    return await _cached_listing(r, "products", qhash, build, filters.category)
+    counters = None if indexed else await _listing_counters(r, filters)
+    return await _cached_listing(r, "products", qhash, build, filters.category, counters)
 
 
 #: A numbered page (Django REST framework's ``page``) that PostgreSQL answers (full-text search, price or stock
@@ -291,6 +342,8 @@ async def numbered_products(r: Reads, filters: prod_repo.Filters, sort: str, pag
         rows_at,
         page,
         size,
+        filters.category,
+        await _listing_counters(r, filters),
     )
 
 
@@ -302,6 +355,8 @@ async def _numbered_window(
     rows_at: Callable[[asyncpg.Connection, int, int], Awaitable[list[dict[str, Any]]]],
     page: int,
     size: int,
+    category: str | None = None,
+    counters: list[str] | None = None,
 ) -> Numbered:
     """A numbered page from PostgreSQL: counted (at most :data:`NUMBERED_WINDOW`) and cut by offset within that
     window, cached under ``kind``'s generation."""
@@ -316,7 +371,7 @@ async def _numbered_window(
         # Cached as one value: the count and the page number, a newline, the page's items.
         return f"{count} {number}\n".encode() + render.dumps(rows)
 
-    head, _, results = (await _cached_listing(r, kind, qhash, build)).partition(b"\n")
+    head, _, results = (await _cached_listing(r, kind, qhash, build, category, counters)).partition(b"\n")
     count, number = (int(n) for n in head.split())
     return _numbered(count, number, size, results)
 

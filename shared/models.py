@@ -75,6 +75,9 @@ class Product:
     version: int
     lsn: int = 0
     category_id: int = 0
+    #: Its search lexemes as PostgreSQL made them (``tsvector_to_array(search)``), where the read asked for them:
+    #: what the read model tags it with (:func:`shared.readmodel.keys.product_tags`); None where unknown.
+    lexemes: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
+import zlib
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, Final
+
+from shared.numbers import PRICE_MAX_DIGITS as PRICE_DIGITS
 
 #: Every key starts with this.
 PREFIX: Final = "sr:"
@@ -167,3 +172,91 @@ def sort_key_from_score(sort: str, product_id: int, score: float) -> list[Any]:
     if sort.endswith("created_at"):
         return [created_from_score(score).isoformat(), product_id]
     return [price_from_score(score), product_id]
+
+
+# -- what a product write can change: the tags of a product, and the counters a cached page depends on ----------
+
+#: Word buckets: a product's search lexemes (PostgreSQL's, ``tsvector_to_array(search)``) hashed into this many.
+WORD_BUCKETS: Final = 4096
+#: Two characters name a word bucket (64 x 64 = :data:`WORD_BUCKETS`); none of them is ``:``, ``.`` or a space,
+#: which the product's bucket entry uses as separators.
+_CODE: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_"
+#: Price buckets come in groups of this many (four octaves), each with a counter of its own that every write of a
+#: product in the group bumps too: a range is the groups it covers whole and the buckets at its ends, at most
+#: ``2 * (PRICE_GROUP - 1)`` + a dozen counters however wide it is.
+PRICE_GROUP: Final = 8
+#: Bumped by a write whose product's old or new tags are unknown (a bucket entry projected before tags existed,
+#: or a product read without its lexemes): every page that depends on tags depends on it too, so such a write
+#: can never leave a stale page.
+UNKNOWN_TAGS: Final = PREFIX + "gen:products:t:?"
+
+
+def word_code(lexeme: str) -> str:
+    """The two characters naming ``lexeme``'s word bucket (stable across processes: a CRC, not ``hash``)."""
+    n = zlib.crc32(lexeme.encode()) % WORD_BUCKETS
+    return _CODE[n >> 6] + _CODE[n & 63]
+
+
+def price_bucket(cents: int) -> int:
+    """Half-octave price buckets, in integers only (so every process agrees): 1-99 cents and so on up, in order."""
+    if cents <= 0:
+        return 0
+    bits = cents.bit_length()
+    return 2 * bits + (cents >> (bits - 2) & 1 if bits > 1 else 0)
+
+
+def product_tags(price: Decimal, stock: int, lexemes: Sequence[str] | None) -> str:
+    """What a product is tagged with in its bucket entry: ``<price bucket>.<in stock: 1|0>.<word codes>``, or ''
+    when its lexemes are unknown. A write bumps the counter of each tag of its product's old and new state
+    (:data:`shared.readmodel.scripts.PROJECT_PRODUCT`)."""
+    if lexemes is None:
+        return ""
+    words = "".join(sorted({word_code(x) for x in lexemes}))
+    return f"{price_bucket(price_score(price))}.{1 if stock > 0 else 0}.{words}"
+
+
+def tag_counter(tag: str) -> str:
+    """The counter of one tag: ``p<price bucket>``, ``P<price group>``, ``s<1|0>`` or ``w<word code>``."""
+    return PREFIX + "gen:products:t:" + tag
+
+
+def price_counters(low: Decimal | None, high: Decimal | None) -> list[str] | None:
+    """The counters a listing within [low, high] depends on: its price buckets, a whole group of them (see
+    :data:`PRICE_GROUP`) by the group's counter; None for a range that holds no price."""
+    first = price_bucket(math.floor(low * 100)) if low is not None else 0
+    last = price_bucket(math.ceil(high * 100)) if high is not None else _TOP_PRICE_BUCKET
+    if last < first:
+        return None
+    counters, b = [], first
+    while b <= last:
+        if b % PRICE_GROUP == 0 and b + PRICE_GROUP - 1 <= last:
+            counters.append(tag_counter(f"P{b // PRICE_GROUP}"))
+            b += PRICE_GROUP
+        else:
+            counters.append(tag_counter(f"p{b}"))
+            b += 1
+    return counters
+
+
+#: The bucket of the dearest price a product may have.
+_TOP_PRICE_BUCKET: Final = price_bucket(10**PRICE_DIGITS)
+
+
+def listing_counters(
+    lexeme: str | None, low: Decimal | None, high: Decimal | None, in_stock: bool | None
+) -> list[str] | None:
+    """The counters a cached page of a listing of no category depends on, or None for the kind's (every write).
+
+    Its filters are all required of a product in it, so one tag that each of its products must have is enough:
+    a write can change the page only if its product had or has that tag. ``lexeme``: one lexeme that the
+    listing's ``q`` requires of every match (none when ``q`` is absent or may match without one); then a price
+    range; then the stock filter. :data:`UNKNOWN_TAGS` comes with them all."""
+    if lexeme is not None:
+        return [UNKNOWN_TAGS, tag_counter("w" + word_code(lexeme))]
+    if low is not None or high is not None:
+        counters = price_counters(low, high)
+        if counters is not None:
+            return [UNKNOWN_TAGS, *counters]
+    if in_stock is not None:
+        return [UNKNOWN_TAGS, tag_counter("s1" if in_stock else "s0")]
+    return None

@@ -57,6 +57,8 @@ def product_values(p: Product, media_url: str, deleted: bool = False) -> list[An
         owner,
         # Only a live, active product is in the sorted sets; an inactive one keeps its copy (read by slug).
         "1" if p.is_active else "0",
+        # What a write of it can change among the cached pages that depend on tags (price, stock, its words).
+        keys.product_tags(p.price, p.stock, p.lexemes),
     ]
 
 

@@ -119,10 +119,14 @@ async def product_rank_page(run: Runner, sort: str, category_slug: str | None, p
     return RankPage(int(flat[0]), int(flat[1]), _unpacked([flat[i] for i in range(3, len(flat), 2)]))
 
 
-async def cached_page(run: Runner, kind: str, qhash: str, category: str | None = None) -> tuple[str, bytes | None]:
-    """(generation, cached page or None) for a listing of ``kind``, of one ``category`` (a slug) if given."""
+async def cached_page(
+    run: Runner, kind: str, qhash: str, category: str | None = None, counters: list[str] | None = None
+) -> tuple[str, bytes | None]:
+    """(generation, cached page or None) for a listing of ``kind``, of one ``category`` (a slug) if given, else
+    keyed by ``counters`` if given (:func:`shared.readmodel.keys.listing_counters`)."""
     gen_keys = [keys.generation(kind)] if category is None else [keys.generation(kind), keys.category_slug(category)]
-    gen, page = await run(scripts.GET_PAGE, gen_keys, [keys.page_prefix(kind), qhash, keys.PREFIX])
+    args = [keys.page_prefix(kind), qhash, keys.PREFIX, *(counters or ())]
+    gen, page = await run(scripts.GET_PAGE, gen_keys, args)
     return _text(gen), (bytes(page) if page else None)
 
 

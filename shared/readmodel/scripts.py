@@ -31,15 +31,21 @@ end
 
 #: One product's compare-and-set (layout of :mod:`shared.readmodel.keys`): a = {bucket, member, version, lsn,
 #: etag, packed body ('' = deleted), slug, category member, created score, price score, owner prefix, active
-#: ('1' | '0')}; the owner prefix is what a stored copy of this product begins with after its etag line. A live
-#: product keeps its copy and its bucket entry whether active or not, but only a live, *active* one is in the
-#: sorted sets (what public listings show). Returns the categories whose product count or listing it changed
-#: (nil when the projection is not newer): its category, and the old one if it moved.
+#: ('1' | '0'), tags (:func:`shared.readmodel.keys.product_tags`)}; the owner prefix is what a stored copy of
+#: this product begins with after its etag line. A live product keeps its copy and its bucket entry
+#: (``<version>:<lsn>:<category member>:<slug> <tags>``) whether active or not, but only a live, *active* one is
+#: in the sorted sets (what public listings show). Returns the categories whose product count or listing it
+#: changed (nil when the projection is not newer): its category, and the old one if it moved; and adds to
+#: ``bumps`` the tags whose counters the change must bump: those of the state it replaces and of the new one, or
+#: ``?`` (:data:`shared.readmodel.keys.UNKNOWN_TAGS`) when one of them is unknown: an entry from before tags, a
+#: product read without its lexemes, or a version skipped (a state Redis never saw may have been in a page).
 #:
 #: With ``reindex`` (the rebuild's), a projection of the very version stored puts the product in or out of the
 #: sorted sets as that version's projection does: sets built by an older format may hold inactive products, and
-#: the rebuild may read a product at the position it was projected at, which is not newer.
-_PRODUCT = """
+#: the rebuild may read a product at the position it was projected at, which is not newer; an entry without tags
+#: gets them.
+_PRODUCT = (
+    """
 local function index(p, m, cat, on, created, price)
   local ci = p .. 'ix:c:' .. cat
   if on then
@@ -54,22 +60,41 @@ local function index(p, m, cat, on, created, price)
     redis.call('ZREM', ci .. ':price', m)
   end
 end
-local function product(p, a, reindex)
+local function tagged(t, bumps)
+  local pb, st, words = string.match(t, '^(%d+)%.(%d)%.(.*)$')
+  if not pb then bumps['?'] = true return end
+  bumps['p' .. pb] = true
+  bumps['P' .. math.floor(tonumber(pb) / """
+    + str(keys.PRICE_GROUP)
+    + """)] = true
+  bumps['s' .. st] = true
+  for i = 1, #words, 2 do bumps['w' .. string.sub(words, i, i + 1)] = true end
+end
+local function product(p, a, reindex, bumps)
   local bucket, m = a[1], a[2]
   local v, l = tonumber(a[3]), tonumber(a[4])
   local live, slug, cat = a[6] ~= '', a[7], a[8]
   local listed = live and a[12] == '1'
+  local entry = a[3] .. ':' .. a[4] .. ':' .. cat .. ':' .. slug .. ' ' .. a[13]
   local cur = redis.call('HGET', bucket, m)
-  local oc, os_
+  local oc, os_, ot
+  local cv = 0
   if cur then
-    local cv, cl, c, s = string.match(cur, '^([^:]*):([^:]*):([^:]*):(.*)$')
+    local cl, c, s, t
+    cv, cl, c, s, t = string.match(cur, '^([^:]*):([^:]*):([^:]*):([^ ]*) ?(.*)$')
     cv, cl = tonumber(cv), tonumber(cl)
     if not (v > cv or (v == cv and l > cl)) then
-      if reindex and v == cv then index(p, m, cat, listed, a[9], a[10]) end
+      if reindex and v == cv then
+        index(p, m, cat, listed, a[9], a[10])
+        if t == '' and a[13] ~= '' then redis.call('HSET', bucket, m, string.match(cur, '^[^ ]*') .. ' ' .. a[13]) end
+      end
       return nil
     end
-    oc, os_ = c, s
+    oc, os_, ot = c, s, t
   end
+  if v > cv + 1 then bumps['?'] = true end
+  if ot then tagged(ot, bumps) end
+  tagged(a[13], bumps)
   if oc and (oc ~= cat or not live) then
     redis.call('ZREM', p .. 'ix:c:' .. oc .. ':created', m)
     redis.call('ZREM', p .. 'ix:c:' .. oc .. ':price', m)
@@ -78,7 +103,7 @@ local function product(p, a, reindex)
     local copy = redis.call('GET', p .. 'pk:' .. os_)
     if copy and string.find(copy, a[11], 1, true) then redis.call('DEL', p .. 'pk:' .. os_) end
   end
-  redis.call('HSET', bucket, m, a[3] .. ':' .. a[4] .. ':' .. cat .. ':' .. slug)
+  redis.call('HSET', bucket, m, entry)
   if live then redis.call('SET', p .. 'pk:' .. slug, a[5] .. '\\n' .. a[6]) end
   index(p, m, cat, listed, a[9], a[10])
   if oc and oc ~= cat then return {cat, oc} end
@@ -90,12 +115,17 @@ local function changed(p, c, f)
   fence(p .. 'c:' .. c, f)
   redis.call('INCR', p .. 'gen:products:c:' .. c)
 end
+-- And those that depend on a tag it had or has.
+local function bump(p, bumps)
+  for t in pairs(bumps) do redis.call('INCR', p .. 'gen:products:t:' .. t) end
+end
 """
+)
 #: How many ARGV one product takes in :data:`PROJECT_PRODUCT` and :data:`PROJECT_PRODUCTS`, after the prefix
 #: (:func:`shared.readmodel.project.product_values`).
-PRODUCT_ARGS: Final = 12
+PRODUCT_ARGS: Final = 13
 
-#: KEYS: the product's bucket hash. ARGV: prefix, the product's 12 values (see ``_PRODUCT``), then the fence for
+#: KEYS: the product's bucket hash. ARGV: prefix, the product's 13 values (see ``_PRODUCT``), then the fence for
 #: the categories whose product count it changes.
 PROJECT_PRODUCT: Final = (
     _NEWER
@@ -104,9 +134,11 @@ PROJECT_PRODUCT: Final = (
 local p = ARGV[1]
 local a = {{}}
 for i = 1, {PRODUCT_ARGS} do a[i] = ARGV[i + 1] end
-local cats = product(p, a, false)
+local bumps = {{}}
+local cats = product(p, a, false, bumps)
 if not cats then return 0 end
 for _, c in ipairs(cats) do changed(p, c, tonumber(ARGV[{PRODUCT_ARGS + 2}])) end
+bump(p, bumps)
 redis.call('INCR', p .. 'gen:products')
 redis.call('INCR', p .. 'gen:categories')
 return 1
@@ -114,16 +146,16 @@ return 1
 )
 
 #: The rebuild's: any number of products in one call. ARGV: prefix, the fence (every product was read at or
-#: before it), then 12 values per product. Each category is fenced and its generation bumped once, the kinds'
-#: generations once. -> how many changed.
+#: before it), then 13 values per product. Each category is fenced and its generation bumped once, each tag's
+#: counter and the kinds' generations once. -> how many changed.
 PROJECT_PRODUCTS: Final = (
     _NEWER
     + _PRODUCT
     + f"""
 local p, f = ARGV[1], tonumber(ARGV[2])
-local n, cats = 0, {{}}
+local n, cats, bumps = 0, {{}}, {{}}
 for i = 3, #ARGV, {PRODUCT_ARGS} do
-  local moved = product(p, {{unpack(ARGV, i, i + {PRODUCT_ARGS - 1})}}, true)
+  local moved = product(p, {{unpack(ARGV, i, i + {PRODUCT_ARGS - 1})}}, true, bumps)
   if moved then
     n = n + 1
     for _, c in ipairs(moved) do cats[c] = true end
@@ -131,6 +163,7 @@ for i = 3, #ARGV, {PRODUCT_ARGS} do
 end
 for c in pairs(cats) do changed(p, c, f) end
 if n > 0 then
+  bump(p, bumps)
   redis.call('INCR', p .. 'gen:products')
   redis.call('INCR', p .. 'gen:categories')
 end
@@ -223,7 +256,7 @@ end
 local function body(m)
   local h = redis.call('HGET', p .. 'pm:' .. string.sub(m, 1, -3), m)
   if not h then return nil end
-  local copy = redis.call('GET', p .. 'pk:' .. string.match(h, '^[^:]*:[^:]*:[^:]*:(.*)$'))
+  local copy = redis.call('GET', p .. 'pk:' .. string.match(h, '^[^:]*:[^:]*:[^:]*:([^ ]*)'))
   if not copy then return nil end
   local cut = string.find(copy, '\\n', 1, true)
   -- the copy under that slug must be this product's (a rename may not have reached Redis in order)
@@ -303,10 +336,14 @@ return out
 )
 
 #: KEYS: the kind's generation counter, and for a listing of one category its slug mapping (``cm:``). ARGV: page
-#: key prefix, query hash, key prefix. -> {generation, page or nil}. A category's listing is keyed by that
-#: category's own counter (``gen:products:c:<member>``, bumped by the writes of its products and of itself), so
-#: writes elsewhere leave it cached; a slug that maps to no category falls back to the kind's counter, which every
-#: product write bumps. The generation names its counter, so a page stored under one is never read under the other.
+#: key prefix, query hash, key prefix, then the counters the listing depends on, if any. -> {generation, page or
+#: nil}. A category's listing is keyed by that category's own counter (``gen:products:c:<member>``, bumped by the
+#: writes of its products and of itself), so writes elsewhere leave it cached; a slug that maps to no category
+#: falls back to the kind's counter, which every product write bumps. A listing of no category that names
+#: counters (the tags a product must have to be in it, :func:`shared.readmodel.keys.listing_counters`) is keyed
+#: by their sum: it moves on when any of them does (they only grow), and only the writes of a product that had or
+#: has one of those tags bump them. The generation names its counter, so a page stored under one is never read
+#: under another.
 GET_PAGE: Final = """
 local gen = KEYS[1]
 local tag = ''
@@ -316,6 +353,11 @@ if KEYS[2] then
     gen = ARGV[3] .. 'gen:products:c:' .. m
     tag = 'c' .. m .. '.'
   end
+elseif #ARGV > 3 then
+  local n = 0
+  for i = 4, #ARGV do n = n + tonumber(redis.call('GET', ARGV[i]) or '0') end
+  local g = 't' .. string.format('%d', n)
+  return {g, redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])}
 end
 local g = tag .. (redis.call('GET', gen) or '0')
 return {g, redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])}

@@ -21,7 +21,14 @@ p.created_at, p.updated_at, p.version, (pg_current_wal_lsn() - '0/0'::pg_lsn)::b
 _SELECT = "SELECT " + _COLUMNS + " FROM products p JOIN categories c ON c.id = p.category_id"
 
 _RETURNING = """RETURNING id, slug, name, description, price, currency, category_id, stock, attributes, is_active,
-    image_status, image_original, image_thumbnails, image_error, created_at, updated_at, version"""
+    image_status, image_original, image_thumbnails, image_error, created_at, updated_at, version,
+    tsvector_to_array(search) AS lexemes"""
+#: The reads that project a product: :data:`_SELECT`, whether it is deleted, and its lexemes, which the read model
+#: tags it with (listings leave them out).
+_SELECT_PROJECTED = (
+    "SELECT p.deleted_at IS NOT NULL AS deleted, tsvector_to_array(p.search) AS lexemes, "
+    + _SELECT.removeprefix("SELECT ")
+)
 
 _EVENT = """
 ev AS (
@@ -71,6 +78,7 @@ def _product(row: asyncpg.Record) -> Product:
         version=row["version"],
         lsn=row["lsn"],
         category_id=row["category_id"],
+        lexemes=None if (lexemes := row.get("lexemes")) is None else tuple(lexemes),
     )
 
 
@@ -135,7 +143,7 @@ class Filters:
 
 
 async def get_by_slug(conn: asyncpg.Connection, slug: str) -> Product | None:
-    row = await conn.fetchrow(_SELECT + " WHERE p.slug = $1 AND p.deleted_at IS NULL", slug)
+    row = await conn.fetchrow(_SELECT_PROJECTED + " WHERE p.slug = $1 AND p.deleted_at IS NULL", slug)
     return None if row is None else _product(row)
 
 
@@ -147,8 +155,7 @@ async def get_any_by_id(conn: asyncpg.Connection, product_id: int) -> tuple[Prod
 async def get_any_by_ids(conn: asyncpg.Connection, product_ids: Sequence[int]) -> dict[int, tuple[Product, bool]]:
     """:func:`get_any_by_id` for many ids in one statement (the cache worker's batches); absent ids are left out."""
     rows = await conn.fetch(
-        _SELECT.replace("SELECT ", "SELECT p.deleted_at IS NOT NULL AS deleted, ", 1)
-        + " WHERE p.id = ANY($1::bigint[])",
+        _SELECT_PROJECTED + " WHERE p.id = ANY($1::bigint[])",
         list(product_ids),
     )
     return {r["id"]: (_product(r), r["deleted"]) for r in rows}
@@ -158,8 +165,7 @@ async def any_after(conn: asyncpg.Connection, after_id: int, limit: int) -> list
     """Up to ``limit`` products (live or soft-deleted, and whether deleted) after ``after_id`` in id order, for
     rebuilding the read model in batches: one walk of the primary key, a page at a time."""
     rows = await conn.fetch(
-        _SELECT.replace("SELECT ", "SELECT p.deleted_at IS NOT NULL AS deleted, ", 1)
-        + " WHERE p.id > $1 ORDER BY p.id LIMIT $2",
+        _SELECT_PROJECTED + " WHERE p.id > $1 ORDER BY p.id LIMIT $2",
         after_id,
         limit,
     )

@@ -1,9 +1,11 @@
-"""Cached listing pages are bounded in count and bytes, whatever the queries; writes still invalidate them."""
+"""Cached listing pages are bounded in count and bytes, whatever the queries; a write hides every page it can
+change at once, and leaves the others cached."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -12,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from api.app import create_app
 from shared.readmodel import keys
 from shared.settings import Settings
+from tests.conftest import ADMIN
 from tests.support.api import category, product
 
 #: Distinct anonymous listing queries the test sends.
@@ -122,3 +125,133 @@ async def test_a_write_in_one_category_leaves_another_categorys_cached_pages_cac
     for query in queries:
         kitchen = await (await client.get("/api/products", params={"category": "kitchen", **query})).json()
         assert sorted(p["name"] for p in kitchen["items"]) == ["Steel Kettle", "Steel Pan"], query
+
+
+#: Listings of no category whose pages depend on a tag: (query, a product that cannot be in it, a product that is).
+TAGGED = {
+    "a word": ({"q": "steel"}, {"name": "Copper Kettle"}, {"name": "Steel Rake"}),
+    "two words": ({"q": "steel rake"}, {"name": "Copper Rake"}, {"name": "Steel Rake"}),
+    "a phrase": ({"q": '"steel spade"'}, {"name": "Iron Spade"}, {"name": "Steel Spade Two"}),
+    "a price range": ({"min_price": "10", "max_price": "20"}, {"price": "500.00"}, {"price": "12.50"}),
+    "a price floor": ({"min_price": "400"}, {"price": "15.00"}, {"price": "450.00"}),
+    "out of stock": ({"in_stock": "false"}, {"stock": 5}, {"stock": 0}),
+    "a word, numbered": ({"q": "steel", "page": "1"}, {"name": "Copper Kettle"}, {"name": "Steel Rake"}),
+}
+
+
+def _names(body: dict[str, Any]) -> list[str]:
+    return sorted(p["name"] for p in body.get("items", body.get("results", [])))
+
+
+def _descriptions(body: dict[str, Any]) -> list[str | None]:
+    return [p["description"] for p in body.get("items", body.get("results", []))]
+
+
+@pytest.mark.parametrize("case", list(TAGGED))
+async def test_a_write_that_cannot_change_a_listing_of_no_category_leaves_its_pages_cached(
+    aiohttp_client, settings: Settings, pg, case: str
+) -> None:
+    query, unrelated, related = TAGGED[case]
+    # Given a cached listing of no category (a page cached whole: PostgreSQL answers it)
+    client: TestClient = await aiohttp_client(create_app(settings.model_copy(update={"rate_limit_enabled": False})))
+    await category(client)
+    await product(client, name="Steel Spade", price="14.00", stock=0)
+    await product(client, name="Steel Spade Rake", price="420.00", stock=0)
+    first = await (await client.get("/api/products", params=query)).json()
+    assert _names(first), first
+    # ... and a change behind the API's back, so a page built again from PostgreSQL would show it
+    await pg.execute("UPDATE products SET description = 'changed behind'")
+    # When a product that cannot be in it is written (created, then changed and deleted without entering it)
+    made = await product(client, **{"name": "Copper Pot", "price": "300.00", "stock": 3, **unrelated})
+    r = await client.patch(f"/api/products/{made['slug']}", json={"attributes": {"a": 1}}, headers=ADMIN)
+    assert r.status == 200, await r.text()
+    assert (await client.delete(f"/api/products/{made['slug']}", headers=ADMIN)).status == 204
+    # Then the page is still the cached one (no query built it again)
+    after = await (await client.get("/api/products", params=query)).json()
+    assert _descriptions(after) == _descriptions(first), case
+    assert "changed behind" not in _descriptions(after), case
+    # And a product that is in it shows at once
+    await product(client, **{"name": "Copper Pot Two", "price": "300.00", "stock": 3, **related})
+    shown = await (await client.get("/api/products", params=query)).json()
+    assert len(_names(shown)) == len(_names(first)) + 1, (case, _names(shown))
+
+
+#: A product of the listing, and a change that takes it out: (query, its fields, the change).
+LEAVING = {
+    "renamed off the word": ({"q": "steel"}, {"name": "Steel Hoe"}, {"name": "Copper Hoe"}),
+    "description off the word": (
+        {"q": "zircon"},
+        {"name": "Hoe", "description": "zircon tipped"},
+        {"description": "plain"},
+    ),
+    "priced out of the range": ({"min_price": "10", "max_price": "20"}, {"price": "15.00"}, {"price": "900.00"}),
+    "restocked": ({"in_stock": "false"}, {"stock": 0}, {"stock": 4}),
+    "deactivated": ({"q": "steel"}, {"name": "Steel Hoe"}, {"is_active": False}),
+}
+
+
+@pytest.mark.parametrize("case", list(LEAVING))
+async def test_a_product_that_leaves_a_cached_listing_of_no_category_is_gone_from_it_at_once(
+    aiohttp_client, settings: Settings, case: str
+) -> None:
+    query, fields, change = LEAVING[case]
+    client: TestClient = await aiohttp_client(create_app(settings.model_copy(update={"rate_limit_enabled": False})))
+    await category(client)
+    name = fields.get("name", "Steel Spade")
+    made = await product(client, **fields)
+    assert _names(await (await client.get("/api/products", params=query)).json()) == [name]
+    # When it is changed so that it no longer matches
+    r = await client.patch(f"/api/products/{made['slug']}", json=change, headers=ADMIN)
+    assert r.status == 200, await r.text()
+    # Then the listing no longer shows it (its old tags moved the page on)
+    assert _names(await (await client.get("/api/products", params=query)).json()) == [], case
+    # And a delete of a product in it takes it out at once too
+    again = await product(client, **{**fields, "name": name + " Again"})
+    assert _names(await (await client.get("/api/products", params=query)).json()) == [name + " Again"]
+    assert (await client.delete(f"/api/products/{again['slug']}", headers=ADMIN)).status == 204
+    assert _names(await (await client.get("/api/products", params=query)).json()) == [], case
+
+
+@pytest.mark.parametrize("q", ["steel or copper", "-copper", "steel -copper", "the"])
+async def test_a_q_with_or_or_not_depends_on_every_write(aiohttp_client, settings: Settings, pg, q: str) -> None:
+    # Given a cached page of a q that a product may match without any one word of it
+    client: TestClient = await aiohttp_client(create_app(settings.model_copy(update={"rate_limit_enabled": False})))
+    await category(client)
+    await product(client, name="Steel Spade")
+    first = _names(await (await client.get("/api/products", params={"q": q})).json())
+    # When products of other words are written
+    await product(client, name="Brass Kettle")
+    await product(client, name="Copper Pan")
+    # Then the page is what PostgreSQL answers now
+    r = await client.get("/api/products", params={"q": q, "sort": "name"})
+    rows = await pg.fetch(
+        "SELECT name FROM products WHERE deleted_at IS NULL AND search @@ websearch_to_tsquery('english', $1)"
+        " ORDER BY name",
+        q,
+    )
+    assert _names(await r.json()) == [row["name"] for row in rows], (q, first)
+
+
+async def test_an_entry_without_tags_makes_its_products_next_write_move_every_tagged_page_on(
+    aiohttp_client, settings: Settings, redis_url: str
+) -> None:
+    # Given a product whose bucket entry carries no tags (as projected before they existed), in a cached q page
+    client: TestClient = await aiohttp_client(create_app(settings.model_copy(update={"rate_limit_enabled": False})))
+    await category(client)
+    made = await product(client, name="Steel Hoe")
+    redis = aioredis.from_url(redis_url)
+    try:
+        bucket, member = keys.product_meta(made["id"]), keys.member(made["id"])
+        entry = await redis.hget(bucket, member)
+        assert entry is not None
+        assert b" " in entry
+        await redis.hset(bucket, member, entry.split(b" ")[0])
+        assert _names(await (await client.get("/api/products", params={"q": "steel"})).json()) == ["Steel Hoe"]
+        # When it is renamed off the word
+        r = await client.patch(f"/api/products/{made['slug']}", json={"name": "Copper Hoe"}, headers=ADMIN)
+        assert r.status == 200
+        # Then the page no longer shows it, and its entry has tags again
+        assert _names(await (await client.get("/api/products", params={"q": "steel"})).json()) == []
+        assert b" " in (await redis.hget(bucket, member) or b"")
+    finally:
+        await redis.aclose()

@@ -8,6 +8,7 @@ import time
 import redis.asyncio as aioredis
 
 from api.app import create_app
+from shared.readmodel import keys
 from shared.readmodel import project as projection
 from shared.readmodel.client import redis_runner
 from shared.store import products as prod_repo
@@ -193,3 +194,30 @@ async def test_a_renamed_product_is_404_under_its_old_slug_and_read_from_redis_u
     await pg.execute("DELETE FROM outbox; DELETE FROM products")
     body = await (await client.get("/api/products/renamed")).json()
     assert (body["slug"], body["version"]) == ("renamed", 2)
+
+
+async def test_a_projection_that_skips_a_version_moves_every_tagged_page_on(client, settings, pg) -> None:
+    # Given a product projected at version 1 (write-through), then changed twice in PostgreSQL
+    await _seed(client)
+    r = await client.post("/api/products", json={"name": "Lamp", "price": "9", "category": "tools"}, headers=ADMIN)
+    assert r.status == 201
+    redis_client, run = await _redis(settings)
+    unknown = int(await redis_client.get(keys.UNKNOWN_TAGS) or 0)
+    await pg.execute("UPDATE products SET version = 3, name = 'Lamp Shade' WHERE slug = 'lamp'")
+    # When only version 3 is projected (version 2, which Redis never saw, may have been in a cached page)
+    v3 = await prod_repo.get_by_slug(pg, "lamp")
+    assert v3 is not None
+    assert v3.lexemes is not None
+    assert await projection.project_product(run, v3, settings.media_url) is True
+    # Then the counter of unknown tags moved on (every page that depends on tags reads it) ...
+    assert int(await redis_client.get(keys.UNKNOWN_TAGS) or 0) == unknown + 1
+    # ... and the next version, in order, moves only its own tags' counters
+    await pg.execute("UPDATE products SET version = 4, stock = 2 WHERE slug = 'lamp'")
+    v4 = await prod_repo.get_by_slug(pg, "lamp")
+    assert v4 is not None
+    word = keys.tag_counter("w" + keys.word_code("lamp"))
+    before = int(await redis_client.get(word) or 0)
+    assert await projection.project_product(run, v4, settings.media_url) is True
+    assert int(await redis_client.get(keys.UNKNOWN_TAGS) or 0) == unknown + 1
+    assert int(await redis_client.get(word) or 0) == before + 1
+    await redis_client.aclose()
