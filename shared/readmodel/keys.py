@@ -11,12 +11,15 @@ bench/README.md):
   member>:<slug>``, is one field (its member) of a bucket hash of a hundred products (``pm:``,
   :func:`product_meta`): small enough for Redis's compact listpack encoding, where a hash or a key per product
   costs over a hundred bytes of overhead each. Products are never fenced.
+- A product's tags (``pt:``, :func:`product_tags`: its price bucket, whether in stock, its words' buckets) sit
+  in a bucket hash of their own beside ``pm:``: what a write of it can change among cached pages.
 - Sorted sets (``ix:``) index live, *active* products (what public listings show) for the common listings, by
   members that are short (a length letter and the decimal id: ``g1234567``) and still in id order byte by byte,
   as ties in a score need. A live inactive product keeps its copy and its bucket entry.
 - Generation counters (``gen:``) key the cached pages (``q:``) of every other listing, so a write makes them
-  unreachable at once (a listing of one category has its own, ``gen:products:c:<member>``, so that only the
-  writes that can change it do); ``ready`` says which projections a rebuild has completed (``products``: the
+  unreachable at once (a listing of one category has its own, ``gen:products:c:<member>``, and one of no
+  category filtered by a word, a price range or stock the counters of a tag, ``gen:products:t:<tag>``, so that
+  only the writes that can change it do); ``ready`` says which projections a rebuild has completed (``products``: the
   layout's :data:`FORMAT`, so a Redis still in an older layout serves no listing until a rebuild has converted it).
 """
 
@@ -205,10 +208,16 @@ def price_bucket(cents: int) -> int:
     return 2 * bits + (cents >> (bits - 2) & 1 if bits > 1 else 0)
 
 
+def product_tags_bucket(product_id: int) -> str:
+    """The hash of a hundred products' tags (:func:`product_tags`), beside their :func:`product_meta` bucket: a
+    hash of its own, so that both stay within Redis's compact listpack encoding (values of 64 bytes at most)."""
+    return PREFIX + "pt:" + member(product_id)[:-2]
+
+
 def product_tags(price: Decimal, stock: int, lexemes: Sequence[str] | None) -> str:
-    """What a product is tagged with in its bucket entry: ``<price bucket>.<in stock: 1|0>.<word codes>``, or ''
-    when its lexemes are unknown. A write bumps the counter of each tag of its product's old and new state
-    (:data:`shared.readmodel.scripts.PROJECT_PRODUCT`)."""
+    """What a product is tagged with (:func:`product_tags_bucket`): ``<price bucket>.<in stock: 1|0>.<word
+    codes>``, or '' when its lexemes are unknown. A write bumps the counter of each tag of its product's old and
+    new state (:data:`shared.readmodel.scripts.PROJECT_PRODUCT`)."""
     if lexemes is None:
         return ""
     words = "".join(sorted({word_code(x) for x in lexemes}))

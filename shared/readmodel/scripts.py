@@ -32,18 +32,18 @@ end
 #: One product's compare-and-set (layout of :mod:`shared.readmodel.keys`): a = {bucket, member, version, lsn,
 #: etag, packed body ('' = deleted), slug, category member, created score, price score, owner prefix, active
 #: ('1' | '0'), tags (:func:`shared.readmodel.keys.product_tags`)}; the owner prefix is what a stored copy of
-#: this product begins with after its etag line. A live product keeps its copy and its bucket entry
-#: (``<version>:<lsn>:<category member>:<slug> <tags>``) whether active or not, but only a live, *active* one is
-#: in the sorted sets (what public listings show). Returns the categories whose product count or listing it
-#: changed (nil when the projection is not newer): its category, and the old one if it moved; and adds to
+#: this product begins with after its etag line. A live product keeps its copy, its bucket entry and its tags
+#: (``pt:``, :func:`shared.readmodel.keys.product_tags_bucket`) whether active or not, but only a live, *active*
+#: one is in the sorted sets (what public listings show). Returns the categories whose product count or listing
+#: it changed (nil when the projection is not newer): its category, and the old one if it moved; and adds to
 #: ``bumps`` the tags whose counters the change must bump: those of the state it replaces and of the new one, or
-#: ``?`` (:data:`shared.readmodel.keys.UNKNOWN_TAGS`) when one of them is unknown: an entry from before tags, a
-#: product read without its lexemes, or a version skipped (a state Redis never saw may have been in a page).
+#: ``?`` (:data:`shared.readmodel.keys.UNKNOWN_TAGS`) when one of them is unknown: a product projected before
+#: tags, or read without its lexemes, or a version skipped (a state Redis never saw may have been in a page).
 #:
 #: With ``reindex`` (the rebuild's), a projection of the very version stored puts the product in or out of the
 #: sorted sets as that version's projection does: sets built by an older format may hold inactive products, and
-#: the rebuild may read a product at the position it was projected at, which is not newer; an entry without tags
-#: gets them.
+#: the rebuild may read a product at the position it was projected at, which is not newer; a product without
+#: tags gets them.
 _PRODUCT = (
     """
 local function index(p, m, cat, on, created, price)
@@ -75,26 +75,27 @@ local function product(p, a, reindex, bumps)
   local v, l = tonumber(a[3]), tonumber(a[4])
   local live, slug, cat = a[6] ~= '', a[7], a[8]
   local listed = live and a[12] == '1'
-  local entry = a[3] .. ':' .. a[4] .. ':' .. cat .. ':' .. slug .. ' ' .. a[13]
+  local tags = p .. 'pt:' .. string.sub(m, 1, -3)
   local cur = redis.call('HGET', bucket, m)
-  local oc, os_, ot
+  local oc, os_
   local cv = 0
   if cur then
-    local cl, c, s, t
-    cv, cl, c, s, t = string.match(cur, '^([^:]*):([^:]*):([^:]*):([^ ]*) ?(.*)$')
+    local cl, c, s
+    cv, cl, c, s = string.match(cur, '^([^:]*):([^:]*):([^:]*):(.*)$')
     cv, cl = tonumber(cv), tonumber(cl)
     if not (v > cv or (v == cv and l > cl)) then
       if reindex and v == cv then
         index(p, m, cat, listed, a[9], a[10])
-        if t == '' and a[13] ~= '' then redis.call('HSET', bucket, m, string.match(cur, '^[^ ]*') .. ' ' .. a[13]) end
+        if a[13] ~= '' and not redis.call('HGET', tags, m) then redis.call('HSET', tags, m, a[13]) end
       end
       return nil
     end
-    oc, os_, ot = c, s, t
+    oc, os_ = c, s
+    tagged(redis.call('HGET', tags, m) or '', bumps)
   end
   if v > cv + 1 then bumps['?'] = true end
-  if ot then tagged(ot, bumps) end
   tagged(a[13], bumps)
+  redis.call('HSET', tags, m, a[13])
   if oc and (oc ~= cat or not live) then
     redis.call('ZREM', p .. 'ix:c:' .. oc .. ':created', m)
     redis.call('ZREM', p .. 'ix:c:' .. oc .. ':price', m)
@@ -103,7 +104,7 @@ local function product(p, a, reindex, bumps)
     local copy = redis.call('GET', p .. 'pk:' .. os_)
     if copy and string.find(copy, a[11], 1, true) then redis.call('DEL', p .. 'pk:' .. os_) end
   end
-  redis.call('HSET', bucket, m, entry)
+  redis.call('HSET', bucket, m, a[3] .. ':' .. a[4] .. ':' .. cat .. ':' .. slug)
   if live then redis.call('SET', p .. 'pk:' .. slug, a[5] .. '\\n' .. a[6]) end
   index(p, m, cat, listed, a[9], a[10])
   if oc and oc ~= cat then return {cat, oc} end
@@ -256,7 +257,7 @@ end
 local function body(m)
   local h = redis.call('HGET', p .. 'pm:' .. string.sub(m, 1, -3), m)
   if not h then return nil end
-  local copy = redis.call('GET', p .. 'pk:' .. string.match(h, '^[^:]*:[^:]*:[^:]*:([^ ]*)'))
+  local copy = redis.call('GET', p .. 'pk:' .. string.match(h, '^[^:]*:[^:]*:[^:]*:(.*)$'))
   if not copy then return nil end
   local cut = string.find(copy, '\\n', 1, true)
   -- the copy under that slug must be this product's (a rename may not have reached Redis in order)

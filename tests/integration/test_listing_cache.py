@@ -232,26 +232,23 @@ async def test_a_q_with_or_or_not_depends_on_every_write(aiohttp_client, setting
     assert _names(await r.json()) == [row["name"] for row in rows], (q, first)
 
 
-async def test_an_entry_without_tags_makes_its_products_next_write_move_every_tagged_page_on(
+async def test_a_product_without_tags_makes_its_next_write_move_every_tagged_page_on(
     aiohttp_client, settings: Settings, redis_url: str
 ) -> None:
-    # Given a product whose bucket entry carries no tags (as projected before they existed), in a cached q page
+    # Given a product that has no tags in Redis (as projected before they existed), in a cached q page
     client: TestClient = await aiohttp_client(create_app(settings.model_copy(update={"rate_limit_enabled": False})))
     await category(client)
     made = await product(client, name="Steel Hoe")
     redis = aioredis.from_url(redis_url)
     try:
-        bucket, member = keys.product_meta(made["id"]), keys.member(made["id"])
-        entry = await redis.hget(bucket, member)
-        assert entry is not None
-        assert b" " in entry
-        await redis.hset(bucket, member, entry.split(b" ")[0])
+        bucket, member = keys.product_tags_bucket(made["id"]), keys.member(made["id"])
+        assert await redis.hdel(bucket, member) == 1
         assert _names(await (await client.get("/api/products", params={"q": "steel"})).json()) == ["Steel Hoe"]
         # When it is renamed off the word
         r = await client.patch(f"/api/products/{made['slug']}", json={"name": "Copper Hoe"}, headers=ADMIN)
         assert r.status == 200
-        # Then the page no longer shows it, and its entry has tags again
+        # Then the page no longer shows it, and it has tags again
         assert _names(await (await client.get("/api/products", params={"q": "steel"})).json()) == []
-        assert b" " in (await redis.hget(bucket, member) or b"")
+        assert await redis.hget(bucket, member)
     finally:
         await redis.aclose()
