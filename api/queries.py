@@ -143,7 +143,12 @@ async def _cached_listing(
     cached = await _redis(r, lambda run: read.cached_page(run, kind, qhash, category, counters))
     if cached is not None and cached[1] is not None:
         return cached[1]
+    if cached is not None:
+        r.stats.hits -= 1  # Redis answered, but had no page: what answers is the build's
+    counted = (r.stats.hits, r.stats.misses)
     page = await build()
+    if (r.stats.hits, r.stats.misses) == counted:
+        r.stats.misses += 1  # built from PostgreSQL (a build from the sorted sets counts itself)
     if cached is not None:
         generation = cached[0]
         await _fill(r, lambda run: read.store_page(run, kind, generation, qhash, page))

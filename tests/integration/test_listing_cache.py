@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from api.app import create_app
+from api.state import READ_STATS
 from shared.readmodel import keys
 from shared.settings import Settings
 from tests.conftest import ADMIN
@@ -166,14 +167,19 @@ async def test_a_write_that_cannot_change_a_listing_of_no_category_leaves_its_pa
     r = await client.patch(f"/api/products/{made['slug']}", json={"attributes": {"a": 1}}, headers=ADMIN)
     assert r.status == 200, await r.text()
     assert (await client.delete(f"/api/products/{made['slug']}", headers=ADMIN)).status == 204
-    # Then the page is still the cached one (no query built it again)
+    # Then the page is still the cached one (no query built it again), and counted as a cache hit
+    stats = client.app[READ_STATS]
+    hits, misses = stats.hits, stats.misses
     after = await (await client.get("/api/products", params=query)).json()
     assert _descriptions(after) == _descriptions(first), case
     assert "changed behind" not in _descriptions(after), case
-    # And a product that is in it shows at once
+    assert (stats.hits, stats.misses) == (hits + 1, misses)
+    # And a product that is in it shows at once (a page built again: a cache miss)
     await product(client, **{"name": "Copper Pot Two", "price": "300.00", "stock": 3, **related})
+    hits, misses = stats.hits, stats.misses
     shown = await (await client.get("/api/products", params=query)).json()
     assert len(_names(shown)) == len(_names(first)) + 1, (case, _names(shown))
+    assert (stats.hits, stats.misses) == (hits, misses + 1)
 
 
 #: A product of the listing, and a change that takes it out: (query, its fields, the change).
