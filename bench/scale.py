@@ -5,8 +5,12 @@ later run reuses it while it holds exactly N products), an empty Redis index of 
 ``cache rebuild`` and the Redis memory it took per product (``used_memory`` before and after; the server is shared,
 so others' keys move it a little). Then one API process pinned to core 0 and wrk on core 1 measure each scenario:
 warm (after a warm-up window) and cold (the window starts right after the read model is flushed: listings come
-from PostgreSQL until a rebuild, products by slug until each is read once). Writes go through the API's
-write-through, no relay runs. The products a run creates are deleted at its end, so the databases stay reusable.
+from PostgreSQL until a rebuild, products by slug until each is read once; every warm window runs before the first
+cold one, on the read model the rebuild made), and each listing once more, warm, with a
+trickle of writes beside it (:data:`TRICKLE_PER_SECOND` edits of random products' attributes, nothing a listing
+filters by: how many of its pages still come from the cache, by the API's cache counters). Writes go through the
+API's write-through, no relay runs. The products a run creates are deleted at its end, so the databases stay
+reusable (the trickle's edits stay: they change attributes only).
 It prints each p99's growth from the smallest to the largest size against the goal (< 1.5x) and writes the table
 to bench/RESULTS.md with the machine and date.
 """
@@ -22,6 +26,7 @@ import os
 import random
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -199,6 +204,64 @@ def _scenarios(facts: dict[str, object], deep: str) -> dict[str, list[str]]:
     }
 
 
+#: Writes a second beside each listing's "with writes" window (issue 13 item 4: a trickle of writes elsewhere must
+#: not send every listing to PostgreSQL).
+TRICKLE_PER_SECOND = 10
+#: The scenarios that are not listings (the trickle's window is measured for the others).
+_NOT_LISTINGS = ("read by slug", "create, a colliding name", "create, a fresh name")
+
+
+class _Trickle(threading.Thread):
+    """PATCHes a random product's attributes :data:`TRICKLE_PER_SECOND` times a second until stopped."""
+
+    def __init__(self, url: str, slugs: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.url, self.slugs, self.done, self.writes, self.failed = url, slugs, threading.Event(), 0, 0
+
+    def run(self) -> None:
+        while not self.done.wait(1 / TRICKLE_PER_SECOND):
+            body = json.dumps({"attributes": {"bench": self.writes}}).encode()
+            request = urllib.request.Request(
+                f"{self.url}/api/products/{random.choice(self.slugs)}",
+                data=body,
+                method="PATCH",
+                headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/merge-patch+json"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=5) as r:
+                    r.read()
+                self.writes += 1
+            except OSError:
+                self.failed += 1
+
+
+def _cache_counts(url: str) -> tuple[float, float]:
+    """(hits, misses) of the API's cache counters."""
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    found = {}
+    for line in text.splitlines():
+        for name in ("hits", "misses"):
+            if line.startswith(f"stockroom_cache_{name}_total "):
+                found[name] = float(line.split()[-1])
+    return found["hits"], found["misses"]
+
+
+def _with_writes(url: str, script: str, label: str, slugs: list[str]) -> tuple[Result, float]:
+    """A warm window with the trickle beside it: the result and the share of reads answered from the cache."""
+    _warm(url, script)
+    trickle = _Trickle(url, slugs)
+    hits, misses = _cache_counts(url)
+    trickle.start()
+    try:
+        result = _window(label, url, script, seconds=SECONDS)
+    finally:
+        trickle.done.set()
+        trickle.join()
+    hits, misses = (a - b for a, b in zip(_cache_counts(url), (hits, misses), strict=True))
+    return result, hits / max(1.0, hits + misses)
+
+
 def _measure(url: str, script: str, label: str, flush: redis.Redis | None) -> Result:
     if flush is None:
         _warm(url, script)
@@ -227,6 +290,7 @@ def _size(size: int, redis_url: str, logs: Path) -> dict[str, object]:
     api = Proc([PY, "-m", "api", "--host", "127.0.0.1", "--port", str(port)], env, core=0, log=logs / f"api-{size}.log")
     SERVERS[url] = api.p.pid
     results: dict[str, tuple[Result, Result]] = {}
+    trickled: dict[str, tuple[Result, float]] = {}
     try:
         wait_http(url + "/health/live")
         # Half the pages a size holds at most (some seeded products are inactive, outside the listing).
@@ -234,19 +298,35 @@ def _size(size: int, redis_url: str, logs: Path) -> dict[str, object]:
         scenarios = {label: _paths_script(paths) for label, paths in _scenarios(facts, deep).items()}
         scenarios["create, a colliding name"] = _create_script(keys, str(facts["name"]), str(facts["category"]))
         scenarios["create, a fresh name"] = _create_script(keys, None, str(facts["category"]))
+        # Every warm window first, then those with writes, on the read model as the rebuild left it (a cold window
+        # flushes it, and listings then come from cached pages built from PostgreSQL until the next rebuild).
+        warm = {label: _measure(url, script, label, None) for label, script in scenarios.items()}
+        slugs = [str(s) for s in facts["slugs"]]  # type: ignore[attr-defined]
         for label, script in scenarios.items():
-            warm = _measure(url, script, label, None)
+            if label not in _NOT_LISTINGS:
+                trickled[label] = _with_writes(url, script, label, slugs)
+                result, cached = trickled[label]
+                print(f"  {label:<26} with writes p99 {result.p99_ms:7.2f} ms, {cached:.0%} from the cache")
+        for label, script in scenarios.items():
             cold = _measure(url, script, label, client)
-            results[label] = (warm, cold)
+            results[label] = (warm[label], cold)
+            w = warm[label]
             print(
-                f"  {label:<26} warm {warm.rps:>7.0f} req/s p50 {warm.p50_ms:6.2f} p99 {warm.p99_ms:7.2f} ms"
+                f"  {label:<26} warm {w.rps:>7.0f} req/s p50 {w.p50_ms:6.2f} p99 {w.p99_ms:7.2f} ms"
                 f" | cold {cold.rps:>7.0f} req/s p50 {cold.p50_ms:6.2f} p99 {cold.p99_ms:7.2f} ms"
-                f"  errors {warm.errors + cold.errors}  ({time.strftime('%H:%M:%S')}, load {os.getloadavg()[0]:.1f})"
+                f"  errors {w.errors + cold.errors}  ({time.strftime('%H:%M:%S')}, load {os.getloadavg()[0]:.1f})"
             )
     finally:
         api.stop()
         asyncio.run(_forget_writes(size, int(str(facts["top"]))))
-    return {"rebuild_s": seconds, "bytes": per_product, "how": how, "results": results, "load": os.getloadavg()}
+    return {
+        "rebuild_s": seconds,
+        "bytes": per_product,
+        "how": how,
+        "results": results,
+        "trickled": trickled,
+        "load": os.getloadavg(),
+    }
 
 
 def _report(sizes: tuple[int, ...], runs: dict[int, dict[str, object]], started: dt.datetime) -> str:
@@ -265,6 +345,16 @@ def _report(sizes: tuple[int, ...], runs: dict[int, dict[str, object]], started:
         gw, gc = w1.p99_ms / max(w0.p99_ms, 0.001), c1.p99_ms / max(c0.p99_ms, 0.001)
         verdict = "met" if gw < GROWTH_GOAL else "MISSED"
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {gw:.2f}x / {gc:.2f}x (warm {verdict}) |")
+    trickle = [
+        "| listing | " + " | ".join(f"{n:,}: p99 ms, share from the cache" for n in sizes) + " |",
+        "| --- | " + " | ".join("---" for _ in sizes) + " |",
+    ]
+    for label in runs[lo]["trickled"]:  # type: ignore[attr-defined]
+        cells = [
+            f"{runs[n]['trickled'][label][0].p99_ms:.2f}, {runs[n]['trickled'][label][1]:.0%}"  # type: ignore[index]
+            for n in sizes
+        ]
+        trickle.append(f"| {label} | " + " | ".join(cells) + " |")
     rebuild = ", ".join(
         f"{n:,}: {runs[n]['rebuild_s']:.1f} s, {runs[n]['bytes']:.0f} B/product ({runs[n]['how']})" for n in sizes
     )
@@ -280,6 +370,12 @@ def _report(sizes: tuple[int, ...], runs: dict[int, dict[str, object]], started:
             "flushed. Goal: p99 at 1M under 1.5x p99 at 1k (issue 13).",
             "",
             *lines,
+            "",
+            f"With a trickle of writes ({TRICKLE_PER_SECOND}/s, random products' attributes edited through the API) "
+            f"beside a warm {SECONDS} s window: p99, and the share of the window's reads the API's cache counters "
+            "count as answered from Redis (a page built again from PostgreSQL is a miss).",
+            "",
+            *trickle,
             "",
             f"Rebuild (`python -m worker cache rebuild`, 2 processes, empty Redis) and Redis memory per product: "
             f"{rebuild}. Load average (1 min) at the end of each size: {loads}.",
