@@ -399,8 +399,18 @@ for _, entry in ipairs(redis.call('ZRANGE', idx, '-inf', now - ttl * 1000, 'BYSC
 end
 local size = #ARGV[1]
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
-redis.call('ZADD', idx, now, size .. ':' .. KEYS[1])
-local bytes = redis.call('INCRBY', total, size)
+-- The count holds the sizes of the index's entries, each once: the same page stored again (concurrent misses of
+-- one listing each build it) only renews its entry; a count from before this rule (or any drift) is set right
+-- once the index holds nothing else.
+local bytes
+if redis.call('ZADD', idx, now, size .. ':' .. KEYS[1]) == 0 then
+  bytes = tonumber(redis.call('GET', total) or '0')
+elseif redis.call('ZCARD', idx) == 1 then
+  bytes = size
+  redis.call('SET', total, size)
+else
+  bytes = redis.call('INCRBY', total, size)
+end
 while redis.call('ZCARD', idx) > most or bytes > budget do
   local oldest = redis.call('ZRANGE', idx, 0, 0)[1]
   if not oldest then break end

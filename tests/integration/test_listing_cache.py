@@ -13,7 +13,8 @@ from aiohttp.test_utils import TestClient
 
 from api.app import create_app
 from api.state import READ_STATS
-from shared.readmodel import keys
+from shared.readmodel import keys, read
+from shared.readmodel.client import redis_runner
 from shared.settings import Settings
 from tests.conftest import ADMIN
 from tests.support.api import category, product
@@ -256,5 +257,30 @@ async def test_a_product_without_tags_makes_its_next_write_move_every_tagged_pag
         # Then the page no longer shows it, and it has tags again
         assert _names(await (await client.get("/api/products", params={"q": "steel"})).json()) == []
         assert await redis.hget(bucket, member)
+    finally:
+        await redis.aclose()
+
+
+async def test_a_page_stored_again_and_again_leaves_room_for_other_pages(redis_url: str) -> None:
+    # Given one listing's page stored many times under one generation (64 connections missing it at once each
+    # build and store it), more times over than the kind's byte budget holds
+    redis = aioredis.from_url(redis_url)
+    run = redis_runner(redis)
+    page = b"x" * 100_000
+    try:
+        for _ in range(10):
+            await asyncio.gather(*(read.store_page(run, "products", "0", "same", page) for _ in range(20)))
+        # Then the byte count is that page's once ...
+        assert int(await redis.get(keys.page_bytes("products")) or 0) == len(page)
+        # ... and other pages are still cached (a count grown past the budget would drop each as it is stored)
+        for n in range(5):
+            await read.store_page(run, "products", "0", f"other-{n}", page)
+        gen, found = await read.cached_page(run, "products", "other-4")
+        assert found == page, gen
+        # And a count that drifted before this rule is set right once its index holds one page
+        await redis.delete(keys.page_index("products"))
+        await redis.set(keys.page_bytes("products"), keys.PAGE_BYTES_PER_KIND * 3)
+        await read.store_page(run, "products", "0", "after-drift", page)
+        assert int(await redis.get(keys.page_bytes("products")) or 0) == len(page)
     finally:
         await redis.aclose()
