@@ -6,6 +6,7 @@ cache worker uses, so a fill never replaces a newer projection. Redis being down
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 from collections import OrderedDict
@@ -115,43 +116,67 @@ def _by_id(
     shape: Callable[[Any], dict[str, Any]],
     after: int | None,
     limit: int,
-) -> Callable[[], Awaitable[bytes]]:
+) -> Callable[[], Awaitable[tuple[bytes, bool]]]:
     """How to build a page of a listing in id order from PostgreSQL (its cursor: the last id)."""
 
-    async def build() -> bytes:
+    async def build() -> tuple[bytes, bool]:
         async with connection(r.pool, r.wait) as conn:
             rows = await list_page(conn, after, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
         nxt = r.cursors.encode(kind, [rows[-1].id]) if more else None
-        return _page([shape(row) for row in rows], nxt)
+        return _page([shape(row) for row in rows], nxt), False
 
     return build
+
+
+#: Builds of a listing page in flight in this process, by (kind, generation, query hash): the concurrent misses of
+#: one listing (every connection that reads it right after a write moved its generation on) wait for one build and
+#: one store instead of each running the query. Keyed by the generation each read, so none is answered with a page
+#: older than what its own read of the counter promised.
+_BUILDING: dict[tuple[str, str, str], asyncio.Future[tuple[bytes, bool]]] = {}
 
 
 async def _cached_listing(
     r: Reads,
     kind: str,
     qhash: str,
-    build: Callable[[], Awaitable[bytes]],
+    build: Callable[[], Awaitable[tuple[bytes, bool]]],
     category: str | None = None,
     counters: list[str] | None = None,
 ) -> bytes:
     """A listing page cached under ``kind``'s generation counter (bumped by every write of that kind), or for a
     listing of one ``category`` under that category's, or under the tag ``counters`` it depends on (each bumped
-    only by the writes that can change it)."""
+    only by the writes that can change it). ``build`` makes the page: its bytes, and whether it read them from
+    Redis (the sorted sets) rather than PostgreSQL."""
     cached = await _redis(r, lambda run: read.cached_page(run, kind, qhash, category, counters))
     if cached is not None and cached[1] is not None:
         return cached[1]
-    if cached is not None:
-        r.stats.hits -= 1  # Redis answered, but had no page: what answers is the build's
-    counted = (r.stats.hits, r.stats.misses)
-    page = await build()
-    if (r.stats.hits, r.stats.misses) == counted:
-        r.stats.misses += 1  # built from PostgreSQL (a build from the sorted sets counts itself)
-    if cached is not None:
-        generation = cached[0]
-        await _fill(r, lambda run: read.store_page(run, kind, generation, qhash, page))
+
+    async def built() -> tuple[bytes, bool]:
+        page, from_redis = await build()
+        if cached is not None:
+            generation = cached[0]
+            await _fill(r, lambda run: read.store_page(run, kind, generation, qhash, page))
+        return page, from_redis
+
+    if cached is None:
+        page, from_redis = await built()
+        r.stats.misses += not from_redis
+        return page
+    r.stats.hits -= 1  # Redis answered, but had no page: what answers is the build's
+    key = (kind, cached[0], qhash)
+    flight = _BUILDING.get(key)
+    joined = flight is not None
+    if flight is None:
+        flight = _BUILDING[key] = asyncio.ensure_future(built())
+        flight.add_done_callback(lambda done: (_BUILDING.pop(key, None), done.cancelled() or done.exception()))
+    # A client that leaves does not cancel the build that others wait for.
+    page, from_redis = await asyncio.shield(flight)
+    if not from_redis:
+        r.stats.misses += 1
+    elif joined:
+        r.stats.hits += 1  # the flight's own read of the sorted sets counted the first
     return page
 
 
@@ -283,18 +308,18 @@ async def products(r: Reads, filters: prod_repo.Filters, sort: str, limit: int, 
             raise cursors.malformed() from exc
     indexed = _indexed(filters, sort)
 
-    async def build() -> bytes:
+    async def build() -> tuple[bytes, bool]:
         # The common listings come from the sorted sets; the rest (and a Redis that cannot answer) from PostgreSQL.
         if indexed:
             page = await _indexed_page(r, filters, sort, after, limit)
             if page is not None:
-                return page
+                return page, True
         async with connection(r.pool, r.wait) as conn:
             rows = await prod_repo.list_page(conn, filters, sort, after, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
         nxt = r.cursors.encode(kind, prod_repo.sort_key(rows[-1], sort)) if more else None
-        return _page([render.product(p, r.media_url) for p in rows], nxt)
+        return _page([render.product(p, r.media_url) for p in rows], nxt), False
 
     qhash = keys.page_hash(filters, sort, limit, cursor)
     counters = None if indexed else await _listing_counters(r, filters)
@@ -366,7 +391,7 @@ async def _numbered_window(
     """A numbered page from PostgreSQL: counted (at most :data:`NUMBERED_WINDOW`) and cut by offset within that
     window, cached under ``kind``'s generation."""
 
-    async def build() -> bytes:
+    async def build() -> tuple[bytes, bool]:
         async with connection(r.pool, r.wait) as conn:
             count = await count_upto(conn)
             number = page or max(1, -(-count // size))
@@ -374,7 +399,7 @@ async def _numbered_window(
             # Never past the window: its last page ends where the count stops.
             rows = [] if offset >= count else await rows_at(conn, offset, min(size, count - offset))
         # Cached as one value: the count and the page number, a newline, the page's items.
-        return f"{count} {number}\n".encode() + render.dumps(rows)
+        return f"{count} {number}\n".encode() + render.dumps(rows), False
 
     head, _, results = (await _cached_listing(r, kind, qhash, build, category, counters)).partition(b"\n")
     count, number = (int(n) for n in head.split())
@@ -421,12 +446,12 @@ async def legacy_records(
     services answered), and the cursor of the next page (None on the last)."""
     after = _after_id(r, "records:legacy", cursor)
 
-    async def build() -> bytes:
+    async def build() -> tuple[bytes, bool]:
         async with connection(r.pool, r.wait) as conn:
             rows, more = await rec_repo.list_bounded(conn, after, limit, LEGACY_MAX_BYTES, collection)
         nxt = r.cursors.encode("records:legacy", [rows[-1].id]) if more and rows else ""
         # Cached as one value: the next cursor (or nothing), a newline, the page.
-        return nxt.encode() + b"\n" + render.dumps(shape(rows))
+        return nxt.encode() + b"\n" + render.dumps(shape(rows)), False
 
     cached = await _cached_listing(
         r, "records", keys.page_hash("legacy", collection, shape.__name__, limit, after), build

@@ -16,6 +16,7 @@ from api.state import READ_STATS
 from shared.readmodel import keys, read
 from shared.readmodel.client import redis_runner
 from shared.settings import Settings
+from shared.store import products as prod_repo
 from tests.conftest import ADMIN
 from tests.support.api import category, product
 
@@ -284,3 +285,29 @@ async def test_a_page_stored_again_and_again_leaves_room_for_other_pages(redis_u
         assert int(await redis.get(keys.page_bytes("products")) or 0) == len(page)
     finally:
         await redis.aclose()
+
+
+async def test_concurrent_misses_of_one_listing_wait_for_one_build(
+    aiohttp_client, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a listing PostgreSQL answers, whose page a write has just made stale
+    client: TestClient = await aiohttp_client(create_app(settings.model_copy(update={"rate_limit_enabled": False})))
+    await category(client)
+    await product(client, name="Steel Spade")
+    assert (await client.get("/api/products", params={"q": "steel"})).status == 200
+    await product(client, name="Steel Rake")
+    built = 0
+    list_page = prod_repo.list_page
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal built
+        built += 1
+        return await list_page(*args, **kwargs)
+
+    monkeypatch.setattr(prod_repo, "list_page", counted)
+    # When 30 clients read it at once
+    pages = await asyncio.gather(*(client.get("/api/products", params={"q": "steel"}) for _ in range(30)))
+    bodies = [await p.json() for p in pages]
+    # Then PostgreSQL built it once, and every one of them got it, with the write
+    assert built == 1
+    assert all(_names(b) == ["Steel Rake", "Steel Spade"] for b in bodies)
