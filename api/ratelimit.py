@@ -33,10 +33,12 @@ from dataclasses import dataclass
 from typing import Any, Final, NamedTuple, cast
 
 from aiohttp import web
+from multidict import istr
 from redis.exceptions import ResponseError
 
 from api.metrics import METRICS, Metrics
 from api.problems import PROBLEM, problem
+from api.responses import CONTENT_TYPE
 from api.state import FAST_REDIS, PRINCIPAL, RATE_GATED, SETTINGS
 from shared.errors import DomainError, TooManyRequests
 from shared.logs import get_logger
@@ -140,11 +142,18 @@ class Decision(NamedTuple):
         return _headers(self.limit, self.remaining, self.reset_ms / 1000)
 
 
+#: The answers' rate-limit headers, as ``istr`` (see :data:`api.responses.CONTENT_TYPE`).
+LIMIT: Final[str] = istr("RateLimit-Limit")
+REMAINING: Final[str] = istr("RateLimit-Remaining")
+RESET: Final[str] = istr("RateLimit-Reset")
+RETRY_AFTER: Final[str] = istr("Retry-After")
+
+
 def _headers(limit: int, remaining: int, reset_seconds: float) -> dict[str, str]:
     return {
-        "RateLimit-Limit": str(limit),
-        "RateLimit-Remaining": str(remaining),
-        "RateLimit-Reset": str(max(0, math.ceil(reset_seconds))),
+        LIMIT: str(limit),
+        REMAINING: str(remaining),
+        RESET: str(max(0, math.ceil(reset_seconds))),
     }
 
 
@@ -426,8 +435,8 @@ class RateLimiter:
         """The 429 answer: its body made once per scope, only the headers per request."""
         self._refused_counts[scope].inc()
         headers = decision.headers()
-        headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after_ms / 1000)))
-        headers["Content-Type"] = PROBLEM  # a plain header: cheaper than aiohttp's content_type machinery
+        headers[RETRY_AFTER] = str(max(1, math.ceil(decision.retry_after_ms / 1000)))
+        headers[CONTENT_TYPE] = PROBLEM  # a plain header: cheaper than aiohttp's content_type machinery
         return web.Response(body=self.bodies[scope], status=429, headers=headers)
 
     async def admit_lookup(self, request: web.Request) -> None:
