@@ -181,8 +181,8 @@ def sort_key_from_score(sort: str, product_id: int, score: float) -> list[Any]:
 
 #: Word buckets: a product's search lexemes (PostgreSQL's, ``tsvector_to_array(search)``) hashed into this many.
 WORD_BUCKETS: Final = 4096
-#: Two characters name a word bucket (64 x 64 = :data:`WORD_BUCKETS`); none of them is ``:``, ``.`` or a space,
-#: which the product's bucket entry uses as separators.
+#: Two characters name a word bucket (64 x 64 = :data:`WORD_BUCKETS`); none of them is ``.``, which separates the
+#: parts of a product's tags.
 _CODE: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_"
 #: Price buckets come in groups of this many (four octaves), each with a counter of its own that every write of a
 #: product in the group bumps too: a range is the groups it covers whole and the buckets at its ends, at most
@@ -201,7 +201,8 @@ def word_code(lexeme: str) -> str:
 
 
 def price_bucket(cents: int) -> int:
-    """Half-octave price buckets, in integers only (so every process agrees): 1-99 cents and so on up, in order."""
+    """A price's bucket: each power of two of its cents split in two (0 for none), in the order of prices, in
+    integers only (so every process agrees)."""
     if cents <= 0:
         return 0
     bits = cents.bit_length()
