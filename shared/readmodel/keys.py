@@ -26,6 +26,7 @@ bench/README.md):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import math
 import zlib
@@ -194,6 +195,7 @@ PRICE_GROUP: Final = 8
 UNKNOWN_TAGS: Final = PREFIX + "gen:products:t:?"
 
 
+@functools.lru_cache(maxsize=65_536)
 def word_code(lexeme: str) -> str:
     """The two characters naming ``lexeme``'s word bucket (stable across processes: a CRC, not ``hash``)."""
     n = zlib.crc32(lexeme.encode()) % WORD_BUCKETS
