@@ -273,8 +273,7 @@ async def _listing_counters(r: Reads, filters: prod_repo.Filters) -> list[str] |
             lexeme = _REQUIRED[filters.q] = required_lexeme(parsed)
             if len(_REQUIRED) > _REQUIRED_AT_MOST:
                 _REQUIRED.popitem(last=False)
-        if lexeme is None:
-            return None
+    # A q that names no lexeme every match has leaves the other filters, which every match meets too.
     return keys.listing_counters(lexeme, filters.min_price, filters.max_price, filters.in_stock)
 
 

@@ -26,6 +26,7 @@ bench/README.md):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import math
 import zlib
@@ -181,8 +182,8 @@ def sort_key_from_score(sort: str, product_id: int, score: float) -> list[Any]:
 
 #: Word buckets: a product's search lexemes (PostgreSQL's, ``tsvector_to_array(search)``) hashed into this many.
 WORD_BUCKETS: Final = 4096
-#: Two characters name a word bucket (64 x 64 = :data:`WORD_BUCKETS`); none of them is ``:``, ``.`` or a space,
-#: which the product's bucket entry uses as separators.
+#: Two characters name a word bucket (64 x 64 = :data:`WORD_BUCKETS`); none of them is ``.``, which separates the
+#: parts of a product's tags.
 _CODE: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_"
 #: Price buckets come in groups of this many (four octaves), each with a counter of its own that every write of a
 #: product in the group bumps too: a range is the groups it covers whole and the buckets at its ends, at most
@@ -194,6 +195,7 @@ PRICE_GROUP: Final = 8
 UNKNOWN_TAGS: Final = PREFIX + "gen:products:t:?"
 
 
+@functools.lru_cache(maxsize=65_536)
 def word_code(lexeme: str) -> str:
     """The two characters naming ``lexeme``'s word bucket (stable across processes: a CRC, not ``hash``)."""
     n = zlib.crc32(lexeme.encode()) % WORD_BUCKETS
@@ -201,7 +203,8 @@ def word_code(lexeme: str) -> str:
 
 
 def price_bucket(cents: int) -> int:
-    """Half-octave price buckets, in integers only (so every process agrees): 1-99 cents and so on up, in order."""
+    """A price's bucket: each power of two of its cents split in two (0 for none), in the order of prices, in
+    integers only (so every process agrees)."""
     if cents <= 0:
         return 0
     bits = cents.bit_length()

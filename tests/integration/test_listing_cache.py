@@ -139,6 +139,11 @@ TAGGED = {
     "a price floor": ({"min_price": "400"}, {"price": "15.00"}, {"price": "450.00"}),
     "out of stock": ({"in_stock": "false"}, {"stock": 5}, {"stock": 0}),
     "a word, numbered": ({"q": "steel", "page": "1"}, {"name": "Copper Kettle"}, {"name": "Steel Rake"}),
+    "either word, in a range": (
+        {"q": "steel or copper", "min_price": "10", "max_price": "20"},
+        {"price": "500.00"},
+        {"price": "12.50"},
+    ),
 }
 
 

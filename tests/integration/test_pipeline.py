@@ -184,9 +184,10 @@ def _start_cache_worker(settings: Settings, log_path: Path, threads: int = 4) ->
 async def test_a_worker_stopped_with_sigterm_mid_burst_loses_no_event(
     pipeline_settings: Settings, relay: None, pg: asyncpg.Connection, tmp_path: Path
 ) -> None:
-    # Given a burst of 3,000 committed record writes (row and outbox row, as the API writes them)
+    # Given a burst of 12,000 committed record writes (row and outbox row, as the API writes them): enough that
+    # the worker cannot have projected them all by the time it is told to stop, however fast the host
     ids = await pg.fetch(
-        """WITH w AS (INSERT INTO records (data) SELECT jsonb_build_object('n', g) FROM generate_series(1, 3000) g
+        """WITH w AS (INSERT INTO records (data) SELECT jsonb_build_object('n', g) FROM generate_series(1, 12000) g
                       RETURNING id, version)
            INSERT INTO outbox (type, aggregate, aggregate_id, version)
            SELECT 'record.created', 'record', id::text, version FROM w RETURNING aggregate_id::bigint AS id"""
@@ -226,5 +227,13 @@ async def test_a_worker_stopped_with_sigterm_mid_burst_loses_no_event(
 
 
 def _json_lines(text: str) -> list[dict[str, Any]]:
-    """The JSON log lines of ``text`` (a process may print other lines too)."""
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    """The JSON log lines of ``text`` (a process may print other lines too). dramatiq's parent forwards its
+    workers' output, so two of them may end up on one line, one after the other: each is read."""
+    decoder = json.JSONDecoder()
+    found = []
+    for line in text.splitlines():
+        at = 0
+        while line.startswith("{", at):
+            value, at = decoder.raw_decode(line, at)
+            found.append(value)
+    return found
