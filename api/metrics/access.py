@@ -89,7 +89,7 @@ def recorder(metrics: Metrics | None) -> Callable[[web.Request, int, float], Non
         route = route_of(request)
         method = request.method if request.method in METHODS else "other"
         if tally is not None:
-            tally.record(route, method, str(status), elapsed)
+            tally.record(route, method, status, elapsed)
         elif requests is not None and latency is not None:
             key = (route, method, str(status))
             counter = counters.get(key)
