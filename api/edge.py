@@ -18,6 +18,7 @@ from yarl import URL
 from api import auth, ratelimit
 from api.cors import Cors
 from api.metrics import METRICS, UNMATCHED
+from api.metrics.access import route_of
 from api.parsing import reject_nul, reject_undecodable_headers
 from api.problems import STATUS, problem_response
 from api.state import KEY_CACHE, PG_POOL, PRINCIPAL, REQUEST_ID, SETTINGS
@@ -56,7 +57,7 @@ FALLBACK_NAME: Final = UNMATCHED
 
 
 def edge(
-    record: Callable[[web.Request, int, float], None],
+    record: Callable[[str, web.Request, int, float], None],
     rate_limit: Guard | None = None,
     body_timeout: float = 0.0,
     cors: Cors | None = None,
@@ -84,8 +85,12 @@ def edge(
     def wrap(handler: Handler) -> Handler:
         scope = auth.required_scope(handler)
         call: Handler = handler if rate_limit is None else functools.partial(rate_limit, handler=handler)
+        #: The metrics label of the route, found on the first request: a wrapped handler serves one route
+        #: template (its path with and without the trailing slash, GET and HEAD: api.app), so it never changes.
+        route: str | None = None
 
         async def handle(request: web.Request) -> web.StreamResponse:
+            nonlocal route
             rid = request.headers.get(X_REQUEST_ID, "")
             if not rid or not _REQUEST_ID.match(rid):
                 # Unique, not secret: the Mersenne Twister (reseeded in every forked worker) costs no system call;
@@ -175,7 +180,9 @@ def edge(
             finally:
                 if deadline is not None:
                     deadline.cancel()
-                record(request, status, perf_counter() - started)
+                if route is None:
+                    route = route_of(request)
+                record(route, request, status, perf_counter() - started)
 
         functools.update_wrapper(handle, handler)
         return handle

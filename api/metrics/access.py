@@ -67,8 +67,8 @@ class _LineBudget:
         return False
 
 
-def recorder(metrics: Metrics | None) -> Callable[[web.Request, int, float], None]:
-    """``record(request, status, seconds)``: count and time one answered request (when ``metrics`` is given) and
+def recorder(metrics: Metrics | None) -> Callable[[str, web.Request, int, float], None]:
+    """``record(route, request, status, seconds)``: count and time one answered request (when ``metrics`` is given) and
     write its access log line. Called by the edge (``api.edge.edge``) for every request.
 
     The access log line is at INFO for writes, 4xx and 5xx and at DEBUG for the rest: an access log at INFO costs
@@ -85,11 +85,10 @@ def recorder(metrics: Metrics | None) -> Callable[[web.Request, int, float], Non
     latency = metrics.latency if metrics is not None else None
     budget = _LineBudget()
 
-    def record(request: web.Request, status: int, elapsed: float) -> None:
-        route = route_of(request)
+    def record(route: str, request: web.Request, status: int, elapsed: float) -> None:
         method = request.method if request.method in METHODS else "other"
         if tally is not None:
-            tally.record(route, method, str(status), elapsed)
+            tally.record(route, method, status, elapsed)
         elif requests is not None and latency is not None:
             key = (route, method, str(status))
             counter = counters.get(key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
@@ -26,24 +26,29 @@ class RequestTally:
     """
 
     def __init__(self) -> None:
-        self.counts: dict[tuple[str, str, str], int] = {}
+        #: (route, method, status) -> [its count, its (route, method)'s buckets]: one lookup a request.
+        self.series: dict[tuple[str, str, int], list[Any]] = {}
         #: (route, method) -> a count per bucket (the last one +Inf), then the sum of the seconds.
         self.buckets: dict[tuple[str, str], list[float]] = {}
 
-    def record(self, route: str, method: str, status: str, seconds: float) -> None:
+    def record(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
-        self.counts[key] = self.counts.get(key, 0) + 1
-        b = self.buckets.get((route, method))
-        if b is None:
-            b = self.buckets[(route, method)] = [0] * (len(LATENCY_BUCKETS) + 2)
+        entry = self.series.get(key)
+        if entry is None:
+            b = self.buckets.get((route, method))
+            if b is None:
+                b = self.buckets[(route, method)] = [0] * (len(LATENCY_BUCKETS) + 2)
+            entry = self.series[key] = [0, b]
+        entry[0] += 1
+        b = entry[1]
         # Prometheus buckets are "less than or equal": the first bound >= seconds.
         b[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         b[-1] += seconds
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(REQUESTS_NAME, REQUESTS_DOC, labels=["route", "method", "status"])
-        for key, n in list(self.counts.items()):
-            requests.add_metric(list(key), n)
+        for (route, method, status), (n, _) in list(self.series.items()):
+            requests.add_metric([route, method, str(status)], n)
         yield requests
         latency = HistogramMetricFamily(LATENCY_NAME, LATENCY_DOC, labels=["route", "method"])
         bounds = [*(str(x) for x in LATENCY_BUCKETS), "+Inf"]

@@ -8,13 +8,13 @@ from api.metrics.tally import LATENCY_BUCKETS, LATENCY_DOC, LATENCY_NAME, REQUES
 
 # Bounds exactly (a bucket is "less than or equal"), between them, below the first and past the last.
 REQUESTS = [
-    ("/api/products/{slug}", "GET", "200", 0.0005),
-    ("/api/products/{slug}", "GET", "200", 0.0004),
-    ("/api/products/{slug}", "GET", "404", 0.001),
-    ("/api/products/{slug}", "GET", "200", 0.0011),
-    ("/api/products", "POST", "201", 0.03),
-    ("/api/products", "POST", "422", 10.0),
-    ("unmatched", "GET", "404", 12.5),
+    ("/api/products/{slug}", "GET", 200, 0.0005),
+    ("/api/products/{slug}", "GET", 200, 0.0004),
+    ("/api/products/{slug}", "GET", 404, 0.001),
+    ("/api/products/{slug}", "GET", 200, 0.0011),
+    ("/api/products", "POST", 201, 0.03),
+    ("/api/products", "POST", 422, 10.0),
+    ("unmatched", "GET", 404, 12.5),
 ]
 
 
@@ -32,7 +32,7 @@ def test_tally_exposes_what_a_prometheus_counter_and_histogram_would() -> None:
     tally = RequestTally()
     ours.register(tally)
     for route, method, status, seconds in REQUESTS:
-        counter.labels(route, method, status).inc()
+        counter.labels(route, method, str(status)).inc()
         histogram.labels(route, method).observe(seconds)
         tally.record(route, method, status, seconds)
     # Then the scrapes are the same, line for line
