@@ -106,9 +106,21 @@ async def _after(pg: asyncpg.Connection, sort: str, fraction: float | None) -> t
 
 
 async def _plan(pg: asyncpg.Connection, mode: str, sql: str, args: list[Any]) -> dict[str, Any]:
+    """The plan of ``sql`` with ``args``: a custom plan (planned for these values), or the generic plan that a
+    statement cached after five runs gets (EXPLAIN of a statement with its values bound plans it for them, so the
+    generic one is asked of a prepared statement: EXPLAIN EXECUTE under ``force_generic_plan``)."""
     async with pg.transaction():
         await pg.execute(f"SET LOCAL plan_cache_mode = {mode}")
-        out = await (await pg.prepare("EXPLAIN (FORMAT JSON) " + sql)).fetchval(*args)
+        if mode == "force_generic_plan":
+            await pg.execute("PREPARE plan_probe AS " + sql)
+            # A generic plan does not depend on the values, and EXPLAIN without ANALYZE runs nothing: NULLs do.
+            nulls = f"({', '.join('NULL' for _ in args)})" if args else ""
+            try:
+                out = await pg.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE plan_probe{nulls}")
+            finally:
+                await pg.execute("DEALLOCATE plan_probe")
+        else:
+            out = await (await pg.prepare("EXPLAIN (FORMAT JSON) " + sql)).fetchval(*args)
     plan: dict[str, Any] = (orjson.loads(out) if isinstance(out, str) else out)[0]["Plan"]
     return plan
 
