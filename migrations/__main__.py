@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 
@@ -10,7 +11,9 @@ from shared.logs import configure_logging, get_logger
 from shared.settings import Settings
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    # No options: `--help` prints this and applies nothing; anything else is refused (exit 2), never ignored.
+    argparse.ArgumentParser(prog="python -m migrations", description=__doc__).parse_args(argv)
     settings = Settings()
     configure_logging(settings, "migrations")
     log = get_logger("migrations")

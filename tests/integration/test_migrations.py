@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from migrations.runner import MIGRATIONS_DIR, MigrationError, discover, migrate
 from tests.conftest import _dsn, drop_database
+from tests.support.processes import run_python
 
 
 @pytest.fixture
@@ -129,3 +131,17 @@ def test_two_files_with_one_number_raise(tmp_path: Path) -> None:
 def test_project_migrations_are_numbered_without_gaps() -> None:
     versions = [m.version for m in discover(MIGRATIONS_DIR)]
     assert versions == list(range(1, len(versions) + 1))
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--nonsense"], ["upgrade"]])
+async def test_the_command_applies_nothing_when_given_arguments(fresh_dsn, argv: list[str]) -> None:
+    # Given a database that does not exist yet, when the command is run with an argument (it takes none)
+    done = await asyncio.to_thread(
+        run_python, "-m", "migrations", *argv, env={**os.environ, "DATABASE_URL": fresh_dsn}, timeout=60
+    )
+    # Then --help prints its usage and succeeds, anything else is refused, and nothing was applied (the runner
+    # creates a missing database first: it was not even created)
+    assert done.returncode == (0 if argv == ["--help"] else 2), done.stderr
+    assert "usage: python -m migrations" in done.stdout + done.stderr
+    with pytest.raises(asyncpg.InvalidCatalogNameError):
+        await asyncpg.connect(fresh_dsn)
