@@ -236,90 +236,19 @@ def _plain(filters: Filters, sort: str, after: tuple[Any, int] | None, args: lis
     """The page as a walk of the sort order's index, filtered."""
     walk, match = _clauses(filters, sort, after, args)
     order, _, _ = SORTS[sort]
-    return f"{_SELECT} WHERE {' AND '.join(walk + match)} ORDER BY {order} LIMIT $limit"
-
-
-#: A price range (off the price order) holding fewer live products than this is read whole through the price
-#: index and sorted: fewer heap rows than the window would read, and one statement where the window would find
-#: too few and the sparse page run after it (194 products of 1M priced 1234-1236). Counting up to it is an
-#: index-only walk of at most this many entries of the price index, paid by every price range off the price order.
-RANGE_READ: Final = 1_000
-#: :data:`RANGE_READ` when the page also has a word: a range of up to this many is read whole rather than left to
-#: the sparse statement, which would look the word up in the GIN index (900,000 entries for "made": 46 ms at 1M,
-#: whatever ``LIMIT`` follows, as a GIN bitmap is built whole) where the range's rows cost 1-2 us each.
-WORD_RANGE_READ: Final = 5_000
-#: The most matches of a word the sparse statement reads from the GIN index alone and filters by a price range
-#: (a rare word with a wide range); a word with more is ANDed with the range in the index instead.
-WORD_READ: Final = 10_000
-
-
-def _ranged(
-    filters: Filters, sort: str, after: tuple[Any, int] | None, args: list[Any], cap: int
-) -> tuple[str, str, str]:
-    """A page read from its price range when the range holds fewer than ``cap`` live products: the CTEs (``ids``,
-    the range's first ``cap`` ids; ``n``, how many; ``r``, its rows, read only when fewer; ``rtop``, the page's
-    ids), the page, and the condition under which another statement answers instead (``cap`` or more)."""
-    in_range = ["p.deleted_at IS NULL"]
-    # The bounds again as InitPlans, which no plan knows the values of: any range is then estimated at 0.5 % of
-    # the table, so its rows are read through the price index, in the heap's order (a wide range, in the branch
-    # that then never runs, would be a Seq Scan in a custom plan); a missing bound is an infinite one, so that
-    # the estimate is of a two-sided range. 1,555 rows of 1M: 1.8 ms, where by primary key from ``ids`` 5.5-9.
-    low, high = "'-infinity'", "'infinity'"
-    if filters.min_price is not None:
-        low = _param(args, filters.min_price)
-        in_range.append(f"p.price >= {low}")
-    if filters.max_price is not None:
-        high = _param(args, filters.max_price)
-        in_range.append(f"p.price <= {high}")
-    hidden = f"p.price >= (SELECT {low}::numeric) AND p.price <= (SELECT {high}::numeric)"
-    walk, match = _clauses(filters, sort, after, args)
-    order, _, (col, _) = SORTS[sort]
-    # Only the columns the conditions and the order read (the page's rows are read again by primary key): whole
-    # rows copied and sorted cost more (2 ms more for 1,555 of them).
-    read = f"p.id, p.category_id, p.deleted_at, p.price, p.stock, p.is_active, {col}" + (
-        ", p.search" if filters.q else ""
-    )
-    # ``r`` is materialized so that the other filters are applied to its rows alone: planned against the table,
-    # a word would be looked up in the GIN index and ANDed with the range (900,000 entries for "made", 40 ms),
-    # whatever the range's size, as the generic plan knows neither.
-    # The range's ids (an index-only walk of the price index, at most ``cap`` of them) count it.
-    ctes = (
-        f"ids AS MATERIALIZED (SELECT p.id FROM products p WHERE {' AND '.join(in_range)} LIMIT {cap}),"
-        " n AS MATERIALIZED (SELECT count(*) AS n FROM ids),"
-        f" r AS MATERIALIZED (SELECT {read} FROM products p WHERE p.deleted_at IS NULL AND {hidden}"
-        f" AND (SELECT n FROM n) < {cap}),"
-        f" rtop AS (SELECT p.id FROM r p WHERE {' AND '.join(walk + match)} ORDER BY {order} LIMIT $limit)"
-    )
-    page = f"{_SELECT} WHERE p.id IN (SELECT id FROM rtop) ORDER BY {order}"
-    return ctes, page, f"(SELECT n FROM n) >= {cap}"
-
-
-def _range_first(filters: Filters, sort: str) -> bool:
-    """Whether the page's price range is one the price order does not walk (see :data:`RANGE_READ`)."""
-    return (filters.min_price is not None or filters.max_price is not None) and not sort.endswith("price")
+    return f"{_SELECT} WHERE {' AND '.join(walk + match)} ORDER BY {order} LIMIT ${len(args) + 1}"
 
 
 def _windowed(filters: Filters, sort: str, after: tuple[Any, int] | None, args: list[Any]) -> str:
     """The page among the next :data:`WINDOW` rows of the sort order: their order carries through the filter and
-    the join (no sort), so a common filter stops after a few dozen rows. With a price range of fewer than
-    :data:`RANGE_READ` products (:data:`WORD_RANGE_READ` with a word), the range's rows sorted instead (the window
-    is then not read)."""
-    ranged = _range_first(filters, sort)
-    cap = WORD_RANGE_READ if filters.q else RANGE_READ
-    ctes, page, wide = _ranged(filters, sort, after, args, cap) if ranged else ("", "", "")
+    the join (no sort), so a common filter stops after a few dozen rows."""
     walk, match = _clauses(filters, sort, after, args)
     order, _, _ = SORTS[sort]
     window = f"(SELECT * FROM products p WHERE {' AND '.join(walk)} ORDER BY {order} LIMIT {WINDOW}) p"
-    if ranged:
-        match.append(wide)
-    windowed = (
+    return (
         f"{_SELECT.replace('FROM products p', 'FROM ' + window, 1)} WHERE {' AND '.join(match)}"
-        f" ORDER BY {order} LIMIT $limit"
+        f" ORDER BY {order} LIMIT ${len(args) + 1}"
     )
-    if not ranged:
-        return windowed
-    # Only one branch reads anything: each is under a one-time filter on the range's size.
-    return f"WITH {ctes} ({windowed}) UNION ALL ({page})"
 
 
 def _sparse(filters: Filters, sort: str, after: tuple[Any, int] | None, args: list[Any]) -> str:
@@ -333,50 +262,17 @@ def _sparse(filters: Filters, sort: str, after: tuple[Any, int] | None, args: li
     # it p so that they read them there: no index of the order can serve that ORDER BY, and the category's index
     # cannot be ANDed with the filter's (a category holds a fifth of the table), so whichever the plan (custom or
     # generic), the matches come from the filters' own indexes and only they are sorted.
-    read = f"p.id, p.category_id, p.deleted_at, {col}"
-    m = f"m AS MATERIALIZED (SELECT {read} FROM products p WHERE p.deleted_at IS NULL AND {' AND '.join(match)})"
-    if filters.q and _range_first(filters, sort):
-        m = _word_first(filters, sort, args, match, read)
     return (
-        f"WITH {m},"
+        f"WITH m AS MATERIALIZED (SELECT p.id, p.category_id, p.deleted_at, {col} FROM products p"
+        f" WHERE p.deleted_at IS NULL AND {' AND '.join(match)}),"
         f" top AS (SELECT p.id FROM m p WHERE {' AND '.join(walk)} AND (SELECT count(*) FROM ({window}) w) = {WINDOW}"
-        f" ORDER BY {order} LIMIT $limit)"
+        f" ORDER BY {order} LIMIT ${len(args) + 1})"
         f" {_SELECT} WHERE p.id IN (SELECT id FROM top) ORDER BY {order}"
-    )
-
-
-def _word_first(filters: Filters, sort: str, args: list[Any], match: list[str], read: str) -> str:
-    """The sparse statement's match set (the CTE m) for a word with a price range too wide to be read whole
-    (:data:`WORD_RANGE_READ`): the word's first :data:`WORD_READ` matches from the GIN index alone (``w``), the
-    range tested on their rows; only a word with more is ANDed with the range in the indexes (``match``)."""
-    # The other filters' conditions again, without the range (nor the walk's: no parameter may go unused).
-    unpriced = dataclasses.replace(filters, min_price=None, max_price=None, category=None)
-    _, rest = _clauses(unpriced, sort, None, args)
-    priced: list[str] = []
-    if filters.min_price is not None:
-        priced.append(f"p.price >= {_param(args, filters.min_price)}")
-    if filters.max_price is not None:
-        priced.append(f"p.price <= {_param(args, filters.max_price)}")
-    # Planned against the table, the range would be ANDed with the word's GIN entries in a generic plan (it
-    # estimates any range at 0.5 %): 543,000 price entries read for 10-900, 51 ms of the 59.
-    return (
-        f"w AS MATERIALIZED (SELECT {read}, p.price FROM products p WHERE p.deleted_at IS NULL"
-        f" AND {' AND '.join(rest)} LIMIT {WORD_READ}),"
-        f" m AS MATERIALIZED (SELECT {read} FROM w p WHERE {' AND '.join(priced)}"
-        f" AND (SELECT count(*) FROM w) < {WORD_READ}"
-        f" UNION ALL SELECT {read} FROM products p WHERE p.deleted_at IS NULL AND {' AND '.join(match)}"
-        f" AND (SELECT count(*) FROM w) >= {WORD_READ})"
     )
 
 
 #: The statements of a page: by name, for the plans test (``statement``).
 _STATEMENTS: Final = {"plain": _plain, "windowed": _windowed, "sparse": _sparse}
-
-
-def _limited(sql: str, args: list[Any], limit: int) -> str:
-    """``sql`` with its page size bound: ``limit`` appended to ``args`` as the last parameter."""
-    args.append(limit)
-    return sql.replace("$limit", f"${len(args)}")
 
 
 def statement(
@@ -386,8 +282,7 @@ def statement(
     the plans test."""
     args: list[Any] = []
     sql = _STATEMENTS[kind](filters, sort, after, args)
-    args.append(limit)
-    return sql.replace("$limit", f"${len(args)}"), args
+    return sql, [*args, limit]
 
 
 async def list_page(
@@ -397,16 +292,13 @@ async def list_page(
     size (see :data:`WINDOW`). Only fixed SQL fragments are joined."""
     args: list[Any] = []
     if not _indexed_filter(filters, sort):
-        sql = _limited(_plain(filters, sort, after, args), args, limit)
-        return [_product(r) for r in await conn.fetch(sql, *args)]
-    sql = _limited(_windowed(filters, sort, after, args), args, limit)
-    rows = await conn.fetch(sql, *args)
+        return [_product(r) for r in await conn.fetch(_plain(filters, sort, after, args), *args, limit)]
+    rows = await conn.fetch(_windowed(filters, sort, after, args), *args, limit)
     if len(rows) < limit:
         args = []
-        sql = _limited(_sparse(filters, sort, after, args), args, limit)
         # A sparse page holds every match the window held (its answer is a superset, in the same order), so an
         # empty answer is either no match at all or a window that held every row left: the window's rows stand.
-        rows = await conn.fetch(sql, *args) or rows
+        rows = await conn.fetch(_sparse(filters, sort, after, args), *args, limit) or rows
     return [_product(r) for r in rows]
 
 
