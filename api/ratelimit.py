@@ -198,7 +198,7 @@ def client_address(request: web.Request, trusted: frozenset[Network]) -> str:
     peer = request.remote or "unknown"
     if not trusted:
         return peer
-    return _client(peer, tuple(request.headers.getall("X-Forwarded-For", ())), trusted)
+    return _client_of(peer, tuple(request.headers.getall("X-Forwarded-For", ())), trusted)
 
 
 #: (peer, X-Forwarded-For values) pairs whose client is remembered, per process.
@@ -223,6 +223,18 @@ def _client(peer: str, forwarded: tuple[str, ...], trusted: frozenset[Network]) 
             if not any(parsed[0] in net for net in trusted):
                 return client
     return client
+
+
+#: ``X-Forwarded-For`` values longer than this in all are not remembered (:func:`_client_of`).
+FORWARDED_CACHED_AT_MOST: Final = 512
+
+
+def _client_of(peer: str, forwarded: tuple[str, ...], trusted: frozenset[Network]) -> str:
+    """:func:`_client`, remembered only for short ``X-Forwarded-For`` values: an entry holds them, and a request
+    may carry 128 headers of 8 KB each, so remembering long ones would let clients fill gigabytes."""
+    if sum(map(len, forwarded)) > FORWARDED_CACHED_AT_MOST:
+        return _client.__wrapped__(peer, forwarded, trusted)
+    return _client(peer, forwarded, trusted)
 
 
 #: Seconds a refused client's probe (:meth:`RateLimiter.refused`) holds its other requests refused, at most.
@@ -349,10 +361,12 @@ class RateLimiter:
         seen = (request.remote or "unknown", tuple(request.headers.getall(X_FORWARDED_FOR, ())))
         key = self._read_keys.get(seen)
         if key is None:
-            if len(self._read_keys) >= CLIENTS_SIZE:
-                self._read_keys.clear()
-            client = _client(*seen, self.trusted) if self.trusted else seen[0]
-            key = self._read_keys[seen] = f"{PREFIX}read:{client}"
+            client = _client_of(*seen, self.trusted) if self.trusted else seen[0]
+            key = f"{PREFIX}read:{client}"
+            if sum(map(len, seen[1])) <= FORWARDED_CACHED_AT_MOST:
+                if len(self._read_keys) >= CLIENTS_SIZE:
+                    self._read_keys.clear()
+                self._read_keys[seen] = key
         return key
 
     def refused(self, key: str, limit: Limit, now: float) -> Decision | None:

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, make_mocked_request
 
 from api.app import create_app
 from api.auth import ANONYMOUS, KeyCache
-from api.ratelimit import client_address, trusted_networks
+from api.ratelimit import RATE_LIMITER, _client, client_address, trusted_networks
 from api.state import KEY_CACHE
 from shared.settings import Settings
 from shared.store import apikeys
@@ -459,3 +459,20 @@ async def test_concurrent_reads_are_not_charged_a_lease_each(aiohttp_client, set
     statuses = await asyncio.gather(*(read() for _ in range(300)))
     # Then every one is within its burst and passes: one lease is asked for at a time, the rest one by one
     assert statuses == [200] * 300
+
+
+async def test_long_forwarded_headers_are_not_remembered(aiohttp_client, settings: Settings) -> None:
+    # Given an API behind a trusted proxy, where each client's key is remembered by its X-Forwarded-For values
+    app = create_app(settings.model_copy(update={"trusted_proxies": "127.0.0.1"}))
+    client: TestClient = await aiohttp_client(app)
+    limiter = app[RATE_LIMITER]
+    remembered = (len(limiter._read_keys), _client.cache_info().currsize)
+    # When clients send reads with long X-Forwarded-For values, each its own (up to 128 headers of 8 KB are allowed)
+    for n in range(40):
+        hops = ", ".join(f"10.{n}.{i // 250}.{i % 250 + 1}" for i in range(300))
+        r = await client.get("/api/products/nothing-here", headers={"X-Forwarded-For": hops})
+        assert r.status == 404
+    # Then the process remembers none of them (each would hold its header), and short ones still are
+    assert (len(limiter._read_keys), _client.cache_info().currsize) == remembered
+    await client.get("/api/products/nothing-here", headers={"X-Forwarded-For": "10.1.2.3"})
+    assert len(limiter._read_keys) == remembered[0] + 1
