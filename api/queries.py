@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -52,7 +51,9 @@ class Reads:
     guard: Guard
 
 
-async def _redis(r: Reads, call: Callable[[Runner], Awaitable[T]]) -> T | None:
+async def _redis(r: Reads, call: Callable[[Runner], Awaitable[T]], *, counted: bool = True) -> T | None:
+    """What ``call`` reads from Redis, or None where Redis cannot answer; counted as a hit or a miss unless the
+    caller counts it (``counted``: a listing counts where its page came from); a failure is an error either way."""
     if r.redis.suspect and not await r.guard.settle():
         r.stats.errors += 1
         return None
@@ -62,10 +63,11 @@ async def _redis(r: Reads, call: Callable[[Runner], Awaitable[T]]) -> T | None:
         r.stats.errors += 1
         log.debug("redis_unavailable", error=type(exc).__name__)
         return None
-    if result is None:
-        r.stats.misses += 1
-    else:
-        r.stats.hits += 1
+    if counted:
+        if result is None:
+            r.stats.misses += 1
+        else:
+            r.stats.hits += 1
     return result
 
 
@@ -149,34 +151,32 @@ async def _cached_listing(
     listing of one ``category`` under that category's, or under the tag ``counters`` it depends on (each bumped
     only by the writes that can change it). ``build`` makes the page: its bytes, and whether it read them from
     Redis (the sorted sets) rather than PostgreSQL."""
-    cached = await _redis(r, lambda run: read.cached_page(run, kind, qhash, category, counters))
+    # Counted once, here: a hit when the page (or its build, from the sorted sets) came from Redis, else a miss.
+    cached = await _redis(r, lambda run: read.cached_page(run, kind, qhash, category, counters), counted=False)
     if cached is not None and cached[1] is not None:
+        r.stats.hits += 1
         return cached[1]
-
-    async def built() -> tuple[bytes, bool]:
-        page, from_redis = await build()
-        if cached is not None:
-            generation = cached[0]
-            await _fill(r, lambda run: read.store_page(run, kind, generation, qhash, page))
-        return page, from_redis
-
     if cached is None:
-        page, from_redis = await built()
-        r.stats.misses += not from_redis
-        return page
-    r.stats.hits -= 1  # Redis answered, but had no page: what answers is the build's
-    key = (kind, cached[0], qhash)
-    flight = _BUILDING.get(key)
-    joined = flight is not None
-    if flight is None:
-        flight = _BUILDING[key] = asyncio.ensure_future(built())
-        flight.add_done_callback(lambda done: (_BUILDING.pop(key, None), done.cancelled() or done.exception()))
-    # A client that leaves does not cancel the build that others wait for.
-    page, from_redis = await asyncio.shield(flight)
-    if not from_redis:
+        page, from_redis = await build()
+    else:
+        generation = cached[0]
+
+        async def built() -> tuple[bytes, bool]:
+            page, from_redis = await build()
+            await _fill(r, lambda run: read.store_page(run, kind, generation, qhash, page))
+            return page, from_redis
+
+        key = (kind, generation, qhash)
+        flight = _BUILDING.get(key)
+        if flight is None:
+            flight = _BUILDING[key] = asyncio.ensure_future(built())
+            flight.add_done_callback(lambda done: (_BUILDING.pop(key, None), done.cancelled() or done.exception()))
+        # A client that leaves does not cancel the build that others wait for.
+        page, from_redis = await asyncio.shield(flight)
+    if from_redis:
+        r.stats.hits += 1
+    else:
         r.stats.misses += 1
-    elif joined:
-        r.stats.hits += 1  # the flight's own read of the sorted sets counted the first
     return page
 
 
@@ -236,22 +236,10 @@ async def product(r: Reads, slug: str) -> tuple[bytes, str] | None:
     return render.dumps(render.product(p, r.media_url)), render.etag(p.version)
 
 
-#: A lexeme in single quotes, as PostgreSQL writes a tsquery (a quote inside it doubled).
-_QUOTED: Final = re.compile(r"'((?:[^']|'')*)'")
 #: ``q`` -> a lexeme every product it matches has (or None), for the last few thousand ``q`` seen: bounded, and
 #: the oldest leaves first (never the whole map at once).
 _REQUIRED: OrderedDict[str, str | None] = OrderedDict()
 _REQUIRED_AT_MOST: Final = 4096
-
-
-def required_lexeme(tsquery: str) -> str | None:
-    """One lexeme that every match of ``tsquery`` (PostgreSQL's text of it) contains: the longest of a query of
-    words, phrases and ANDs; None when it has an OR or a NOT (a match may lack any one word) or no word."""
-    outside = _QUOTED.sub("", tsquery)
-    if any(c in outside for c in "|!:"):
-        return None
-    lexemes = [x.replace("''", "'") for x in _QUOTED.findall(tsquery)]
-    return max(lexemes, key=len) if lexemes else None
 
 
 async def _listing_counters(r: Reads, filters: prod_repo.Filters) -> list[str] | None:
@@ -267,10 +255,9 @@ async def _listing_counters(r: Reads, filters: prod_repo.Filters) -> list[str] |
         else:
             try:
                 async with connection(r.pool, r.wait) as conn:
-                    parsed = await conn.fetchval("SELECT websearch_to_tsquery('english', $1)::text", filters.q)
+                    lexeme = _REQUIRED[filters.q] = await prod_repo.required_lexeme(conn, filters.q)
             except (ServiceUnavailable, asyncpg.PostgresError, OSError):
                 return None
-            lexeme = _REQUIRED[filters.q] = required_lexeme(parsed)
             if len(_REQUIRED) > _REQUIRED_AT_MOST:
                 _REQUIRED.popitem(last=False)
     # A q that names no lexeme every match has leaves the other filters, which every match meets too.
@@ -284,7 +271,8 @@ def _indexed(filters: prod_repo.Filters, sort: str) -> bool:
 
 
 async def _indexed_page(r: Reads, filters: prod_repo.Filters, sort: str, after: Any, limit: int) -> bytes | None:
-    page = await _redis(r, lambda run: read.product_page(run, sort, filters.category, after, limit + 1))
+    """A page from the sorted sets, or None (not counted: :func:`_cached_listing` counts the listing's read)."""
+    page = await _redis(r, lambda run: read.product_page(run, sort, filters.category, after, limit + 1), counted=False)
     if page is None:
         return None
     rows = page.rows
@@ -388,7 +376,7 @@ async def _numbered_window(
     counters: list[str] | None = None,
 ) -> Numbered:
     """A numbered page from PostgreSQL: counted (at most :data:`NUMBERED_WINDOW`) and cut by offset within that
-    window, cached under ``kind``'s generation."""
+    window, cached as :func:`_cached_listing` caches (``category``, ``counters``: what the page depends on)."""
 
     async def build() -> tuple[bytes, bool]:
         async with connection(r.pool, r.wait) as conn:

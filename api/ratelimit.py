@@ -148,7 +148,7 @@ REMAINING: Final[str] = istr("RateLimit-Remaining")
 RESET: Final[str] = istr("RateLimit-Reset")
 RETRY_AFTER: Final[str] = istr("Retry-After")
 X_FORWARDED_FOR: Final[str] = istr("X-Forwarded-For")
-#: Header dicts kept by :meth:`RateLimiter.headers`, at most (then they are all forgotten at once).
+#: Header dicts of leased requests kept by :meth:`RateLimiter.known`, at most (then all forgotten at once).
 HEADERS_SIZE: Final = 4096
 
 
@@ -294,66 +294,10 @@ class RateLimiter:
         #: The refusal counter's child per scope, looked up once: ``labels()`` takes a lock and builds a key on
         #: every call, a cost a 429 must not pay more than a hit does.
         self._refused_counts = {scope: metrics.rate_limited.labels(scope) for scope in ("read", "write", "auth")}
-        self._read_burst, self._read_interval = self.reads.burst, self.reads.interval
-        #: (limit, remaining, reset) -> the headers of an allowed request (:meth:`headers`).
+        #: (limit, remaining, reset) -> the headers of a request taken from a lease (:meth:`known`).
         self._headers: dict[tuple[int, int, int], dict[str, str]] = {}
         #: (peer, X-Forwarded-For values) -> the Redis key of that read client (:meth:`read_key`).
         self._read_keys: dict[tuple[str, tuple[str, ...]], str] = {}
-
-    def leased(self, key: str, limit: Limit, now: float) -> dict[str, str] | None:
-        """One request taken from ``key``'s lease, with its headers; None when it has none left (ask Redis)."""
-        lease = self._leases.get(key)
-        if lease is None:
-            return None
-        if lease.expires <= now or lease.tokens <= 0:
-            del self._leases[key]
-            return None
-        lease.tokens -= 1
-        if lease.tokens == 0:
-            del self._leases[key]
-        return self.headers(
-            limit.burst, lease.remaining + lease.tokens, lease.reset_at - lease.tokens * limit.interval - now
-        )
-
-    def headers(self, limit: int, remaining: int, reset_seconds: float) -> dict[str, str]:
-        """The rate-limit headers of an allowed request, shared: one dict per value, never changed by its users.
-        A lease answers most reads with the same few values, and three ``str()`` and a dict a read cost more
-        than the lookup (measured in bench/)."""
-        reset = math.ceil(reset_seconds) if reset_seconds > 0 else 0
-        values = (limit, remaining, reset)
-        headers = self._headers.get(values)
-        if headers is None:
-            if len(self._headers) >= HEADERS_SIZE:
-                self._headers.clear()
-            headers = self._headers[values] = _headers(limit, remaining, reset)
-        return headers
-
-    def gate(self, request: web.Request) -> dict[str, str] | web.Response | None:
-        """:func:`read_gate` past its checks: :meth:`known` of the read's client, in one call (the hottest path
-        there is: a read taken from a lease; :meth:`leased` and :meth:`headers` inlined)."""
-        key = self.read_key(request)
-        now = time.monotonic()
-        lease = self._leases.get(key)
-        if lease is not None:
-            if lease.expires > now and lease.tokens > 0:
-                lease.tokens -= 1
-                tokens = lease.tokens
-                if tokens == 0:
-                    del self._leases[key]
-                reset_seconds = lease.reset_at - tokens * self._read_interval - now
-                values = (
-                    self._read_burst,
-                    lease.remaining + tokens,
-                    math.ceil(reset_seconds) if reset_seconds > 0 else 0,
-                )
-                headers = self._headers.get(values)
-                return headers if headers is not None else self.headers(*values)
-            del self._leases[key]
-        remembered = self.refused(key, self.reads, now)
-        if remembered is not None:
-            return self.refusal("read", remembered)
-        request[RATE_GATED] = key
-        return None
 
     def read_key(self, request: web.Request) -> str:
         """The Redis key of a read's client: remembered per (peer, ``X-Forwarded-For`` values), so a returning
@@ -490,10 +434,26 @@ class RateLimiter:
 
     def known(self, scope: str, key: str, limit: Limit, now: float) -> dict[str, str] | web.Response | None:
         """What this process already knows of ``key``, with no Redis work: the rate-limit headers of a request
-        taken from its lease, the 429 answer while it is refused here, or None (Redis is asked)."""
-        leased = self.leased(key, limit, now)
-        if leased is not None:
-            return leased
+        taken from its lease, the 429 answer while it is refused here, or None (Redis is asked). The hottest path
+        there is (a read taken from a lease), so the lease and its headers are looked up here, not in calls."""
+        lease = self._leases.get(key)
+        if lease is not None:
+            if lease.expires > now and lease.tokens > 0:
+                lease.tokens -= 1
+                tokens = lease.tokens
+                if tokens == 0:
+                    del self._leases[key]
+                reset_seconds = lease.reset_at - tokens * limit.interval - now
+                values = (limit.burst, lease.remaining + tokens, math.ceil(reset_seconds) if reset_seconds > 0 else 0)
+                # One shared dict per value, never changed by its users: a lease answers most reads with the same
+                # few values, and three str() and a dict a read cost more than the lookup (measured in bench/).
+                headers = self._headers.get(values)
+                if headers is None:
+                    if len(self._headers) >= HEADERS_SIZE:
+                        self._headers.clear()
+                    headers = self._headers[values] = _headers(*values)
+                return headers
+            del self._leases[key]
         remembered = self.refused(key, limit, now)
         return None if remembered is None else self.refusal(scope, remembered)
 
@@ -555,7 +515,11 @@ def read_gate(request: web.Request) -> dict[str, str] | web.Response | None:
     limiter = request.app.get(RATE_LIMITER)
     if limiter is None or request.path.startswith(EXEMPT):
         return None
-    return limiter.gate(request)
+    key = limiter.read_key(request)
+    known = limiter.known("read", key, limiter.reads, time.monotonic())
+    if known is None:
+        request[RATE_GATED] = key
+    return known
 
 
 async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -259,6 +259,8 @@ def _with_writes(url: str, script: str, label: str, slugs: list[str]) -> tuple[R
         trickle.done.set()
         trickle.join()
     hits, misses = (a - b for a, b in zip(_cache_counts(url), (hits, misses), strict=True))
+    if trickle.failed:
+        print(f"  {label}: {trickle.failed} of the trickle's writes failed ({trickle.writes} made)")
     return result, hits / max(1.0, hits + misses)
 
 

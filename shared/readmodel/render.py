@@ -116,7 +116,8 @@ def pack(body: bytes) -> bytes:
     return body
 
 
-#: Packed copies up to this long are remembered with their JSON (:func:`unpack`); a page's joined copies are not.
+#: Packed bytes up to this long are remembered with their JSON (:func:`unpack`): one product's copy; a page of
+#: several joined is mostly longer, and is not.
 UNPACKED_ITEM_MAX: Final = 4096
 #: Bytes of packed copies and their JSON remembered per process, at most (the oldest are forgotten first).
 UNPACKED_BYTES: Final = 8 * 1024 * 1024

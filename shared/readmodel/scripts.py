@@ -346,21 +346,16 @@ return out
 #: has one of those tags bump them. The generation names its counter, so a page stored under one is never read
 #: under another.
 GET_PAGE: Final = """
-local gen = KEYS[1]
-local tag = ''
+local g
 if KEYS[2] then
   local m = redis.call('GET', KEYS[2])
-  if m then
-    gen = ARGV[3] .. 'gen:products:c:' .. m
-    tag = 'c' .. m .. '.'
-  end
+  if m then g = 'c' .. m .. '.' .. (redis.call('GET', ARGV[3] .. 'gen:products:c:' .. m) or '0') end
 elseif #ARGV > 3 then
   local n = 0
   for i = 4, #ARGV do n = n + tonumber(redis.call('GET', ARGV[i]) or '0') end
-  local g = 't' .. string.format('%d', n)
-  return {g, redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])}
+  g = 't' .. string.format('%d', n)
 end
-local g = tag .. (redis.call('GET', gen) or '0')
+if not g then g = redis.call('GET', KEYS[1]) or '0' end
 return {g, redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])}
 """
 

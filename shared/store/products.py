@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -42,6 +43,27 @@ SELECT w.*, (SELECT slug FROM categories WHERE id = w.category_id) AS category,
        (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS lsn
 FROM w
 """
+
+#: What ``q`` means: PostgreSQL's web search syntax over English (the listing's filter, :func:`required_lexeme`).
+_TSQUERY: Final = "websearch_to_tsquery('english', {q})"
+#: A lexeme in single quotes, as PostgreSQL writes a tsquery (a quote inside it doubled).
+_QUOTED: Final = re.compile(r"'((?:[^']|'')*)'")
+
+
+def lexeme_required_by(tsquery: str) -> str | None:
+    """One lexeme that every match of ``tsquery`` (PostgreSQL's text of it) contains: the longest of a query of
+    words, phrases and ANDs; None when it has an OR or a NOT (a match may lack any one word) or no word."""
+    outside = _QUOTED.sub("", tsquery)
+    if any(c in outside for c in "|!:"):
+        return None
+    lexemes = [x.replace("''", "'") for x in _QUOTED.findall(tsquery)]
+    return max(lexemes, key=len) if lexemes else None
+
+
+async def required_lexeme(conn: asyncpg.Connection, q: str) -> str | None:
+    """A lexeme every product that ``q`` matches has (:func:`lexeme_required_by` of PostgreSQL's parse of it)."""
+    return lexeme_required_by(await conn.fetchval(f"SELECT {_TSQUERY.format(q='$1')}::text", q))
+
 
 #: sort parameter -> (ORDER BY, keyset comparison, column expressions forming the key).
 SORTS: Final[dict[str, tuple[str, str, tuple[str, str]]]] = {
@@ -212,7 +234,7 @@ def _clauses(
         match += priced
     if filters.q:
         # Parsed once for the statement (an InitPlan), not once for each row the walk filters.
-        match.append(f"p.search @@ (SELECT websearch_to_tsquery('english', {param(filters.q)}))")
+        match.append(f"p.search @@ (SELECT {_TSQUERY.format(q=param(filters.q))})")
     if filters.in_stock is True:
         match.append("p.stock > 0")
     elif filters.in_stock is False:

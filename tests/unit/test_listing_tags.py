@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from api.queries import required_lexeme
 from shared.readmodel import keys
+from shared.store.products import lexeme_required_by
 
 
 @pytest.mark.parametrize(
@@ -26,7 +26,7 @@ from shared.readmodel import keys
     ],
 )
 def test_a_q_names_a_lexeme_only_when_every_match_must_have_it(tsquery: str, lexeme: str | None) -> None:
-    assert required_lexeme(tsquery) == lexeme
+    assert lexeme_required_by(tsquery) == lexeme
 
 
 def _tags(price: Decimal) -> set[str]:
