@@ -316,3 +316,28 @@ async def test_concurrent_misses_of_one_listing_wait_for_one_build(
     # Then PostgreSQL built it once, and every one of them got it, with the write
     assert built == 1
     assert all(_names(b) == ["Steel Rake", "Steel Spade"] for b in bodies)
+
+
+async def test_a_listing_read_counts_once_where_its_page_came_from(
+    aiohttp_client, settings: Settings, redis_url: str
+) -> None:
+    client: TestClient = await aiohttp_client(create_app(settings.model_copy(update={"rate_limit_enabled": False})))
+    await category(client)
+    await product(client, name="Steel Spade")
+    stats = client.app[READ_STATS]
+    redis = aioredis.from_url(redis_url)
+    try:
+        # A listing the sorted sets answer (as after a rebuild): a hit when built from them, and when cached
+        await redis.hset(keys.READY, "products", keys.FORMAT)
+        for _ in range(2):
+            hits, misses = stats.hits, stats.misses
+            assert (await client.get("/api/products")).status == 200
+            assert (stats.hits, stats.misses) == (hits + 1, misses)
+        # When the sorted sets cannot answer (no rebuild has completed), the page is built from PostgreSQL: one miss
+        await redis.delete(keys.READY)
+        await product(client, name="Steel Rake")
+        hits, misses = stats.hits, stats.misses
+        assert len((await (await client.get("/api/products")).json())["items"]) == 2
+        assert (stats.hits, stats.misses) == (hits, misses + 1)
+    finally:
+        await redis.aclose()
