@@ -16,6 +16,7 @@ from aiohttp import web, web_response
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import multiprocess
 
+from api import transport
 from api.app import create_app
 from api.edge import SERVER_NAME
 from api.metrics import MULTIPROC_ENV
@@ -62,6 +63,8 @@ def serve(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
     logging.getLogger("aiohttp.server").addFilter(ClientFaults())
     get_logger("api").info("api_starting", host=host, port=port, pid=os.getpid())
     uvloop.install()
+    # Answers made in one turn of the loop are sent together at its end (api/transport.py).
+    transport.install()
     # The edge names no versions in ``Server``; the responses aiohttp makes itself (a request its parser refuses)
     # take this module default, which would name Python's and aiohttp's.
     web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]

@@ -21,10 +21,14 @@ import pytest
 import redis
 from aiohttp.test_utils import TestClient
 
+from api import transport
 from api.app import create_app
 from migrations.runner import migrate
 from shared.settings import Settings
 from shared.store.pool import init_connection
+
+# The app under test sends its answers as `python -m api` does: those made in one turn of the loop together.
+transport.install()
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 #: Each session claims a Redis database index of its own (see ``_claim_redis_db``), so parallel runs on one
