@@ -305,7 +305,8 @@ class RateLimiter:
         seen = (request.remote or "unknown", tuple(request.headers.getall(X_FORWARDED_FOR, ())))
         key = self._read_keys.get(seen)
         if key is None:
-            client = _client_of(*seen, self.trusted) if self.trusted else seen[0]
+            # This dict is the read client's memory: :func:`_client`'s cache would hold the same pair again.
+            client = _client.__wrapped__(*seen, self.trusted) if self.trusted else seen[0]
             key = f"{PREFIX}read:{client}"
             if sum(map(len, seen[1])) <= FORWARDED_CACHED_AT_MOST:
                 if len(self._read_keys) >= CLIENTS_SIZE:

@@ -5,11 +5,13 @@ a load generator) the sender pays that wake-up in the kernel, and on a virtual m
 besides. Sent one by one, 60 us apart (an answer made without waiting on anything: a 429, a 401), nearly every
 answer found the peer asleep again: wrk's context switches were 0.86 a request for a 429 and 0.57 for a cache hit.
 Sent back to back at the end of the turn, the first answer wakes the peer and the rest find it awake: 0.05 a
-request, and the API's system time per cache hit fell from 14 us to 7.5 (bench/RESULTS.md, 2026-12-03).
+request, and the API's system time per cache hit fell from 12-14 us to 8.6-9.5 (bench/RESULTS.md, 2026-12-03).
 
-No answer waits for anything but the rest of the turn it was made in (the other requests that were ready with it),
-and a turn with one ready request sends at once. A connection that is closed sends what it holds first; past
-:data:`FLUSH_AT` bytes a connection sends at once, so a large body still meets the socket's flow control.
+No answer waits for anything but the rest of the turn it was made in (the other requests that were ready with it):
+alone in its turn, an answer goes out as that turn ends. A connection that is closed sends what it holds first;
+past :data:`FLUSH_AT` bytes a connection sends at once, so a large body still meets the socket's flow control.
+Only the transport methods aiohttp's server calls (and ``abort``) are here; any other is the base class's
+``NotImplementedError``.
 
 aiohttp has no such setting: :func:`install` makes its server build :class:`CorkedRequestHandler`, whose transport
 is a :class:`CorkedTransport` around the event loop's own. Every write aiohttp makes goes through it, the
@@ -87,10 +89,6 @@ class CorkedTransport(asyncio.Transport):
         self.flush()
         self._inner.close()
 
-    def write_eof(self) -> None:
-        self.flush()
-        self._inner.write_eof()
-
     def abort(self) -> None:
         self._chunks.clear()
         self._size = 0
@@ -99,35 +97,14 @@ class CorkedTransport(asyncio.Transport):
     def is_closing(self) -> bool:
         return self._inner.is_closing()
 
-    def can_write_eof(self) -> bool:
-        return self._inner.can_write_eof()
-
-    def get_write_buffer_size(self) -> int:
-        return self._size + self._inner.get_write_buffer_size()
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return self._inner.get_write_buffer_limits()
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        self._inner.set_write_buffer_limits(high, low)
-
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self._inner.get_extra_info(name, default)
-
-    def is_reading(self) -> bool:
-        return self._inner.is_reading()
 
     def pause_reading(self) -> None:
         self._inner.pause_reading()
 
     def resume_reading(self) -> None:
         self._inner.resume_reading()
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self._inner.set_protocol(protocol)
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._inner.get_protocol()
 
 
 class CorkedRequestHandler(web_protocol.RequestHandler):
