@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from api.transport import FLUSH_AT, CorkedTransport
+from aiohttp import web, web_server
+
+from api.transport import FLUSH_AT, CorkedRequestHandler, CorkedTransport, install
 
 
 class Socket:
@@ -127,3 +129,14 @@ def test_a_loop_closed_with_answers_held_does_not_hold_back_the_next_loop_s() ->
         assert second.run_until_complete(on_the_next_loop()) == [("write", b"sent")]
     finally:
         second.close()
+
+
+async def test_the_servers_aiohttp_builds_use_the_corked_handler_once_installed() -> None:
+    # aiohttp's server finds its connection handler class by name on every connection: if an upgrade changed
+    # that, answers would go out one by one again, unnoticed by every other test.
+    install()
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        return web.Response()
+
+    assert type(web_server.Server(handler)()) is CorkedRequestHandler
