@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
 import asyncpg
+import orjson
 
 from shared import numbers
 from shared.models import Product, Versions, Written
@@ -194,21 +196,30 @@ async def any_after(conn: asyncpg.Connection, after_id: int, limit: int) -> list
     return [(_product(row), row["deleted"]) for row in rows]
 
 
-#: Rows of the sort order a page with an indexed filter (``q``, or a price range off the price order) is first
-#: looked for in. A filter that matches often (a common word, most price ranges) fills a page within the first
-#: few dozen rows of the order's index; one that matches rarely or never would walk the whole index (571 ms at 1M
-#: for a word in no product). So the page is looked for among the next WINDOW rows of the order, and only if they
-#: were all there and held too few matches is it taken from the match set itself, through the filter's own index
-#: (GIN for ``q``, the price index for a range), and sorted: a set then known to be sparse near the cursor.
-WINDOW: Final = 5_000
+#: Rows of the sort order a page with an indexed filter (``q``, a price range off the price order, inactive
+#: products) may be looked for in, by size. A filter that matches often (a common word, most price ranges) fills a
+#: page within the first few dozen rows of the order's index; one that matches rarely or never would walk the whole
+#: index (571 ms at 1M for a word in no product). So a page is looked for among a bounded window of the order,
+#: about three times the rows PostgreSQL's estimates say a page takes there, and only if that window held too few
+#: is it taken from the match set itself, through the most selective filter's own index, and sorted. Where the
+#: estimates say the match set is the shorter read, it is read at once (:func:`list_page`).
+WINDOWS: Final = {0: 500, 1: 1_500, 2: 5_000, 3: 10_000}
+#: What reading a row costs, relative to a row of a match set (read through a bitmap of its index, in no order):
+#: a walk in creation order reads the table nearly in its physical order (rows are stored as they are created),
+#: a walk in price or name order jumps about it. Measured at 1M products: 0.26, 1.0 and 1.6 us a row.
+WALK_COST: Final = {"-created_at": 0.16, "created_at": 0.16, "price": 0.6, "-price": 0.6, "name": 0.6}
+#: An entry of an index's bitmap, relative to a row of a match set.
+BITMAP_COST: Final = 0.1
 
 
 def _clauses(
-    filters: Filters, sort: str, after: tuple[Any, int] | None, args: list[Any]
+    filters: Filters, sort: str, after: tuple[Any, int] | None, args: list[Any], leave: str = ""
 ) -> tuple[list[str], list[str]]:
     """The conditions of a page, their values appended to ``args``: those the sort order's index walks (live rows,
-    the category, the cursor and, sorted by price, a price range), and those it can only filter by (``match``)."""
+    the category, the cursor and, sorted by price, a price range), and those it can only filter by (``match``),
+    but the one named by ``leave`` (one of :data:`DRIVERS`: the match set was already selected by it)."""
     _, op, (col, idcol) = SORTS[sort]
+    after = _bounded(filters, sort, after)
 
     def param(value: Any) -> str:
         args.append(value)
@@ -222,32 +233,81 @@ def _clauses(
         )
     if after is not None:
         walk.append(f"({col}, {idcol}) {op} ({param(after[0])}, {param(after[1])})")
-    priced: list[str] = []
-    if filters.min_price is not None:
-        priced.append(f"p.price >= {param(filters.min_price)}")
-    if filters.max_price is not None:
-        priced.append(f"p.price <= {param(filters.max_price)}")
     # Sorted by price, the price index applies a range itself: it bounds the walk instead of filtering it.
-    if sort.endswith("price"):
-        walk += priced
-    else:
-        match += priced
-    if filters.q:
+    priced = walk if sort.endswith("price") else match
+    if filters.min_price is not None and (leave not in ("price", "q price") or sort.endswith("price")):
+        priced.append(f"p.price >= {param(filters.min_price)}")
+    if filters.max_price is not None and (leave not in ("price", "q price") or sort.endswith("price")):
+        priced.append(f"p.price <= {param(filters.max_price)}")
+    if filters.q and leave not in ("q", "q price"):
         # Parsed once for the statement (an InitPlan), not once for each row the walk filters.
         match.append(f"p.search @@ (SELECT {_TSQUERY.format(q=param(filters.q))})")
     if filters.in_stock is True:
         match.append("p.stock > 0")
     elif filters.in_stock is False:
         match.append("p.stock = 0")
-    if filters.is_active is not None:
+    if filters.is_active is not None and leave != "inactive":
         # Fixed conditions, not a parameter: the partial index of inactive products (migration 0007) then serves.
         match.append("p.is_active" if filters.is_active else "NOT p.is_active")
     return walk, match
 
 
+def _bounded(filters: Filters, sort: str, after: tuple[Any, int] | None) -> tuple[Any, int] | None:
+    """The cursor, or None where a price range already starts the price order's walk past it (a cursor below the
+    range's minimum, ascending): the index then starts at the range, not at the cursor, whichever bound the
+    planner takes (a row comparison and a plain one on the same column are not merged)."""
+    if after is None or not sort.endswith("price"):
+        return after
+    if sort == "price" and filters.min_price is not None and after[0] < filters.min_price:
+        return None
+    if sort == "-price" and filters.max_price is not None and after[0] > filters.max_price:
+        return None
+    return after
+
+
+#: The filters a sparse page's match set can be selected by, each through an index of its own: ``q`` (GIN),
+#: ``price`` (a range, through the price index), ``inactive`` (the partial index of inactive products), and
+#: ``q price``, both (their two indexes' bitmaps ANDed: for a word and a range each too common alone).
+DRIVERS: Final = ("q", "price", "inactive", "q price")
+
+
+def _driver_condition(filters: Filters, driver: str, args: list[Any], planned: bool) -> str:
+    """The condition of ``driver`` alone, as the match set's index applies it, its values appended to ``args``;
+    ``planned``: with ``q`` parsed in the statement itself, where the planner sees its lexemes (its estimate of the
+    rows; a page parses it once, in an InitPlan, whose value no estimate can see)."""
+    if driver == "q" and planned:
+        return f"p.search @@ {_TSQUERY.format(q=_param(args, filters.q))}"
+    if driver == "q":
+        return f"p.search @@ (SELECT {_TSQUERY.format(q=_param(args, filters.q))})"
+    if driver == "inactive":
+        return "NOT p.is_active"
+    priced: list[str] = []
+    if driver == "q price":
+        priced.append(_driver_condition(filters, "q", args, planned))
+    if filters.min_price is not None:
+        priced.append(f"p.price >= {_param(args, filters.min_price)}")
+    if filters.max_price is not None:
+        priced.append(f"p.price <= {_param(args, filters.max_price)}")
+    return " AND ".join(priced)
+
+
+def drivers(filters: Filters, sort: str) -> list[str]:
+    """The filters of ``filters`` that can select a sparse page's match set (:data:`DRIVERS`)."""
+    found: list[str] = []
+    if filters.q:
+        found.append("q")
+    if (filters.min_price is not None or filters.max_price is not None) and not sort.endswith("price"):
+        found.append("price")
+    if filters.is_active is False:
+        found.append("inactive")
+    if "q" in found and "price" in found:
+        found.append("q price")
+    return found
+
+
 def _indexed_filter(filters: Filters, sort: str) -> bool:
     """Whether a filter with an index of its own (``q``; a price range, unless the price order walks it) narrows
-    the page: the pages that :data:`WINDOW` is for. ``in_stock`` alone is a filter of the walk (one product in
+    the page: the pages that :data:`WINDOWS` are for. ``in_stock`` alone is a filter of the walk (one product in
     eight is out of stock, so the walk reads about eight rows a match at most)."""
     priced = filters.min_price is not None or filters.max_price is not None
     # Inactive products are few, with a partial index of their own (migration 0007): a filter that narrows too.
@@ -261,66 +321,166 @@ def _plain(filters: Filters, sort: str, after: tuple[Any, int] | None, args: lis
     return f"{_SELECT} WHERE {' AND '.join(walk + match)} ORDER BY {order} LIMIT ${len(args) + 1}"
 
 
-def _windowed(filters: Filters, sort: str, after: tuple[Any, int] | None, args: list[Any]) -> str:
-    """The page among the next :data:`WINDOW` rows of the sort order: their order carries through the filter and
-    the join (no sort), so a common filter stops after a few dozen rows."""
+def _windowed(filters: Filters, sort: str, after: tuple[Any, int] | None, args: list[Any], window: int) -> str:
+    """The page among the next ``window`` rows of the sort order (one of :data:`WINDOWS`): their order carries
+    through the filter and the join (no sort), so a common filter stops after a few dozen rows."""
     walk, match = _clauses(filters, sort, after, args)
     order, _, _ = SORTS[sort]
-    window = f"(SELECT * FROM products p WHERE {' AND '.join(walk)} ORDER BY {order} LIMIT {WINDOW}) p"
+    rows = f"(SELECT * FROM products p WHERE {' AND '.join(walk)} ORDER BY {order} LIMIT {window}) p"
     return (
-        f"{_SELECT.replace('FROM products p', 'FROM ' + window, 1)} WHERE {' AND '.join(match)}"
+        f"{_SELECT.replace('FROM products p', 'FROM ' + rows, 1)} WHERE {' AND '.join(match)}"
         f" ORDER BY {order} LIMIT ${len(args) + 1}"
     )
 
 
-def _sparse(filters: Filters, sort: str, after: tuple[Any, int] | None, args: list[Any]) -> str:
-    """The page from the whole match set, found through the filters' indexes and sorted, but only if the next
-    :data:`WINDOW` rows of the sort order exist (else the window held every row left and its page is whole, and
-    this answers nothing without reading the match set: a one-time filter)."""
-    walk, match = _clauses(filters, sort, after, args)
+def _sparse(
+    filters: Filters, sort: str, after: tuple[Any, int] | None, args: list[Any], driver: str, window: int
+) -> str:
+    """The page from the whole match set, sorted: the rows one filter's index selects (``driver``, one of
+    :data:`DRIVERS`), the other conditions tested on them. With a ``window``, only if the next ``window`` rows
+    of the sort order exist (else the window held every row left and its page is whole, and this answers nothing
+    without reading the match set: what follows a window that held too few)."""
+    walk, match = _clauses(filters, sort, after, args, driver)
     order, _, (col, _) = SORTS[sort]
-    window = f"SELECT 1 FROM products p WHERE {' AND '.join(walk)} ORDER BY {order} LIMIT {WINDOW}"
-    # The match set is materialized with the columns the walk's conditions and the order read, and ``top`` names
+    columns = ["p.id", "p.category_id", "p.deleted_at", col]
+    if col != "p.price":
+        columns.append("p.price")
+    columns.append("p.stock")
+    columns.append("p.is_active")
+    if filters.q and driver not in ("q", "q price"):
+        columns.append("p.search")
+    selected = _driver_condition(filters, driver, args, False)
+    rest = walk + match
+    if window:
+        walked = f"SELECT 1 FROM products p WHERE {' AND '.join(walk)} ORDER BY {order} LIMIT {window}"
+        rest.append(f"(SELECT count(*) FROM ({walked}) w) = {window}")
+    # The match set is materialized with the columns the other conditions and the order read, and ``top`` names
     # it p so that they read them there: no index of the order can serve that ORDER BY, and the category's index
     # cannot be ANDed with the filter's (a category holds a fifth of the table), so whichever the plan (custom or
     # generic), the matches come from the filters' own indexes and only they are sorted.
     return (
-        f"WITH m AS MATERIALIZED (SELECT p.id, p.category_id, p.deleted_at, {col} FROM products p"
-        f" WHERE p.deleted_at IS NULL AND {' AND '.join(match)}),"
-        f" top AS (SELECT p.id FROM m p WHERE {' AND '.join(walk)} AND (SELECT count(*) FROM ({window}) w) = {WINDOW}"
+        f"WITH m AS MATERIALIZED (SELECT {', '.join(columns)} FROM products p"
+        f" WHERE p.deleted_at IS NULL AND {selected}),"
+        f" top AS (SELECT p.id FROM m p WHERE {' AND '.join(rest)}"
         f" ORDER BY {order} LIMIT ${len(args) + 1})"
         f" {_SELECT} WHERE p.id IN (SELECT id FROM top) ORDER BY {order}"
     )
 
 
-#: The statements of a page: by name, for the plans test (``statement``).
-_STATEMENTS: Final = {"plain": _plain, "windowed": _windowed, "sparse": _sparse}
-
-
 def statement(
     kind: str, filters: Filters, sort: str, after: tuple[Any, int] | None, limit: int
 ) -> tuple[str, list[Any]]:
-    """One statement :func:`list_page` may run (``plain``, ``windowed`` or ``sparse``) and its arguments, for
-    the plans test."""
+    """One statement :func:`list_page` may run and its arguments, for the plans test: ``plain``, ``windowed <n>``
+    (a window of ``WINDOWS[n]`` rows), ``sparse <driver>`` (the whole match set) or ``after <n> <driver>`` (the
+    match set after a window of ``WINDOWS[n]`` rows that held too few)."""
     args: list[Any] = []
-    sql = _STATEMENTS[kind](filters, sort, after, args)
+    how, _, which = kind.partition(" ")
+    if how == "plain":
+        sql = _plain(filters, sort, after, args)
+    elif how == "windowed":
+        sql = _windowed(filters, sort, after, args, WINDOWS[int(which)])
+    elif how == "sparse":
+        sql = _sparse(filters, sort, after, args, DRIVERS[DRIVERS.index(which)], 0)
+    else:
+        size, _, driver = which.partition(" ")
+        sql = _sparse(filters, sort, after, args, DRIVERS[DRIVERS.index(driver)], WINDOWS[int(size)])
     return sql, [*args, limit]
+
+
+async def kinds(conn: asyncpg.Connection, filters: Filters, sort: str, limit: int) -> list[str]:
+    """The statements :func:`list_page` may run for ``filters``, ``sort`` and ``limit`` on this table
+    (:func:`statement`'s kinds): ``plain``; or the window it would choose and the match set after it; or the whole
+    match set."""
+    if not _indexed_filter(filters, sort):
+        return ["plain"]
+    driver, size = await _choice(conn, filters, sort, limit)
+    if size is None:
+        return [f"sparse {driver}"]
+    return [f"windowed {size}", f"after {size} {driver}", f"sparse {driver}"]
+
+
+#: Seconds a listing's estimates (:func:`_estimates`) are reused, and how many listings' are kept.
+ESTIMATES_TTL: Final = 60.0
+ESTIMATES_KEPT: Final = 1_024
+_estimated: dict[tuple[Filters, str], tuple[float, tuple[float, float, dict[str, float]]]] = {}
+
+
+async def _estimates(conn: asyncpg.Connection, filters: Filters, sort: str) -> tuple[float, float, dict[str, float]]:
+    """PostgreSQL's estimates, for these values, of the rows the sort order's walk may read (live products, of the
+    category, in the price range of the price order), of those ``filters`` select, and of those each of its
+    :func:`drivers` selects: one EXPLAIN (planned, not run), reused for :data:`ESTIMATES_TTL` seconds."""
+    now = time.monotonic()
+    kept = _estimated.get((filters, sort))
+    if kept is not None and now - kept[0] < ESTIMATES_TTL:
+        return kept[1]
+    args: list[Any] = []
+    walk, match = _clauses(filters, sort, None, args, "q")
+    if filters.q:
+        match.append(_driver_condition(filters, "q", args, True))
+    scan = "SELECT 1 FROM products p WHERE "
+    parts = [scan + " AND ".join(walk), scan + " AND ".join(walk + match)]
+    found = drivers(filters, sort)
+    for driver in found:
+        parts.append(scan + "p.deleted_at IS NULL AND " + _driver_condition(filters, driver, args, True))
+    out = await conn.fetchval("EXPLAIN (FORMAT JSON) " + " UNION ALL ".join(parts), *args)
+    plan = (orjson.loads(out) if isinstance(out, str) else out)[0]["Plan"]
+    rows = [float(n["Plan Rows"]) for n in plan["Plans"] if n.get("Parent Relationship") == "Member"]
+    result = (rows[0], rows[1], dict(zip(found, rows[2:], strict=True)))
+    if len(_estimated) >= ESTIMATES_KEPT:
+        _estimated.clear()
+    _estimated[(filters, sort)] = (now, result)
+    return result
+
+
+async def _choice(conn: asyncpg.Connection, filters: Filters, sort: str, limit: int) -> tuple[str, int | None]:
+    """How a page with an indexed filter is read: the driver of its match set (:data:`DRIVERS`), and the window
+    of the order it is first looked for in (a key of :data:`WINDOWS`), or None to read the match set at once."""
+    walkable, matching, sizes = await _estimates(conn, filters, sort)
+    # What reading each driver's match set costs: its rows; for two indexes ANDed, their bitmaps and the rows of
+    # both (an entry of a bitmap costs about a tenth of a row).
+    costs: dict[str, float] = {}
+    for d in sizes:
+        costs[d] = sizes[d] if d != "q price" else BITMAP_COST * (sizes["q"] + sizes["price"]) + sizes[d]
+    driver = min(costs, key=lambda d: costs[d])
+    # A walk reads about limit * walkable / matching rows of the order to fill a page.
+    weight = WALK_COST[sort] if filters.category is None else WALK_COST["name"]
+    walked = min(walkable, limit * walkable / max(matching, 1.0))
+    if costs[driver] <= weight * walked:
+        return driver, None
+    # A window about three times what a page should take, but no dearer than half as much again as the match set:
+    # when the estimates were wrong (a word that no product holds is estimated as a rare one) the cost is at most
+    # 2.5 times the match set's. If no such window is a fifth longer than the walk a page should take, it would
+    # too often hold too few.
+    size = None
+    for n in WINDOWS:
+        if WINDOWS[n] * weight <= 1.5 * costs[driver] and WINDOWS[n] >= 1.2 * walked:
+            size = n
+            if WINDOWS[n] >= 3 * walked:
+                break
+    return driver, size
 
 
 async def list_page(
     conn: asyncpg.Connection, filters: Filters, sort: str, after: tuple[Any, int] | None, limit: int
 ) -> list[Product]:
     """One page in ``sort`` order after the keyset position ``after``, each statement indexed whatever the table's
-    size (see :data:`WINDOW`). Only fixed SQL fragments are joined."""
+    size. With a filter that has an index of its own, PostgreSQL's estimates choose how (:data:`WINDOWS`): a walk
+    of the order, in a window about three times what a page is expected to take, where matches are dense enough
+    that it is the cheaper read, else the match set that the most selective filter's index gives, sorted. Only
+    fixed SQL fragments are joined."""
     args: list[Any] = []
     if not _indexed_filter(filters, sort):
         return [_product(r) for r in await conn.fetch(_plain(filters, sort, after, args), *args, limit)]
-    rows = await conn.fetch(_windowed(filters, sort, after, args), *args, limit)
+    driver, size = await _choice(conn, filters, sort, limit)
+    if size is None:
+        return [_product(r) for r in await conn.fetch(_sparse(filters, sort, after, args, driver, 0), *args, limit)]
+    rows = await conn.fetch(_windowed(filters, sort, after, args, WINDOWS[size]), *args, limit)
     if len(rows) < limit:
         args = []
         # A sparse page holds every match the window held (its answer is a superset, in the same order), so an
         # empty answer is either no match at all or a window that held every row left: the window's rows stand.
-        rows = await conn.fetch(_sparse(filters, sort, after, args), *args, limit) or rows
+        sql = _sparse(filters, sort, after, args, driver, WINDOWS[size])
+        rows = await conn.fetch(sql, *args, limit) or rows
     return [_product(r) for r in rows]
 
 

@@ -17,10 +17,10 @@ from shared.store.products import Filters
 
 #: Products seeded: small enough for ``make test`` ...
 PRODUCTS = 30_000
-#: ... so the window of the sort order is scaled down with the table, to what it is to a category at 1M products
-#: (5,000 of 50,000 to 200,000 rows): the planner weighs a walk of the window against sorting a category as it
-#: would there, and the rarer filters go through the sparse match set.
-WINDOW = 300
+#: ... so the windows of the sort order are scaled down with the table, to what they are to a category at 1M
+#: products (5,000 of 50,000 to 200,000 rows): the planner weighs a walk of the window against sorting a category
+#: as it would there, and the rarer filters go through the sparse match set.
+WINDOWS = {0: 15, 1: 45, 2: 150, 3: 300}
 LIMIT = 21
 
 #: name -> (filters, sort, where the cursor is: a fraction of the way down the order, or None).
@@ -45,6 +45,19 @@ CASES: dict[str, tuple[Filters, str, float | None]] = {
     "a category by price": (Filters(category="kitchen"), "-price", None),
     "a category, deep": (Filters(category="office"), "created_at", 0.5),
     "q rare, in stock, deep": (Filters(q="zircon", in_stock=True), "-created_at", 0.5),
+    "q common, narrow range": (
+        Filters(q="made", min_price=Decimal(1234), max_price=Decimal(1250)),
+        "-created_at",
+        None,
+    ),
+    "q rare, wide range, by name": (Filters(q="zircon", min_price=Decimal(10), max_price=Decimal(900)), "name", None),
+    "q either word, a range": (Filters(q="zircon or opal", min_price=Decimal(1500)), "created_at", 0.2),
+    "q, a range by price, deep cursor below it": (
+        Filters(q="quality", min_price=Decimal(1234), max_price=Decimal(1250)),
+        "price",
+        0.5,
+    ),
+    "inactive by name": (Filters(is_active=False), "name", None),
 }
 
 _KEYS = {"-created_at": "created_at", "created_at": "created_at", "price": "price", "-price": "price", "name": "name"}
@@ -52,7 +65,9 @@ _KEYS = {"-created_at": "created_at", "created_at": "created_at", "price": "pric
 
 @pytest.fixture
 async def seeded(database_url: str, pg: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch) -> asyncpg.Connection:
-    monkeypatch.setattr(prod_repo, "WINDOW", WINDOW)
+    monkeypatch.setattr(prod_repo, "WINDOWS", WINDOWS)
+    # Estimates of another database's listings are not reused here.
+    monkeypatch.setattr(prod_repo, "_estimated", {})
     await seed(database_url, PRODUCTS, 5, progress=False, random_seed=1)
     await pg.execute("VACUUM ANALYZE products")
     await pg.execute("ANALYZE categories")
@@ -108,13 +123,31 @@ def _table_scans(node: dict[str, Any]) -> list[str]:
     ]
 
 
+def _unwindowed(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """The scans of products under ``node`` that neither a Limit (a window) nor a filter's index (a price range,
+    a word) bounds."""
+    if node["Node Type"] == "Limit":
+        return []
+    if node.get("Relation Name") == "products":
+        cond = node.get("Index Cond", "") + node.get("Recheck Cond", "")
+        return [] if "price" in cond or "@@" in cond else [node]
+    found = []
+    for child in node.get("Plans", []):
+        if child.get("Parent Relationship") not in ("InitPlan", "SubPlan"):
+            found += _unwindowed(child)
+    return found
+
+
 def _check(plan: dict[str, Any], kind: str) -> None:
     scans = [n for n in _nodes(plan) if n.get("Relation Name") == "products"]
     assert scans
     assert all(n["Node Type"] != "Seq Scan" for n in scans), "a Seq Scan on products"
     sorts = [n for n in _nodes(plan) if n["Node Type"] in ("Sort", "Incremental Sort")]
-    if kind != "sparse":
+    if kind == "plain":
         assert not sorts, "a sort"
+    if kind.startswith(("plain", "windowed")):
+        # A window's rows may be sorted again after the join, and the price order's range, never the table.
+        assert all(_unwindowed(s) == [] for s in sorts), "a sort of the table"
         # A walk of the order's index never filters by a word or a price it does not bound: that walk could read
         # the whole index for a rare one (the window's rows are filtered above the scan, at most WINDOW of them).
         unbounded = [
@@ -124,17 +157,19 @@ def _check(plan: dict[str, Any], kind: str) -> None:
         return
     # A sparse page sorts the match set (the materialized CTE m) and then its own rows, never the table ...
     assert all(_table_scans(s) == [] for s in sorts), [_table_scans(s) for s in sorts]
-    # ... and the match set comes from a filter's own index.
+    # ... and the match set comes from the filters' own indexes: the driver's.
     match_set = next(n for n in _nodes(plan) if n.get("Subplan Name") == "CTE m")
-    assert {n.get("Index Name") for n in _nodes(match_set)} & {"products_search", "products_price"}
+    used = {n.get("Index Name") for n in _nodes(match_set)}
+    indexes = {"q": "products_search", "price": "products_price", "inactive": "products_inactive_created"}
+    driver = next(d for d in prod_repo.DRIVERS[::-1] if kind.endswith(d))
+    assert used & {indexes[d] for d in driver.split()}, used
 
 
 async def test_every_listing_statement_is_indexed_in_custom_and_generic_plans(seeded: asyncpg.Connection) -> None:
     # Given 30,000 seeded products, analyzed
     for name, (filters, sort, fraction) in CASES.items():
         after = await _after(seeded, sort, fraction)
-        kinds = ["windowed", "sparse"] if prod_repo._indexed_filter(filters, sort) else ["plain"]
-        for kind in kinds:
+        for kind in await prod_repo.kinds(seeded, filters, sort, LIMIT):
             sql, args = prod_repo.statement(kind, filters, sort, after, LIMIT)
             # When each statement a listing may run is planned for its values, and as asyncpg's statement cache
             # has PostgreSQL plan it after five runs (generic)
@@ -155,7 +190,13 @@ async def test_every_listing_answers_what_filtering_the_whole_order_answers(seed
         page = [p.id for p in await prod_repo.list_page(seeded, filters, sort, after, LIMIT)]
         # Then it is the page that filtering the whole order gives
         sql, args = prod_repo.statement("plain", filters, sort, after, LIMIT)
-        assert page == [r["id"] for r in await seeded.fetch(sql, *args)], name
+        expected = [r["id"] for r in await seeded.fetch(sql, *args)]
+        assert page == expected, name
+        # And so is the whole match set that each of its filters' indexes gives, whichever the estimates choose
+        for kind in await prod_repo.kinds(seeded, filters, sort, LIMIT):
+            if kind.startswith("sparse"):
+                sql, args = prod_repo.statement(kind, filters, sort, after, LIMIT)
+                assert [r["id"] for r in await seeded.fetch(sql, *args)] == expected, (name, kind)
     # And a word pair that few products hold is paged, two at a time, through every match, in order, once
     filters = Filters(q="opal zircon")
     expected = [
@@ -166,7 +207,7 @@ async def test_every_listing_answers_what_filtering_the_whole_order_answers(seed
             filters.q,
         )
     ]
-    assert 0 < len(expected) < WINDOW
+    assert 0 < len(expected) < WINDOWS[2]
     seen: list[int] = []
     after = None
     while True:
@@ -192,3 +233,15 @@ async def test_the_slug_collision_lookup_is_an_index_range(seeded: asyncpg.Conne
     # And it finds the slug and nothing that merely starts like it
     assert slug in await prod_repo.slugs_like(seeded, base)
     assert await prod_repo.slugs_like(seeded, base[:-1]) == []
+
+
+async def test_the_estimates_choose_the_match_set_where_a_walk_would_read_more(seeded: asyncpg.Connection) -> None:
+    # Given 30,000 seeded products, analyzed
+    # When a word that no product holds is listed, it is read from the word's index at once: a walk of the order
+    # would read every window it was given and find nothing
+    assert await prod_repo.kinds(seeded, Filters(q="zzyzzx"), "name", LIMIT) == ["sparse q"]
+    # And a common word in a narrow price range is read from the price range, not from the word's many rows
+    common = Filters(q="made", min_price=Decimal(1234), max_price=Decimal(1250))
+    assert await prod_repo.kinds(seeded, common, "-created_at", LIMIT) == ["sparse price"]
+    # And a common word alone is looked for in a window of its order (the smallest with three pages' walk: 150)
+    assert (await prod_repo.kinds(seeded, Filters(q="made"), "-created_at", LIMIT))[0] == "windowed 2"
