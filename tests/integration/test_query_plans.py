@@ -20,7 +20,7 @@ PRODUCTS = 30_000
 #: ... so the windows of the sort order are scaled down with the table, to what they are to a category at 1M
 #: products (5,000 of 50,000 to 200,000 rows): the planner weighs a walk of the window against sorting a category
 #: as it would there, and the rarer filters go through the sparse match set.
-WINDOWS = {0: 15, 1: 45, 2: 150, 3: 300}
+WINDOWS = {0: 15, 1: 45, 2: 150, 3: 300, 4: 1200}
 LIMIT = 21
 
 #: name -> (filters, sort, where the cursor is: a fraction of the way down the order, or None).
@@ -245,3 +245,20 @@ async def test_the_estimates_choose_the_match_set_where_a_walk_would_read_more(s
     assert await prod_repo.kinds(seeded, common, "-created_at", LIMIT) == ["sparse price"]
     # And a common word alone is looked for in a window of its order (the smallest with three pages' walk: 150)
     assert (await prod_repo.kinds(seeded, Filters(q="made"), "-created_at", LIMIT))[0] == "windowed 2"
+
+
+async def test_the_named_listings_bench_times_every_listing_on_the_seeded_table(
+    seeded: asyncpg.Connection, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given 30,000 seeded products, analyzed
+    from bench import plans
+
+    # When `python -m bench plans --named` runs against them
+    assert await plans.named(database_url, 1) == 0
+    # Then it prints a row for each listing the issue names and for the slug lookup, each with its times
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 1 + len(plans.NAMED) + 1
+    for row in rows[1:-1]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1].split()[0] in ("plain", "windowed", "sparse"), row
+        assert all(float(ms) >= 0 for cell in cells[2:5] for ms in cell.split(" + ")), row
