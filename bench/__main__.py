@@ -427,9 +427,10 @@ def cli(argv: list[str]) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", metavar="{seed,scale}")
+    commands = parser.add_subparsers(dest="command", metavar="{seed,scale,plans}")
     commands.add_parser("seed", help="load N realistic products fast (python -m bench seed --help)", add_help=False)
     commands.add_parser("scale", help="listings and searches at 1k, 100k and 1M products", add_help=False)
+    commands.add_parser("plans", help="every listing list_page may run, timed on a seeded table", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "seed":
         from bench.seed import main as seed_main
@@ -439,6 +440,10 @@ def cli(argv: list[str]) -> int:
         from bench.scale import main as scale_main
 
         return scale_main(rest)
+    if args.command == "plans":
+        from bench.plans import main as plans_main
+
+        return plans_main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return main()
