@@ -394,14 +394,19 @@ def statement(
 
 async def kinds(conn: asyncpg.Connection, filters: Filters, sort: str, limit: int) -> list[str]:
     """The statements :func:`list_page` may run for ``filters``, ``sort`` and ``limit`` on this table
-    (:func:`statement`'s kinds): ``plain``; or the window it would choose and the match set after it; or the whole
-    match set."""
+    (:func:`statement`'s kinds): ``plain``; or the windows it would choose, the match set after them, and the
+    whole match set; or the whole match set alone."""
     if not _indexed_filter(filters, sort):
         return ["plain"]
-    driver, size = await _choice(conn, filters, sort, limit)
-    if size is None:
+    driver, windows = await _choice(conn, filters, sort, limit)
+    if not windows:
         return [f"sparse {driver}"]
-    return [f"windowed {size}", f"after {size} {driver}", f"sparse {driver}"]
+    found: list[str] = []
+    for size in windows:
+        found.append(f"windowed {size}")
+    found.append(f"after {windows[-1]} {driver}")
+    found.append(f"sparse {driver}")
+    return found
 
 
 #: Seconds a listing's estimates (:func:`_estimates`) are reused, and how many listings' are kept.
@@ -437,9 +442,9 @@ async def _estimates(conn: asyncpg.Connection, filters: Filters, sort: str) -> t
     return result
 
 
-async def _choice(conn: asyncpg.Connection, filters: Filters, sort: str, limit: int) -> tuple[str, int | None]:
-    """How a page with an indexed filter is read: the driver of its match set (:data:`DRIVERS`), and the window
-    of the order it is first looked for in (a key of :data:`WINDOWS`), or None to read the match set at once."""
+async def _choice(conn: asyncpg.Connection, filters: Filters, sort: str, limit: int) -> tuple[str, list[int]]:
+    """How a page with an indexed filter is read: the driver of its match set (:data:`DRIVERS`), and the windows
+    of the order it is looked for in first, in turn (keys of :data:`WINDOWS`; none: the match set at once)."""
     walkable, matching, sizes = await _estimates(conn, filters, sort)
     # What reading each driver's match set costs: its rows; for two indexes ANDed, their bitmaps and the rows of
     # both (an entry of a bitmap costs about a tenth of a row).
@@ -451,20 +456,26 @@ async def _choice(conn: asyncpg.Connection, filters: Filters, sort: str, limit: 
     weight = WALK_COST[sort] if filters.category is None else WALK_COST["name"]
     walked = min(walkable, limit * walkable / max(matching, 1.0))
     if costs[driver] <= weight * walked:
-        return driver, None
+        return driver, []
     # A window about three times what a page should take, but no dearer than half as much again as the match set:
     # when the estimates were wrong (a word that no product holds is estimated as a rare one) the cost is at most
     # 2.5 times the match set's. If no such window is a fifth longer than the walk a page should take, it would
-    # too often hold too few.
-    size = None
+    # too often hold too few. Where matches are many but not near the cursor (the newest products all outside a
+    # common price range), the widest such window is tried next, before the match set.
+    affordable: list[int] = []
     for n in WINDOWS:
         if n > JUMPING_WINDOWS and (filters.category is not None or not sort.endswith("created_at")):
             break
         if WINDOWS[n] * weight <= 1.5 * costs[driver] and WINDOWS[n] >= 1.2 * walked:
-            size = n
-            if WINDOWS[n] >= 3 * walked:
-                break
-    return driver, size
+            affordable.append(n)
+    if not affordable:
+        return driver, []
+    first = affordable[-1]
+    for n in affordable:
+        if WINDOWS[n] >= 3 * walked:
+            first = n
+            break
+    return driver, [first] if first == affordable[-1] else [first, affordable[-1]]
 
 
 async def list_page(
@@ -472,22 +483,25 @@ async def list_page(
 ) -> list[Product]:
     """One page in ``sort`` order after the keyset position ``after``, each statement indexed whatever the table's
     size. With a filter that has an index of its own, PostgreSQL's estimates choose how (:data:`WINDOWS`): a walk
-    of the order, in a window about three times what a page is expected to take, where matches are dense enough
-    that it is the cheaper read, else the match set that the most selective filter's index gives, sorted. Only
-    fixed SQL fragments are joined."""
+    of the order, in a window about three times what a page is expected to take (then in the widest affordable
+    one), where matches are dense enough that it is the cheaper read, and the match set that the most selective
+    filter's index gives, sorted, where it is or where the windows held too few. Only fixed SQL fragments are
+    joined."""
     args: list[Any] = []
     if not _indexed_filter(filters, sort):
         return [_product(r) for r in await conn.fetch(_plain(filters, sort, after, args), *args, limit)]
-    driver, size = await _choice(conn, filters, sort, limit)
-    if size is None:
-        return [_product(r) for r in await conn.fetch(_sparse(filters, sort, after, args, driver, 0), *args, limit)]
-    rows = await conn.fetch(_windowed(filters, sort, after, args, WINDOWS[size]), *args, limit)
-    if len(rows) < limit:
+    driver, windows = await _choice(conn, filters, sort, limit)
+    rows: list[asyncpg.Record] = []
+    for size in windows:
         args = []
-        # A sparse page holds every match the window held (its answer is a superset, in the same order), so an
-        # empty answer is either no match at all or a window that held every row left: the window's rows stand.
-        sql = _sparse(filters, sort, after, args, driver, WINDOWS[size])
-        rows = await conn.fetch(sql, *args, limit) or rows
+        rows = await conn.fetch(_windowed(filters, sort, after, args, WINDOWS[size]), *args, limit)
+        if len(rows) == limit:
+            return [_product(r) for r in rows]
+    args = []
+    sql = _sparse(filters, sort, after, args, driver, WINDOWS[windows[-1]] if windows else 0)
+    # After windows, a sparse page holds every match the last window held (its answer is a superset, in the same
+    # order), so an empty answer is either no match at all or a window that held every row left: its rows stand.
+    rows = await conn.fetch(sql, *args, limit) or rows
     return [_product(r) for r in rows]
 
 

@@ -262,3 +262,25 @@ async def test_the_named_listings_bench_times_every_listing_on_the_seeded_table(
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[1].split()[0] in ("plain", "windowed", "sparse"), row
         assert all(float(ms) >= 0 for cell in cells[2:5] for ms in cell.split(" + ")), row
+
+
+async def test_a_common_range_missing_from_the_newest_products_is_found_past_them(seeded: asyncpg.Connection) -> None:
+    # Given 30,000 seeded products, the newest 500 of them (more than the first window) priced below 1
+    await seeded.execute(
+        "UPDATE products SET price = 0.50 WHERE id IN (SELECT id FROM products ORDER BY created_at DESC, id DESC"
+        " LIMIT 500)"
+    )
+    await seeded.execute("ANALYZE products")
+    common = Filters(min_price=Decimal(1))
+    # When products from 1 up are listed newest first
+    kinds = await prod_repo.kinds(seeded, common, "-created_at", LIMIT)
+    page = [p.id for p in await prod_repo.list_page(seeded, common, "-created_at", None, LIMIT)]
+    # Then a first window sized for the range's density comes first, then the widest affordable one, before the
+    # range's whole match set (nearly the whole table) would be sorted
+    windows = [k for k in kinds if k.startswith("windowed")]
+    assert len(windows) == 2, kinds
+    assert windows[-1] == f"windowed {max(WINDOWS)}", kinds
+    # And the page is the range's newest products, past the 500
+    sql, args = prod_repo.statement("plain", common, "-created_at", None, LIMIT)
+    assert page == [r["id"] for r in await seeded.fetch(sql, *args)]
+    assert len(page) == LIMIT
