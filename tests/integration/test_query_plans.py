@@ -284,3 +284,42 @@ async def test_a_common_range_missing_from_the_newest_products_is_found_past_the
     sql, args = prod_repo.statement("plain", common, "-created_at", None, LIMIT)
     assert page == [r["id"] for r in await seeded.fetch(sql, *args)]
     assert len(page) == LIMIT
+
+
+async def test_the_estimates_are_the_whole_tables_where_the_planner_would_go_parallel(
+    seeded: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given 30,000 seeded products, and the estimates of listings planned as usual
+    listings = [
+        (Filters(q="zircon", min_price=Decimal(1234), max_price=Decimal(1250)), "price"),
+        (Filters(q="made", min_price=Decimal(10), max_price=Decimal(20)), "name"),
+        (Filters(q="zzyzzx", category="garden"), "-created_at"),
+        (Filters(is_active=False, min_price=Decimal(5)), "created_at"),
+    ]
+    usual = [await prod_repo._estimates(seeded, f, sort) for f, sort in listings]
+    # When parallel plans cost nothing, as on a large table they would win (a branch of a UNION under a Gather
+    # then counts one worker's share of its rows)
+    for setting in ("parallel_setup_cost", "parallel_tuple_cost", "min_parallel_table_scan_size"):
+        await seeded.execute(f"SET {setting} = 0")
+    await seeded.execute("SET min_parallel_index_scan_size = 0")
+    parallel = await seeded.fetchval("EXPLAIN (FORMAT JSON) SELECT 1 FROM products WHERE stock > 0 UNION ALL SELECT 1")
+    assert "Gather" in str(parallel)
+    monkeypatch.setattr(prod_repo, "_estimated", {})
+    # Then the estimates are the same: each the whole table's
+    assert [await prod_repo._estimates(seeded, f, sort) for f, sort in listings] == usual
+
+
+async def test_a_plan_of_another_shape_leaves_the_listing_answered(
+    seeded: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given estimates that come back in a shape the listing does not know (another PostgreSQL's EXPLAIN)
+    branch_rows = prod_repo._branch_rows
+    monkeypatch.setattr(prod_repo, "_branch_rows", lambda explained: branch_rows([{"Plan": {"Rows": 9}}]))
+    filters = Filters(q="zircon", min_price=Decimal(10), max_price=Decimal(900))
+    # When the listing is asked for
+    page = [p.id for p in await prod_repo.list_page(seeded, filters, "name", None, LIMIT)]
+    # Then it is answered, and right: the windows, then the match set
+    sql, args = prod_repo.statement("plain", filters, "name", None, LIMIT)
+    assert page == [r["id"] for r in await seeded.fetch(sql, *args)]
+    kinds = await prod_repo.kinds(seeded, filters, "name", LIMIT)
+    assert kinds == ["windowed 0", "windowed 3", "after 3 q", "sparse q"]
