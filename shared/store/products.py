@@ -203,12 +203,14 @@ async def any_after(conn: asyncpg.Connection, after_id: int, limit: int) -> list
 #: about three times the rows PostgreSQL's estimates say a page takes there, and only if that window held too few
 #: is it taken from the match set itself, through the most selective filter's own index, and sorted. Where the
 #: estimates say the match set is the shorter read, it is read at once (:func:`list_page`).
-WINDOWS: Final = {0: 500, 1: 1_500, 2: 5_000, 3: 10_000, 4: 40_000}
-#: The widest window (a key of :data:`WINDOWS`) of a walk that jumps about the table: in price or name order, or a
-#: category's in creation order (40,000 such rows cost 40-60 ms; and a window near the size of a category, 50,000
-#: of 1M, would have the planner sort the category instead). Only a walk of the whole table's creation order, which
-#: reads it nearly in its physical order, goes wider.
-JUMPING_WINDOWS: Final = 3
+WINDOWS: Final = {0: 500, 1: 1_500, 2: 5_000, 3: 10_000, 4: 25_000, 5: 40_000, 6: 100_000}
+#: The widest windows (keys of :data:`WINDOWS`) of a walk that jumps about the table: in price or name order
+#: (25,000 such rows cost about 25 ms: the most a deep numbered page needs where matches are dense), and a
+#: category's in creation order (a window near the size of a category, 50,000 of 1M, would have the planner sort
+#: the category instead). Only a walk of the whole table's creation order, which reads it nearly in its physical
+#: order (100,000 rows in about 20 ms), goes wider.
+JUMPING_WINDOWS: Final = 4
+CATEGORY_WINDOWS: Final = 3
 #: What reading a row costs, relative to a row of a match set (read through a bitmap of its index, in no order):
 #: a walk in creation order reads the table nearly in its physical order (rows are stored as they are created),
 #: a walk in price or name order jumps about it. Measured at 1M products: 0.26, 1.0 and 1.6 us a row.
@@ -338,13 +340,12 @@ def _windowed(filters: Filters, sort: str, after: tuple[Any, int] | None, args: 
     )
 
 
-def _sparse(
+def _match_set(
     filters: Filters, sort: str, after: tuple[Any, int] | None, args: list[Any], driver: str, window: int
-) -> str:
-    """The page from the whole match set, sorted: the rows one filter's index selects (``driver``, one of
-    :data:`DRIVERS`), the other conditions tested on them. With a ``window``, only if the next ``window`` rows
-    of the sort order exist (else the window held every row left and its page is whole, and this answers nothing
-    without reading the match set: what follows a window that held too few)."""
+) -> tuple[str, list[str]]:
+    """The match set that ``driver`` (one of :data:`DRIVERS`) selects through its index, as a materialized CTE
+    ``m`` with the columns the other conditions and the order read, and those conditions, to test on it. With a
+    ``window``, they hold only if the next ``window`` rows of the sort order exist (see :func:`_sparse`)."""
     walk, match = _clauses(filters, sort, after, args, driver)
     order, _, (col, _) = SORTS[sort]
     columns = ["p.id", "p.category_id", "p.deleted_at", col]
@@ -359,16 +360,34 @@ def _sparse(
     if window:
         walked = f"SELECT 1 FROM products p WHERE {' AND '.join(walk)} ORDER BY {order} LIMIT {window}"
         rest.append(f"(SELECT count(*) FROM ({walked}) w) = {window}")
-    # The match set is materialized with the columns the other conditions and the order read, and ``top`` names
-    # it p so that they read them there: no index of the order can serve that ORDER BY, and the category's index
-    # cannot be ANDed with the filter's (a category holds a fifth of the table), so whichever the plan (custom or
-    # generic), the matches come from the filters' own indexes and only they are sorted.
+    # The CTE is materialized and the conditions read it under the name p: no index of the order can serve the
+    # page's ORDER BY, and the category's index cannot be ANDed with the filter's (a category holds a fifth of the
+    # table), so whichever the plan (custom or generic), the matches come from the driver's index alone.
+    cte = f"WITH m AS MATERIALIZED (SELECT {', '.join(columns)} FROM products p"
+    cte += f" WHERE p.deleted_at IS NULL AND {selected})"
+    return cte, rest
+
+
+def _sparse(
+    filters: Filters,
+    sort: str,
+    after: tuple[Any, int] | None,
+    args: list[Any],
+    driver: str,
+    window: int,
+    skip: bool = False,
+) -> str:
+    """The page from the whole match set, sorted: the rows one filter's index selects (``driver``, one of
+    :data:`DRIVERS`), the other conditions tested on them. With a ``window``, only if the next ``window`` rows
+    of the sort order exist (else the window held every row left and its page is whole, and this answers nothing
+    without reading the match set: what follows a window that held too few). With ``skip``, an OFFSET follows the
+    LIMIT (the parameter after it), applied to the ids before the page's rows are read."""
+    cte, rest = _match_set(filters, sort, after, args, driver, window)
+    order, _, _ = SORTS[sort]
+    offset = f" OFFSET ${len(args) + 2}" if skip else ""
     return (
-        f"WITH m AS MATERIALIZED (SELECT {', '.join(columns)} FROM products p"
-        f" WHERE p.deleted_at IS NULL AND {selected}),"
-        f" top AS (SELECT p.id FROM m p WHERE {' AND '.join(rest)}"
-        f" ORDER BY {order} LIMIT ${len(args) + 1})"
-        f" {_SELECT} WHERE p.id IN (SELECT id FROM top) ORDER BY {order}"
+        f"{cte}, top AS (SELECT p.id FROM m p WHERE {' AND '.join(rest)} ORDER BY {order}"
+        f" LIMIT ${len(args) + 1}{offset}) {_SELECT} WHERE p.id IN (SELECT id FROM top) ORDER BY {order}"
     )
 
 
@@ -455,9 +474,17 @@ async def _estimates(conn: asyncpg.Connection, filters: Filters, sort: str) -> t
     return result
 
 
+def _widest(filters: Filters, sort: str) -> int:
+    """The widest window (a key of :data:`WINDOWS`) a walk of ``sort`` may take with ``filters``."""
+    if filters.category is not None:
+        return CATEGORY_WINDOWS
+    return len(WINDOWS) - 1 if sort.endswith("created_at") else JUMPING_WINDOWS
+
+
 async def _choice(conn: asyncpg.Connection, filters: Filters, sort: str, limit: int) -> tuple[str, list[int]]:
-    """How a page with an indexed filter is read: the driver of its match set (:data:`DRIVERS`), and the windows
-    of the order it is looked for in first, in turn (keys of :data:`WINDOWS`; none: the match set at once)."""
+    """How ``limit`` rows with an indexed filter are read: the driver of its match set (:data:`DRIVERS`), and the
+    windows of the order they are looked for in first, in turn (keys of :data:`WINDOWS`; none: the match set at
+    once)."""
     walkable, matching, sizes = await _estimates(conn, filters, sort)
     # What reading each driver's match set costs: its rows; for two indexes ANDed, their bitmaps and the rows of
     # both (an entry of a bitmap costs about a tenth of a row).
@@ -475,14 +502,16 @@ async def _choice(conn: asyncpg.Connection, filters: Filters, sort: str, limit: 
     # 2.5 times the match set's. If no such window is a fifth longer than the walk a page should take, it would
     # too often hold too few. Where matches are many but not near the cursor (the newest products all outside a
     # common price range), the widest such window is tried next, before the match set.
+    widest = _widest(filters, sort)
     affordable: list[int] = []
     for n in WINDOWS:
-        if n > JUMPING_WINDOWS and (filters.category is not None or not sort.endswith("created_at")):
-            break
-        if WINDOWS[n] * weight <= 1.5 * costs[driver] and WINDOWS[n] >= 1.2 * walked:
+        if n <= widest and WINDOWS[n] * weight <= 1.5 * costs[driver] and WINDOWS[n] >= 1.2 * walked:
             affordable.append(n)
     if not affordable:
-        return driver, []
+        # The match set at once, unless it is far dearer than the walk the estimates expect (thousands of rows
+        # wanted, a deep numbered page, where matches are dense): then the widest window, and the match set only
+        # if that held too few.
+        return driver, [widest] if costs[driver] > 3 * weight * walked else []
     first = affordable[-1]
     for n in affordable:
         if WINDOWS[n] >= 3 * walked:
@@ -500,21 +529,35 @@ async def list_page(
     one), where matches are dense enough that it is the cheaper read, and the match set that the most selective
     filter's index gives, sorted, where it is or where the windows held too few. Only fixed SQL fragments are
     joined."""
+    return await _listed(conn, filters, sort, after, 0, limit)
+
+
+async def list_at(conn: asyncpg.Connection, filters: Filters, sort: str, offset: int, limit: int) -> list[Product]:
+    """``limit`` products in ``sort`` order from position ``offset`` (numbered pages; the caller bounds it), read
+    as :func:`list_page` reads a page, for ``offset + limit`` rows."""
+    return await _listed(conn, filters, sort, None, offset, limit)
+
+
+async def _listed(
+    conn: asyncpg.Connection, filters: Filters, sort: str, after: tuple[Any, int] | None, offset: int, limit: int
+) -> list[Product]:
     args: list[Any] = []
     if not _indexed_filter(filters, sort):
-        return [_product(r) for r in await conn.fetch(_plain(filters, sort, after, args), *args, limit)]
-    driver, windows = await _choice(conn, filters, sort, limit)
+        sql = _plain(filters, sort, after, args) + f" OFFSET ${len(args) + 2}"
+        return [_product(r) for r in await conn.fetch(sql, *args, limit, offset)]
+    driver, windows = await _choice(conn, filters, sort, offset + limit)
     rows: list[asyncpg.Record] = []
     for size in windows:
         args = []
-        rows = await conn.fetch(_windowed(filters, sort, after, args, WINDOWS[size]), *args, limit)
+        sql = _windowed(filters, sort, after, args, WINDOWS[size]) + f" OFFSET ${len(args) + 2}"
+        rows = await conn.fetch(sql, *args, limit, offset)
         if len(rows) == limit:
             return [_product(r) for r in rows]
     args = []
-    sql = _sparse(filters, sort, after, args, driver, WINDOWS[windows[-1]] if windows else 0)
+    sql = _sparse(filters, sort, after, args, driver, WINDOWS[windows[-1]] if windows else 0, offset > 0)
     # After windows, a sparse page holds every match the last window held (its answer is a superset, in the same
     # order), so an empty answer is either no match at all or a window that held every row left: its rows stand.
-    rows = await conn.fetch(sql, *args, limit) or rows
+    rows = await conn.fetch(sql, *args, limit, *([offset] if offset else [])) or rows
     return [_product(r) for r in rows]
 
 
@@ -531,22 +574,30 @@ def _filtered(filters: Filters, args: list[Any]) -> list[str]:
 
 
 async def count_upto(conn: asyncpg.Connection, filters: Filters, cap: int) -> int:
-    """How many products ``filters`` select, counting at most ``cap`` of them (the cost is bounded by ``cap``)."""
+    """How many products ``filters`` select, counting at most ``cap`` of them. With an indexed filter, as
+    :func:`list_page` would read ``cap`` rows: in a window of the creation order (the table's physical order, near
+    enough) where matches are dense, else (or when the window, full, held fewer than ``cap``) in the match set of
+    the most selective filter's index."""
     args: list[Any] = []
-    where = _filtered(filters, args)
-    sql = f"SELECT count(*) FROM (SELECT 1 FROM products p WHERE {' AND '.join(where)} LIMIT {_param(args, cap)}) n"
-    count: int = await conn.fetchval(sql, *args)
-    return count
-
-
-async def list_at(conn: asyncpg.Connection, filters: Filters, sort: str, offset: int, limit: int) -> list[Product]:
-    """``limit`` products in ``sort`` order from position ``offset`` (numbered pages; the caller bounds it)."""
-    args: list[Any] = []
-    where = _filtered(filters, args)
-    order, _, _ = SORTS[sort]
-    page = f"LIMIT {_param(args, limit)} OFFSET {_param(args, offset)}"
-    sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY {order} {page}"
-    return [_product(r) for r in await conn.fetch(sql, *args)]
+    if not _indexed_filter(filters, "-created_at"):
+        where = _filtered(filters, args)
+        sql = f"SELECT count(*) FROM (SELECT 1 FROM products p WHERE {' AND '.join(where)} LIMIT ${len(args) + 1}) n"
+        count: int = await conn.fetchval(sql, *args, cap)
+        return count
+    driver, windows = await _choice(conn, filters, "-created_at", cap)
+    order, _, _ = SORTS["-created_at"]
+    for size in windows[-1:]:
+        walk, match = _clauses(filters, "-created_at", None, args)
+        window = f"(SELECT * FROM products p WHERE {' AND '.join(walk)} ORDER BY {order} LIMIT {WINDOWS[size]}) p"
+        sql = f"SELECT count(*) FROM (SELECT 1 FROM {window} WHERE {' AND '.join(match)} LIMIT ${len(args) + 1}) n"
+        count = await conn.fetchval(sql, *args, cap)
+        if count == cap:
+            return count
+        args = []
+    # The match set (after a window, only if the window was full: else its count was every match).
+    cte, rest = _match_set(filters, "-created_at", None, args, driver, WINDOWS[windows[-1]] if windows else 0)
+    sql = f"{cte} SELECT count(*) FROM (SELECT 1 FROM m p WHERE {' AND '.join(rest)} LIMIT ${len(args) + 1}) n"
+    return await conn.fetchval(sql, *args, cap) or (count if windows else 0)
 
 
 #: Live slugs equal to ``$1`` or ``$1-<anything>``: the candidates a new slug must avoid. The range is an index

@@ -20,7 +20,7 @@ PRODUCTS = 30_000
 #: ... so the windows of the sort order are scaled down with the table, to what they are to a category at 1M
 #: products (5,000 of 50,000 to 200,000 rows): the planner weighs a walk of the window against sorting a category
 #: as it would there, and the rarer filters go through the sparse match set.
-WINDOWS = {0: 15, 1: 45, 2: 150, 3: 300, 4: 1200}
+WINDOWS = {0: 15, 1: 45, 2: 150, 3: 300, 4: 750, 5: 1200, 6: 3000}
 LIMIT = 21
 
 #: name -> (filters, sort, where the cursor is: a fraction of the way down the order, or None).
@@ -322,4 +322,28 @@ async def test_a_plan_of_another_shape_leaves_the_listing_answered(
     sql, args = prod_repo.statement("plain", filters, "name", None, LIMIT)
     assert page == [r["id"] for r in await seeded.fetch(sql, *args)]
     kinds = await prod_repo.kinds(seeded, filters, "name", LIMIT)
-    assert kinds == ["windowed 0", "windowed 3", "after 3 q", "sparse q"]
+    widest = prod_repo.JUMPING_WINDOWS
+    assert kinds == ["windowed 0", f"windowed {widest}", f"after {widest} q", "sparse q"]
+
+
+async def test_every_numbered_page_and_count_is_what_the_whole_order_gives(seeded: asyncpg.Connection) -> None:
+    # Given 30,000 seeded products, analyzed
+    for name, (filters, sort, _) in CASES.items():
+        args: list[Any] = []
+        where = prod_repo._filtered(filters, args)
+        order, _, _ = prod_repo.SORTS[sort]
+        everything = [
+            r["id"]
+            for r in await seeded.fetch(
+                f"SELECT p.id FROM products p WHERE {' AND '.join(where)} ORDER BY {order}", *args
+            )
+        ]
+        for cap in (40, 2_000):
+            # When a numbered listing is counted up to a cap
+            count = await prod_repo.count_upto(seeded, filters, cap)
+            # Then it is every match, or the cap
+            assert count == min(cap, len(everything)), (name, cap)
+        for offset in (0, 37, 1_000):
+            # And a numbered page at an offset is the whole order's rows there
+            page = await prod_repo.list_at(seeded, filters, sort, offset, LIMIT)
+            assert [p.id for p in page] == everything[offset : offset + LIMIT], (name, offset)
