@@ -72,27 +72,29 @@ def _label(f: Filters) -> str:
     return ", ".join(f"{k}={v}" for k, v in shown.items()) or "no filter"
 
 
+async def _halfway(conn: asyncpg.Connection, sort: str, size: int) -> tuple[object, int]:
+    """The keyset cursor half-way down ``sort``'s order of the ``size`` live products."""
+    order, _, (col, idcol) = prod_repo.SORTS[sort]
+    row = await conn.fetchrow(
+        f"SELECT {col} AS k, {idcol} AS i FROM products p WHERE deleted_at IS NULL ORDER BY {order} OFFSET $1 LIMIT 1",
+        size // 2,
+    )
+    return row["k"], row["i"]
+
+
 async def run(dsn: str, reps: int, over: float, top: int) -> int:
     conn = await asyncpg.connect(dsn)
     try:
         size = await conn.fetchval("SELECT count(*) FROM products WHERE deleted_at IS NULL")
         category = await conn.fetchval("SELECT slug FROM categories WHERE deleted_at IS NULL ORDER BY id LIMIT 1")
-        halfway = {}
-        for sort in SORTS:
-            order, _, (col, idcol) = prod_repo.SORTS[sort]
-            row = await conn.fetchrow(
-                f"SELECT {col} AS k, {idcol} AS i FROM products p WHERE deleted_at IS NULL ORDER BY {order}"
-                " OFFSET $1 LIMIT 1",
-                size // 2,
-            )
-            halfway[sort] = (row["k"], row["i"])
+        halfway = {sort: await _halfway(conn, sort, size) for sort in SORTS}
         timings: list[tuple[float, str, str]] = []
         for mode in ("force_custom_plan", "force_generic_plan"):
             await conn.execute(f"SET plan_cache_mode = {mode}")
             for f in cases(category):
                 for sort in SORTS:
                     for after in (None, halfway[sort]):
-                        getattr(prod_repo, "_estimated", {}).clear()  # trees before the estimates have none
+                        prod_repo._estimated.clear()
                         best = float("inf")
                         for _ in range(reps):
                             t0 = time.perf_counter()
@@ -168,15 +170,7 @@ async def named(dsn: str, reps: int) -> int:
         print("| listing | statements | custom ms | generic ms | list_page ms |")
         print("| --- | --- | ---: | ---: | ---: |")
         for name, (f, sort, deep) in NAMED.items():
-            after = None
-            if deep:
-                order, _, (col, idcol) = prod_repo.SORTS[sort]
-                row = await conn.fetchrow(
-                    f"SELECT {col} AS k, {idcol} AS i FROM products p WHERE deleted_at IS NULL ORDER BY {order}"
-                    " OFFSET $1 LIMIT 1",
-                    size // 2,
-                )
-                after = (row["k"], row["i"])
+            after = await _halfway(conn, sort, size) if deep else None
             kinds = await prod_repo.kinds(conn, f, sort, 21)
             # What list_page runs: the window alone when it fills the page, else the match set after it.
             page = await prod_repo.list_page(conn, f, sort, after, 21)

@@ -227,28 +227,20 @@ def _clauses(
     but the one named by ``leave`` (one of :data:`DRIVERS`: the match set was already selected by it)."""
     _, op, (col, idcol) = SORTS[sort]
     after = _bounded(filters, sort, after)
-
-    def param(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
     walk = ["p.deleted_at IS NULL"]
     match: list[str] = []
     if filters.category is not None:
-        walk.append(
-            f"p.category_id = (SELECT id FROM categories WHERE slug = {param(filters.category)} AND deleted_at IS NULL)"
-        )
+        category = _param(args, filters.category)
+        walk.append(f"p.category_id = (SELECT id FROM categories WHERE slug = {category} AND deleted_at IS NULL)")
     if after is not None:
-        walk.append(f"({col}, {idcol}) {op} ({param(after[0])}, {param(after[1])})")
+        walk.append(f"({col}, {idcol}) {op} ({_param(args, after[0])}, {_param(args, after[1])})")
     # Sorted by price, the price index applies a range itself: it bounds the walk instead of filtering it.
-    priced = walk if sort.endswith("price") else match
-    if filters.min_price is not None and (leave not in ("price", "q price") or sort.endswith("price")):
-        priced.append(f"p.price >= {param(filters.min_price)}")
-    if filters.max_price is not None and (leave not in ("price", "q price") or sort.endswith("price")):
-        priced.append(f"p.price <= {param(filters.max_price)}")
+    if sort.endswith("price"):
+        walk.extend(_priced(filters, args))
+    elif leave not in ("price", "q price"):
+        match.extend(_priced(filters, args))
     if filters.q and leave not in ("q", "q price"):
-        # Parsed once for the statement (an InitPlan), not once for each row the walk filters.
-        match.append(f"p.search @@ (SELECT {_TSQUERY.format(q=param(filters.q))})")
+        match.append(_searched(filters, args, False))
     if filters.in_stock is True:
         match.append("p.stock > 0")
     elif filters.in_stock is False:
@@ -278,24 +270,35 @@ def _bounded(filters: Filters, sort: str, after: tuple[Any, int] | None) -> tupl
 DRIVERS: Final = ("q", "price", "inactive", "q price")
 
 
-def _driver_condition(filters: Filters, driver: str, args: list[Any], planned: bool) -> str:
-    """The condition of ``driver`` alone, as the match set's index applies it, its values appended to ``args``;
-    ``planned``: with ``q`` parsed in the statement itself, where the planner sees its lexemes (its estimate of the
-    rows; a page parses it once, in an InitPlan, whose value no estimate can see)."""
-    if driver == "q" and planned:
-        return f"p.search @@ {_TSQUERY.format(q=_param(args, filters.q))}"
-    if driver == "q":
-        return f"p.search @@ (SELECT {_TSQUERY.format(q=_param(args, filters.q))})"
-    if driver == "inactive":
-        return "NOT p.is_active"
+def _priced(filters: Filters, args: list[Any]) -> list[str]:
+    """The conditions of the price range, their values appended to ``args``."""
     priced: list[str] = []
-    if driver == "q price":
-        priced.append(_driver_condition(filters, "q", args, planned))
     if filters.min_price is not None:
         priced.append(f"p.price >= {_param(args, filters.min_price)}")
     if filters.max_price is not None:
         priced.append(f"p.price <= {_param(args, filters.max_price)}")
-    return " AND ".join(priced)
+    return priced
+
+
+def _searched(filters: Filters, args: list[Any], planned: bool) -> str:
+    """The condition of ``q``, its text appended to ``args``: parsed once for the statement, in an InitPlan (not
+    once for each row a walk filters), or, ``planned``, in the statement itself, where the planner sees its
+    lexemes (for its estimate of the rows: no estimate can see an InitPlan's value)."""
+    parsed = _TSQUERY.format(q=_param(args, filters.q))
+    return f"p.search @@ {parsed}" if planned else f"p.search @@ (SELECT {parsed})"
+
+
+def _driver_condition(filters: Filters, driver: str, args: list[Any], planned: bool) -> str:
+    """The condition of ``driver`` alone, as the match set's index applies it, its values appended to ``args``;
+    ``planned``: ``q`` as the planner's estimates need it (:func:`_searched`)."""
+    if driver == "inactive":
+        return "NOT p.is_active"
+    selected: list[str] = []
+    if driver in ("q", "q price"):
+        selected.append(_searched(filters, args, planned))
+    if driver in ("price", "q price"):
+        selected.extend(_priced(filters, args))
+    return " AND ".join(selected)
 
 
 def drivers(filters: Filters, sort: str) -> list[str]:
@@ -328,12 +331,18 @@ def _plain(filters: Filters, sort: str, after: tuple[Any, int] | None, args: lis
     return f"{_SELECT} WHERE {' AND '.join(walk + match)} ORDER BY {order} LIMIT ${len(args) + 1}"
 
 
+def _window(walk: list[str], sort: str, window: int, columns: str) -> str:
+    """The next ``window`` rows (one of :data:`WINDOWS`) of the sort order's walk, as a subquery named p."""
+    order, _, _ = SORTS[sort]
+    return f"(SELECT {columns} FROM products p WHERE {' AND '.join(walk)} ORDER BY {order} LIMIT {window}) p"
+
+
 def _windowed(filters: Filters, sort: str, after: tuple[Any, int] | None, args: list[Any], window: int) -> str:
     """The page among the next ``window`` rows of the sort order (one of :data:`WINDOWS`): their order carries
     through the filter and the join (no sort), so a common filter stops after a few dozen rows."""
     walk, match = _clauses(filters, sort, after, args)
     order, _, _ = SORTS[sort]
-    rows = f"(SELECT * FROM products p WHERE {' AND '.join(walk)} ORDER BY {order} LIMIT {window}) p"
+    rows = _window(walk, sort, window, "*")
     return (
         f"{_SELECT.replace('FROM products p', 'FROM ' + rows, 1)} WHERE {' AND '.join(match)}"
         f" ORDER BY {order} LIMIT ${len(args) + 1}"
@@ -347,7 +356,7 @@ def _match_set(
     ``m`` with the columns the other conditions and the order read, and those conditions, to test on it. With a
     ``window``, they hold only if the next ``window`` rows of the sort order exist (see :func:`_sparse`)."""
     walk, match = _clauses(filters, sort, after, args, driver)
-    order, _, (col, _) = SORTS[sort]
+    _, _, (col, _) = SORTS[sort]
     columns = ["p.id", "p.category_id", "p.deleted_at", col]
     if col != "p.price":
         columns.append("p.price")
@@ -358,8 +367,7 @@ def _match_set(
     selected = _driver_condition(filters, driver, args, False)
     rest = walk + match
     if window:
-        walked = f"SELECT 1 FROM products p WHERE {' AND '.join(walk)} ORDER BY {order} LIMIT {window}"
-        rest.append(f"(SELECT count(*) FROM ({walked}) w) = {window}")
+        rest.append(f"(SELECT count(*) FROM {_window(walk, sort, window, '1')}) = {window}")
     # The CTE is materialized and the conditions read it under the name p: no index of the order can serve the
     # page's ORDER BY, and the category's index cannot be ANDed with the filter's (a category holds a fifth of the
     # table), so whichever the plan (custom or generic), the matches come from the driver's index alone.
@@ -541,23 +549,27 @@ async def list_at(conn: asyncpg.Connection, filters: Filters, sort: str, offset:
 async def _listed(
     conn: asyncpg.Connection, filters: Filters, sort: str, after: tuple[Any, int] | None, offset: int, limit: int
 ) -> list[Product]:
+    # A numbered page's OFFSET is the parameter after the LIMIT; a keyset page runs its statement as it is.
+    skipped = [offset] if offset else []
     args: list[Any] = []
     if not _indexed_filter(filters, sort):
-        sql = _plain(filters, sort, after, args) + f" OFFSET ${len(args) + 2}"
-        return [_product(r) for r in await conn.fetch(sql, *args, limit, offset)]
+        sql = _plain(filters, sort, after, args)
+        sql += f" OFFSET ${len(args) + 2}" if offset else ""
+        return [_product(r) for r in await conn.fetch(sql, *args, limit, *skipped)]
     driver, windows = await _choice(conn, filters, sort, offset + limit)
     rows: list[asyncpg.Record] = []
     for size in windows:
         args = []
-        sql = _windowed(filters, sort, after, args, WINDOWS[size]) + f" OFFSET ${len(args) + 2}"
-        rows = await conn.fetch(sql, *args, limit, offset)
+        sql = _windowed(filters, sort, after, args, WINDOWS[size])
+        sql += f" OFFSET ${len(args) + 2}" if offset else ""
+        rows = await conn.fetch(sql, *args, limit, *skipped)
         if len(rows) == limit:
             return [_product(r) for r in rows]
     args = []
     sql = _sparse(filters, sort, after, args, driver, WINDOWS[windows[-1]] if windows else 0, offset > 0)
     # After windows, a sparse page holds every match the last window held (its answer is a superset, in the same
     # order), so an empty answer is either no match at all or a window that held every row left: its rows stand.
-    rows = await conn.fetch(sql, *args, limit, *([offset] if offset else [])) or rows
+    rows = await conn.fetch(sql, *args, limit, *skipped) or rows
     return [_product(r) for r in rows]
 
 
@@ -585,10 +597,10 @@ async def count_upto(conn: asyncpg.Connection, filters: Filters, cap: int) -> in
         count: int = await conn.fetchval(sql, *args, cap)
         return count
     driver, windows = await _choice(conn, filters, "-created_at", cap)
-    order, _, _ = SORTS["-created_at"]
-    for size in windows[-1:]:
+    count = 0
+    if windows:
         walk, match = _clauses(filters, "-created_at", None, args)
-        window = f"(SELECT * FROM products p WHERE {' AND '.join(walk)} ORDER BY {order} LIMIT {WINDOWS[size]}) p"
+        window = _window(walk, "-created_at", WINDOWS[windows[-1]], "*")
         sql = f"SELECT count(*) FROM (SELECT 1 FROM {window} WHERE {' AND '.join(match)} LIMIT ${len(args) + 1}) n"
         count = await conn.fetchval(sql, *args, cap)
         if count == cap:
@@ -597,7 +609,7 @@ async def count_upto(conn: asyncpg.Connection, filters: Filters, cap: int) -> in
     # The match set (after a window, only if the window was full: else its count was every match).
     cte, rest = _match_set(filters, "-created_at", None, args, driver, WINDOWS[windows[-1]] if windows else 0)
     sql = f"{cte} SELECT count(*) FROM (SELECT 1 FROM m p WHERE {' AND '.join(rest)} LIMIT ${len(args) + 1}) n"
-    return await conn.fetchval(sql, *args, cap) or (count if windows else 0)
+    return await conn.fetchval(sql, *args, cap) or count
 
 
 #: Live slugs equal to ``$1`` or ``$1-<anything>``: the candidates a new slug must avoid. The range is an index
